@@ -1,0 +1,1 @@
+//! End-to-end encryption: vodozemac Olm/Megolm wrappers, SFrame media frames, verification, key backup.

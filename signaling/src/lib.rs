@@ -1,0 +1,1 @@
+//! The WebSocket gateway and the event bus (in-process or Redis).

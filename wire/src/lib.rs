@@ -1,0 +1,1 @@
+//! Types that cross process boundaries: ids, API errors, access-token claims and bus events.
