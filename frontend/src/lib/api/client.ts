@@ -1,0 +1,249 @@
+/**
+ * The Copains API client: a typed `fetch` wrapper for `/api/v1`.
+ *
+ * Token rules (OWASP ASVS, issue 2 and 8):
+ * - the access token lives only in this object's memory — never localStorage, sessionStorage or a cookie;
+ * - the refresh token lives only in the HttpOnly cookie the server sets because every request
+ *   carries `X-Copains-Client: web`; the client never sees it (`refresh_token` is null in JSON);
+ * - on a 401 the client refreshes once (single-flight: concurrent 401s share one refresh),
+ *   retries the request, and when the refresh is refused it reports the session as lost.
+ */
+import { ApiError, errorFromResponse } from './errors';
+import type {
+	AuthResponse,
+	LoginInput,
+	ProfilePatch,
+	RefreshResponse,
+	RegisterInput,
+	Session,
+	User
+} from './types';
+
+/** The header that tells the server to put the refresh token in an HttpOnly cookie. */
+export const CLIENT_HEADER = 'X-Copains-Client';
+/** The value of {@link CLIENT_HEADER} for this web app. */
+export const CLIENT_NAME = 'web';
+
+/** Options of {@link ApiClient}. */
+export interface ApiClientOptions {
+	/** Base URL of the API; default `/api/v1` (same origin, so the cookie is sent). */
+	baseUrl?: string;
+	/** The `fetch` to use; default the global one. */
+	fetch?: typeof fetch;
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+	/** JSON body. */
+	body?: unknown;
+	/** Send the access token and refresh it on 401 (default true). */
+	auth?: boolean;
+	/** Abort signal. */
+	signal?: AbortSignal;
+}
+
+type Listener = () => void;
+
+/** A typed client of `/api/v1` that owns the in-memory access token. */
+export class ApiClient {
+	readonly #baseUrl: string;
+	readonly #fetch: typeof fetch;
+	#accessToken: string | null = null;
+	#refreshing: Promise<boolean> | null = null;
+	readonly #lostListeners = new Set<Listener>();
+
+	constructor(options: ApiClientOptions = {}) {
+		this.#baseUrl = (options.baseUrl ?? '/api/v1').replace(/\/$/, '');
+		const f = options.fetch ?? globalThis.fetch;
+		this.#fetch = (input, init) => f(input, init);
+	}
+
+	/** True when an access token is held in memory. */
+	get authenticated(): boolean {
+		return this.#accessToken !== null;
+	}
+
+	/** The current access token (for the gateway's identify later); null when signed out. */
+	get accessToken(): string | null {
+		return this.#accessToken;
+	}
+
+	/** Registers `fn` to run when the session is lost (refresh refused); returns an unsubscribe function. */
+	onSessionLost(fn: Listener): () => void {
+		this.#lostListeners.add(fn);
+		return () => this.#lostListeners.delete(fn);
+	}
+
+	/** Drops the access token from memory (no server call). */
+	forget(): void {
+		this.#accessToken = null;
+	}
+
+	/** Performs a request and parses its JSON answer (undefined for 202/204 or an empty body). */
+	async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+		const auth = options.auth ?? true;
+		if (auth && this.#accessToken === null) {
+			// No token in memory (fresh page): the refresh cookie may still hold a session.
+			if (!(await this.#refreshOnce())) throw this.#sessionLost();
+		}
+		const tokenUsed = auth ? this.#accessToken : null;
+		let res = await this.#send(method, path, options, tokenUsed);
+		if (auth && res.status === 401) {
+			// Another request may already have refreshed while this one was in flight.
+			const fresh = this.#accessToken !== null && this.#accessToken !== tokenUsed;
+			if (!fresh && !(await this.#refreshOnce())) throw this.#sessionLost();
+			res = await this.#send(method, path, options, this.#accessToken);
+			if (res.status === 401) {
+				this.#accessToken = null;
+				this.#emitLost();
+				throw await errorFromResponse(res);
+			}
+		}
+		if (!res.ok) throw await errorFromResponse(res);
+		return (await parseBody(res)) as T;
+	}
+
+	/**
+	 * Tries to restore a session from the refresh cookie (call on app start).
+	 * Returns true when a new access token was obtained, false when there is no valid session;
+	 * throws an {@link ApiError} with code `network` when the server cannot be reached.
+	 */
+	restoreSession(): Promise<boolean> {
+		return this.#refreshOnce();
+	}
+
+	/** `POST /auth/register`: creates the account and signs in. */
+	async register(input: RegisterInput): Promise<User> {
+		const body = await this.request<AuthResponse>('POST', '/auth/register', { body: input, auth: false });
+		return this.#acceptAuth(body);
+	}
+
+	/** `POST /auth/login` with a username or email. */
+	async login(input: LoginInput): Promise<User> {
+		const body = await this.request<AuthResponse>('POST', '/auth/login', { body: input, auth: false });
+		return this.#acceptAuth(body);
+	}
+
+	/** `POST /auth/logout`: ends the session on the server (best effort) and always forgets the token. */
+	async logout(): Promise<void> {
+		const token = this.#accessToken;
+		this.#accessToken = null;
+		if (token === null) return;
+		try {
+			await this.#send('POST', '/auth/logout', {}, token);
+		} catch {
+			// Offline: the token is gone from memory; the server session expires on its own.
+		}
+	}
+
+	/** `POST /auth/password/forgot`: always answers the same, whether or not the account exists. */
+	forgotPassword(email: string): Promise<void> {
+		return this.request<void>('POST', '/auth/password/forgot', { body: { email }, auth: false });
+	}
+
+	/** `POST /auth/password/reset` with the token from the reset link. */
+	resetPassword(token: string, password: string): Promise<void> {
+		return this.request<void>('POST', '/auth/password/reset', { body: { token, password }, auth: false });
+	}
+
+	/** `GET /users/@me`. */
+	me(): Promise<User> {
+		return this.request<User>('GET', '/users/@me');
+	}
+
+	/** `PATCH /users/@me`. */
+	updateMe(patch: ProfilePatch): Promise<User> {
+		return this.request<User>('PATCH', '/users/@me', { body: patch });
+	}
+
+	/** `POST /users/@me/password`; the server revokes every other session. */
+	changePassword(current_password: string, new_password: string): Promise<void> {
+		return this.request<void>('POST', '/users/@me/password', { body: { current_password, new_password } });
+	}
+
+	/** `GET /users/@me/sessions`. */
+	sessions(): Promise<Session[]> {
+		return this.request<Session[]>('GET', '/users/@me/sessions');
+	}
+
+	/** `DELETE /users/@me/sessions/{id}`. */
+	revokeSession(id: string): Promise<void> {
+		return this.request<void>('DELETE', `/users/@me/sessions/${encodeURIComponent(id)}`);
+	}
+
+	#acceptAuth(body: AuthResponse): User {
+		if (!body || typeof body.access_token !== 'string' || !body.user) {
+			throw new ApiError(0, 'bad_response', 'The server sent an unexpected answer.');
+		}
+		this.#accessToken = body.access_token;
+		return body.user;
+	}
+
+	#sessionLost(): ApiError {
+		this.#accessToken = null;
+		this.#emitLost();
+		return new ApiError(401, 'session_expired', 'Your session has ended. Please log in again.');
+	}
+
+	#emitLost(): void {
+		for (const fn of this.#lostListeners) fn();
+	}
+
+	/** One refresh at a time: concurrent callers share the same attempt. */
+	#refreshOnce(): Promise<boolean> {
+		this.#refreshing ??= this.#refresh().finally(() => {
+			this.#refreshing = null;
+		});
+		return this.#refreshing;
+	}
+
+	async #refresh(): Promise<boolean> {
+		// The refresh token travels only in its HttpOnly cookie: the body is empty.
+		const res = await this.#send('POST', '/auth/refresh', { body: {} }, null);
+		if (res.ok) {
+			const body = (await parseBody(res)) as RefreshResponse | undefined;
+			if (!body || typeof body.access_token !== 'string') {
+				throw new ApiError(0, 'bad_response', 'The server sent an unexpected answer.');
+			}
+			this.#accessToken = body.access_token;
+			return true;
+		}
+		this.#accessToken = null;
+		if (res.status === 400 || res.status === 401 || res.status === 403) return false;
+		throw await errorFromResponse(res);
+	}
+
+	async #send(method: string, path: string, options: RequestOptions, token: string | null): Promise<Response> {
+		const headers: Record<string, string> = { Accept: 'application/json', [CLIENT_HEADER]: CLIENT_NAME };
+		if (token !== null) headers.Authorization = `Bearer ${token}`;
+		let body: string | undefined;
+		if (options.body !== undefined) {
+			headers['Content-Type'] = 'application/json';
+			body = JSON.stringify(options.body);
+		}
+		try {
+			return await this.#fetch(this.#baseUrl + path, {
+				method,
+				headers,
+				body,
+				credentials: 'same-origin',
+				cache: 'no-store',
+				signal: options.signal
+			});
+		} catch (e) {
+			if (e instanceof DOMException && e.name === 'AbortError') throw e;
+			throw new ApiError(0, 'network', 'Could not reach the Copains server. Check your connection and try again.');
+		}
+	}
+}
+
+async function parseBody(res: Response): Promise<unknown> {
+	if (res.status === 204 || res.status === 202) return undefined;
+	const text = await res.text();
+	if (!text) return undefined;
+	try {
+		return JSON.parse(text);
+	} catch {
+		throw new ApiError(res.status, 'bad_response', 'The server sent an unexpected answer.');
+	}
+}

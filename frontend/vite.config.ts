@@ -1,0 +1,25 @@
+import { sveltekit } from '@sveltejs/kit/vite';
+import { defineConfig } from 'vitest/config';
+
+// During `npm run dev`, API and gateway calls go to a running `copains serve`
+// (COPAINS_URL, default http://127.0.0.1:8080) so cookies stay same-origin.
+const backend = process.env.COPAINS_URL ?? 'http://127.0.0.1:8080';
+
+export default defineConfig({
+	plugins: [sveltekit()],
+	server: {
+		proxy: {
+			'/api': { target: backend, changeOrigin: false },
+			'/gateway': { target: backend, ws: true }
+		}
+	},
+	preview: {
+		proxy: {
+			'/api': { target: backend, changeOrigin: false }
+		}
+	},
+	test: {
+		include: ['tests/**/*.test.ts'],
+		environment: 'node'
+	}
+});
