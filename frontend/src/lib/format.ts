@@ -1,0 +1,48 @@
+/** Small formatting helpers for the UI. */
+
+/** A short, human description of a User-Agent string, e.g. "Chrome on Linux". */
+export function describeUserAgent(ua: string | null | undefined): string {
+	if (!ua) return 'Unknown device';
+	const browser = /Edg\//.test(ua)
+		? 'Edge'
+		: /OPR\//.test(ua)
+			? 'Opera'
+			: /Firefox\//.test(ua)
+				? 'Firefox'
+				: /Chrom(e|ium)\//.test(ua)
+					? 'Chrome'
+					: /Safari\//.test(ua)
+						? 'Safari'
+						: null;
+	const os = /Android/.test(ua)
+		? 'Android'
+		: /iPhone|iPad|iPod/.test(ua)
+			? 'iOS'
+			: /Windows/.test(ua)
+				? 'Windows'
+				: /Mac OS X|Macintosh/.test(ua)
+					? 'macOS'
+					: /CrOS/.test(ua)
+						? 'ChromeOS'
+						: /Linux/.test(ua)
+							? 'Linux'
+							: null;
+	if (browser && os) return `${browser} on ${os}`;
+	if (browser || os) return (browser ?? os) as string;
+	return ua.length > 60 ? `${ua.slice(0, 57)}…` : ua;
+}
+
+/** A date and time in the user's locale, or "—" when missing or invalid. */
+export function formatDateTime(value: string | null | undefined): string {
+	if (!value) return '—';
+	const d = new Date(value);
+	if (Number.isNaN(d.getTime())) return '—';
+	return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** One or two initials for an avatar. */
+export function initials(name: string): string {
+	const parts = name.trim().split(/[\s._-]+/).filter(Boolean);
+	const letters = parts.length > 1 ? [...parts[0]][0] + [...parts[1]][0] : [...(parts[0] ?? '?')].slice(0, 2).join('');
+	return letters.toUpperCase();
+}
