@@ -1,0 +1,65 @@
+// Helpers shared by the e2e tests: assertions, unique users, and the common auth steps.
+import { randomBytes } from 'node:crypto';
+
+/** Thrown by a test to report itself skipped (e.g. a needed command is not configured). */
+export class Skip extends Error {}
+
+/** Fails the test with `message` unless `cond` holds. */
+export function assert(cond, message) {
+	if (!cond) throw new Error(`assertion failed: ${message}`);
+}
+
+/** Waits until `fn()` returns a truthy value (polling), or fails with `message`. */
+export async function eventually(fn, message, timeoutMs = 10000) {
+	const end = Date.now() + timeoutMs;
+	let last;
+	while (Date.now() < end) {
+		try {
+			last = await fn();
+			if (last) return last;
+		} catch (e) {
+			last = e;
+		}
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	throw new Error(`timed out: ${message} (last: ${last})`);
+}
+
+/** A fresh user with a unique username and email. */
+export function newUser() {
+	const id = randomBytes(5).toString('hex');
+	return { username: `e2e_${id}`, email: `e2e_${id}@example.test`, password: `correct horse ${id}` };
+}
+
+/** Waits for the app shell of a signed-in user. */
+export async function expectShell(page, user) {
+	await page.getByTestId('shell').waitFor({ state: 'visible' });
+	const shown = (await page.getByTestId('user-name').textContent())?.trim();
+	if (user) assert(shown === user.username || shown === user.displayName, `user panel shows ${shown}, expected ${user.username}`);
+	assert(new URL(page.url()).pathname === '/', `shell at ${page.url()}`);
+}
+
+/** Registers `user` through the UI (submitting with Enter) and waits for the shell. */
+export async function register(page, user) {
+	await page.goto('/register');
+	await page.getByLabel('Username').fill(user.username);
+	await page.getByLabel('Email').fill(user.email);
+	await page.getByLabel('Password').fill(user.password);
+	await page.getByLabel('Password').press('Enter');
+	await expectShell(page, user);
+}
+
+/** Logs in through the UI with a username or email. */
+export async function login(page, loginName, password) {
+	if (new URL(page.url()).pathname !== '/login') await page.goto('/login');
+	await page.getByLabel('Username or email').fill(loginName);
+	await page.getByLabel('Password').fill(password);
+	await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** Logs out with the user panel's button and waits for the login page. */
+export async function logout(page) {
+	await page.getByRole('button', { name: 'Log out' }).first().click();
+	await page.waitForURL((u) => u.pathname === '/login');
+	await page.getByLabel('Username or email').waitFor({ state: 'visible' });
+}
