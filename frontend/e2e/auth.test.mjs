@@ -195,16 +195,22 @@ export default [
 		}
 	},
 	{
-		name: 'going offline shows the reconnecting banner',
+		name: 'going offline shows the reconnecting banner without covering the shell',
 		async run({ page, context, shot }) {
-			await page.goto('/login');
-			await page.getByLabel('Username or email').waitFor({ state: 'visible' });
+			await register(page, newUser());
 			await context.setOffline(true);
 			const banner = page.getByTestId('connection-banner');
 			await banner.waitFor({ state: 'visible' });
+			const header = page.locator('.main-header');
+			await eventually(async () => {
+				const b = await banner.boundingBox();
+				const h = await header.boundingBox();
+				return b && h && b.y + b.height <= h.y + 0.5;
+			}, 'the banner sits above the header, not over it');
 			await shot('offline');
 			await context.setOffline(false);
 			await banner.waitFor({ state: 'hidden' });
+			await eventually(async () => (await header.boundingBox())?.y === 0, 'the shell takes the space back');
 		}
 	},
 	{
