@@ -183,6 +183,33 @@ export default [
 		}
 	},
 	{
+		name: 'keyboard only: tab through the login form, focus is visible, Enter submits',
+		async run({ page, shot }) {
+			const user = newUser();
+			await register(page, user);
+			await logout(page);
+			await page.goto('/login');
+			await page.getByLabel('Username or email').waitFor({ state: 'visible' });
+			const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent?.trim());
+			assert((await focused()) === 'login', 'the first field has focus on arrival');
+			await page.keyboard.type(user.email);
+			await page.keyboard.press('Tab');
+			assert((await focused()) === 'password', 'Tab moves to the password');
+			const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+			assert(outline !== 'none', `a focus ring is drawn (outline-style ${outline})`);
+			await page.keyboard.type(user.password);
+			await page.keyboard.press('Tab');
+			assert((await focused()) === 'Forgot your password?', 'then the forgot-password link');
+			await page.keyboard.press('Tab');
+			assert((await focused()) === 'Log in', 'then the submit button');
+			await shot('focus-on-submit');
+			await page.keyboard.press('Shift+Tab');
+			await page.keyboard.press('Shift+Tab');
+			await page.keyboard.press('Enter');
+			await expectShell(page, user);
+		}
+	},
+	{
 		name: 'signed-out visitors are sent to login and back after it',
 		async run({ page }) {
 			const user = newUser();
