@@ -39,6 +39,9 @@ const browser = await chromium.launch({
 	]
 });
 
+// A promise a failed test left behind must not kill the whole run.
+process.on('unhandledRejection', (e) => console.log(`        (late rejection from a finished test: ${String(e).split('\n')[0]})`));
+
 console.log(`e2e against ${baseURL}`);
 let passed = 0;
 let failed = 0;

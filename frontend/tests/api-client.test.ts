@@ -49,6 +49,7 @@ class FakeServer {
 				return json(200, { access_token: issue(), refresh_token: null });
 			}
 			case 'POST /api/v1/auth/logout':
+				if (bearer === null || !this.validAccess.has(bearer)) return json(401, { code: 'unauthorized', message: 'Invalid token.' });
 				this.cookieJar = null;
 				return new Response(null, { status: 204 });
 			case 'GET /api/v1/users/@me':
@@ -173,6 +174,28 @@ describe('access token kept in memory only', () => {
 		expect(call.headers.get('Authorization')).toBe('Bearer access-1');
 		expect(client.authenticated).toBe(false);
 		expect(server.cookieJar).toBeNull();
+	});
+
+	it('logout after the access token expired refreshes first, so the server session really ends', async () => {
+		await client.login({ login: 'alice', password: 'correct horse' });
+		server.expireAccessTokens();
+		let lost = 0;
+		client.onSessionLost(() => lost++);
+		await client.logout();
+		const logouts = server.calls.filter((c) => c.path === '/api/v1/auth/logout');
+		expect(server.refreshCount).toBe(1);
+		expect(logouts.at(-1)!.headers.get('Authorization')).toBe('Bearer access-2');
+		expect(server.cookieJar).toBeNull();
+		expect(client.authenticated).toBe(false);
+		expect(lost).toBe(0);
+	});
+
+	it('logout with no session at all does not report a lost session', async () => {
+		let lost = 0;
+		client.onSessionLost(() => lost++);
+		await client.logout();
+		expect(lost).toBe(0);
+		expect(client.authenticated).toBe(false);
 	});
 
 	it('logout forgets the token even when the server cannot be reached', async () => {

@@ -23,7 +23,9 @@ export async function restoreSession(): Promise<void> {
 			session.status = 'signed-out';
 		}
 	} catch (e) {
-		if (e instanceof ApiError && e.code === 'network') {
+		// Not reached, or a proxy says the server is down (502/503/504): offer a retry rather than
+		// the login page. Any other failure of the refresh falls back to signed out.
+		if (e instanceof ApiError && (e.code === 'network' || [502, 503, 504].includes(e.status))) {
 			session.status = 'unreachable';
 		} else {
 			api.forget();

@@ -80,22 +80,26 @@ export class ApiClient {
 	}
 
 	/** Performs a request and parses its JSON answer (undefined for 202/204 or an empty body). */
-	async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+	request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+		return this.#request<T>(method, path, options, true);
+	}
+
+	async #request<T>(method: string, path: string, options: RequestOptions, reportLoss: boolean): Promise<T> {
 		const auth = options.auth ?? true;
 		if (auth && this.#accessToken === null) {
 			// No token in memory (fresh page): the refresh cookie may still hold a session.
-			if (!(await this.#refreshOnce())) throw this.#sessionLost();
+			if (!(await this.#refreshOnce())) throw this.#sessionLost(reportLoss);
 		}
 		const tokenUsed = auth ? this.#accessToken : null;
 		let res = await this.#send(method, path, options, tokenUsed);
 		if (auth && res.status === 401) {
 			// Another request may already have refreshed while this one was in flight.
 			const fresh = this.#accessToken !== null && this.#accessToken !== tokenUsed;
-			if (!fresh && !(await this.#refreshOnce())) throw this.#sessionLost();
+			if (!fresh && !(await this.#refreshOnce())) throw this.#sessionLost(reportLoss);
 			res = await this.#send(method, path, options, this.#accessToken);
 			if (res.status === 401) {
 				this.#accessToken = null;
-				this.#emitLost();
+				if (reportLoss) this.#emitLost();
 				throw await errorFromResponse(res);
 			}
 		}
@@ -124,15 +128,18 @@ export class ApiClient {
 		return this.#acceptAuth(body);
 	}
 
-	/** `POST /auth/logout`: ends the session on the server (best effort) and always forgets the token. */
+	/**
+	 * `POST /auth/logout`: ends the session on the server and always forgets the token.
+	 * An expired access token is refreshed first (through the cookie), so logging out after a
+	 * long idle time still ends the server session and clears the cookie. Never throws.
+	 */
 	async logout(): Promise<void> {
-		const token = this.#accessToken;
-		this.#accessToken = null;
-		if (token === null) return;
 		try {
-			await this.#send('POST', '/auth/logout', {}, token);
+			await this.#request<void>('POST', '/auth/logout', {}, false);
 		} catch {
-			// Offline: the token is gone from memory; the server session expires on its own.
+			// Already ended (refresh refused), or offline: the token is dropped below either way.
+		} finally {
+			this.#accessToken = null;
 		}
 	}
 
@@ -179,9 +186,9 @@ export class ApiClient {
 		return body.user;
 	}
 
-	#sessionLost(): ApiError {
+	#sessionLost(report = true): ApiError {
 		this.#accessToken = null;
-		this.#emitLost();
+		if (report) this.#emitLost();
 		return new ApiError(401, 'session_expired', 'Your session has ended. Please log in again.');
 	}
 
