@@ -8,7 +8,26 @@ const config = {
 		// A single-page app: `copains serve` serves `build/` and falls back to
 		// `index.html` for every unknown non-API path.
 		adapter: adapter({ pages: 'build', assets: 'build', fallback: 'index.html', strict: true }),
-		version: { pollInterval: 0 }
+		version: { pollInterval: 0 },
+		// Content-Security-Policy as a <meta> in index.html, with the hash of SvelteKit's inline
+		// bootstrap script: no other inline or third-party script can run. (frame-ancestors and
+		// report-uri cannot be set by <meta>; the server/Caddy headers add those.)
+		csp: {
+			mode: 'hash',
+			directives: {
+				'default-src': ['self'],
+				'script-src': ['self'],
+				'style-src': ['self', 'unsafe-inline'],
+				'img-src': ['self', 'data:', 'blob:'],
+				'font-src': ['self'],
+				'connect-src': ['self'],
+				'media-src': ['self', 'blob:'],
+				'worker-src': ['self', 'blob:'],
+				'object-src': ['none'],
+				'base-uri': ['self'],
+				'form-action': ['self']
+			}
+		}
 	}
 };
 

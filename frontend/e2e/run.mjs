@@ -59,6 +59,10 @@ for (const file of files) {
 		const page = await context.newPage();
 		const pageErrors = [];
 		page.on('pageerror', (e) => pageErrors.push(e));
+		// A Content-Security-Policy violation means something the app needs is blocked: fail on it.
+		page.on('console', (m) => {
+			if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) pageErrors.push(new Error(m.text()));
+		});
 		const shot = async (label, p = page) => {
 			const path = join(artifacts, `${slug(t.name)}--${slug(label)}.png`);
 			await p.screenshot({ path, fullPage: true });
@@ -73,7 +77,7 @@ for (const file of files) {
 					timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
 				})
 			]);
-			if (pageErrors.length) throw new Error(`uncaught error in the page: ${pageErrors[0].stack ?? pageErrors[0]}`);
+			if (pageErrors.length) throw new Error(`error in the page: ${pageErrors[0].stack ?? pageErrors[0]}`);
 			passed++;
 			console.log(`  ok    ${name} (${Date.now() - started} ms)`);
 		} catch (e) {
