@@ -342,6 +342,7 @@ struct Participant {
     out_by_mid: HashMap<Mid, TrackId>,
     pending: Option<SdpPendingOffer>,
     estimate: u64,
+    cap: Option<u64>,
     timeout: Instant,
 }
 
@@ -497,6 +498,7 @@ impl Room {
                 out_by_mid: HashMap::new(),
                 pending: None,
                 estimate: self.config.initial_bitrate,
+                cap: None,
                 timeout: now,
             },
         );
@@ -677,23 +679,30 @@ impl Room {
         Ok(())
     }
 
-    /// Feeds a bandwidth estimate (bits/s) for a subscriber, as str0m's BWE does through
-    /// `Event::EgressBitrateEstimate`. Operators may use it to cap a subscriber.
-    pub fn set_bandwidth_estimate(
+    /// Caps the bandwidth used for a subscriber's layer choice (bits/s); `None` removes the
+    /// cap. The effective budget is the smaller of the cap and str0m's estimate
+    /// (`Event::EgressBitrateEstimate`). Operators use it to limit a subscriber; tests use it
+    /// to simulate a bandwidth drop deterministically.
+    pub fn set_bandwidth_cap(
         &mut self,
         now: Instant,
         subscriber: ParticipantId,
-        bps: u64,
+        bps: Option<u64>,
     ) -> Result<(), RoomError> {
         let p = self
             .participants
             .get_mut(&subscriber)
             .ok_or(RoomError::UnknownParticipant)?;
-        p.estimate = bps;
+        p.cap = bps;
         self.update_targets(subscriber, now);
         self.process(now);
         self.finish(now);
         Ok(())
+    }
+
+    /// The bandwidth estimate str0m last reported for a subscriber (bits/s).
+    pub fn bandwidth_estimate(&self, subscriber: ParticipantId) -> Option<u64> {
+        self.participants.get(&subscriber).map(|p| p.estimate)
     }
 
     /// A datagram that the IO driver routed to `participant`. Garbage is rejected with an
@@ -1106,7 +1115,7 @@ impl Room {
         };
         let mut ids = Vec::new();
         let mut wants = Vec::new();
-        let mut budget = p.estimate;
+        let mut budget = p.cap.map_or(p.estimate, |c| c.min(p.estimate));
         for (tid, out) in p.outs.iter_mut() {
             if !matches!(out.state, OutState::Open(_)) {
                 continue;
@@ -1116,6 +1125,7 @@ impl Room {
             };
             if out.kind == TrackKind::Audio {
                 budget = budget.saturating_sub(40_000);
+                out.target = Some(Layer::Q);
                 continue;
             }
             if !t.simulcast {
