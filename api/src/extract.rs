@@ -1,0 +1,268 @@
+//! Extractors whose rejections become [`ApiError`]s: a JSON body, path ids,
+//! the bearer-authenticated caller, and the client IP.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use copains_wire::{Id, TokenError};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body; syntax errors → 400, wrong fields → 422, wrong content type → 415, too big → 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "malformed_json",
+            format!("malformed JSON: {}", inner(&e.body_text())),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::validation(inner(&e.body_text())),
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::BytesRejection(e)
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::PayloadTooLarge(0)
+        }
+        other => ApiError::bad_request("bad_body", other.body_text()),
+    }
+}
+
+/// axum's messages start with a generic prefix; keep the useful tail.
+fn inner(text: &str) -> String {
+    text.split_once(": ")
+        .map(|(_, t)| t)
+        .unwrap_or(text)
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// Path parameters; a bad id → 404 (an id that cannot exist names nothing).
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::not_found("no such object"))
+            }
+            Err(e) => Err(ApiError::bad_request("bad_path", e.body_text())),
+        }
+    }
+}
+
+/// A query string; bad values → 400.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::bad_request("bad_query", inner(&e.body_text())))
+            }
+            Err(e) => Err(ApiError::bad_request("bad_query", e.body_text())),
+        }
+    }
+}
+
+/// The authenticated caller: a valid access token whose session is still live and
+/// whose account is not suspended.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth {
+    /// The user.
+    pub user_id: Id,
+    /// The session the token belongs to.
+    pub session_id: Id,
+    /// Whether the user is an instance admin.
+    pub is_admin: bool,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(a) = parts.extensions.get::<Auth>() {
+            return Ok(*a);
+        }
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_token",
+                "an access token is required (Authorization: Bearer …)",
+            )
+        })?;
+        let claims = state.verifier.verify(token).map_err(|e| match e {
+            TokenError::Expired => {
+                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
+            }
+            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
+        })?;
+        let row: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT u.is_admin, u.suspended_at IS NOT NULL
+               FROM sessions s JOIN users u ON u.id = s.user_id
+              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()",
+        )
+        .bind(claims.sid.0)
+        .bind(claims.sub.0)
+        .fetch_optional(&state.db)
+        .await?;
+        let (is_admin, suspended) = row.ok_or_else(|| {
+            ApiError::unauthorized("session_revoked", "this session has ended; log in again")
+        })?;
+        if suspended {
+            return Err(ApiError::forbidden(
+                "account_suspended",
+                "this account is suspended",
+            ));
+        }
+        let auth = Auth {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            is_admin,
+        };
+        parts.extensions.insert(auth);
+        Ok(auth)
+    }
+}
+
+/// An authenticated instance admin.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAuth(pub Auth);
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        if !auth.is_admin {
+            return Err(ApiError::forbidden(
+                "not_admin",
+                "only instance admins may do this",
+            ));
+        }
+        Ok(AdminAuth(auth))
+    }
+}
+
+/// The `Authorization: Bearer` token, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The client's IP: the TCP peer, or — when the peer is a trusted proxy — the right-most
+/// `X-Forwarded-For` hop that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if !is_trusted(&ip) => return ip,
+            Ok(_) => continue,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+/// The client IP of this request (see [`client_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(peer_ip(parts, &state.config.trusted_proxies)))
+    }
+}
+
+/// The client IP from request parts (peer from `ConnectInfo`, loopback when absent, as in tests).
+pub fn peer_ip(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    client_ip(peer, &parts.headers, trusted)
+}
+
+/// The `User-Agent`, cut to 256 characters.
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.1.1.1".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &h, &[]), proxy);
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+    }
+}

@@ -1,0 +1,327 @@
+//! Settings: flags, `COPAINS_*` variables and an optional TOML file, resolved into [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, CommandFactory};
+use copains_api::config::{ApiConfig, SmtpConfig};
+use serde::Deserialize;
+
+/// Every setting, as given (all optional: defaults are applied by [`Config::load`]).
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings (keys like `http_addr = "0.0.0.0:8080"`).
+    #[arg(long, env = "COPAINS_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL. Unset: `serve` starts a private cluster under the data folder.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address the HTTP server listens on [default: 127.0.0.1:8080].
+    #[arg(long, env = "COPAINS_HTTP_ADDR", global = true)]
+    pub http_addr: Option<String>,
+    /// Redis URL for the bus and presence across nodes. Unset: one node, no Redis.
+    #[arg(long, env = "COPAINS_REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Folder for local state: the embedded PostgreSQL, the token signing key [default: ./data].
+    #[arg(long, env = "COPAINS_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Public URL of the web app, used in links sent to users [default: http://localhost:8080].
+    #[arg(long, env = "COPAINS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Folder of the built web app served at `/` [default: frontend/build].
+    #[arg(long, env = "COPAINS_WEB_DIR", global = true)]
+    pub web_dir: Option<PathBuf>,
+    /// Ed25519 private key (PKCS#8 PEM) signing access tokens; created if missing
+    /// [default: <data_dir>/jwt-ed25519.pem]. Every API node of an instance needs the same key.
+    #[arg(long, env = "COPAINS_JWT_KEY_FILE", global = true)]
+    pub jwt_key_file: Option<PathBuf>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "COPAINS_BODY_LIMIT", global = true)]
+    pub body_limit: Option<usize>,
+    /// Comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For is believed [default: none].
+    #[arg(long, env = "COPAINS_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// Burst of requests per client IP on login, register, refresh and forgot [default: 10].
+    #[arg(long, env = "COPAINS_AUTH_RATE_BURST", global = true)]
+    pub auth_rate_burst: Option<u32>,
+    /// Milliseconds to earn back one auth request [default: 6000].
+    #[arg(long, env = "COPAINS_AUTH_RATE_PERIOD_MS", global = true)]
+    pub auth_rate_period_ms: Option<u64>,
+    /// SMTP URL for password-reset mail, e.g. smtps://user:pass@mail.example.org [default: none].
+    #[arg(long, env = "COPAINS_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// From address of mail [default: Copains <noreply@localhost>].
+    #[arg(long, env = "COPAINS_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
+    /// Largest number of database connections of this process [default: 20].
+    #[arg(long, env = "COPAINS_DB_MAX_CONNECTIONS", global = true)]
+    pub db_max_connections: Option<u32>,
+    /// This node's number (0–1023), unique per process of an instance, used in ids [default: 0].
+    #[arg(long, env = "COPAINS_NODE_ID", global = true)]
+    pub node_id: Option<u16>,
+    /// Mark the refresh cookie `Secure` (turn off only for plain-HTTP tests on a LAN) [default: true].
+    #[arg(long, env = "COPAINS_COOKIE_SECURE", global = true)]
+    pub cookie_secure: Option<bool>,
+    /// Log filter, e.g. `info` or `copains_api=debug` [default: info].
+    #[arg(long, env = "COPAINS_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "COPAINS_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
+    #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+macro_rules! merge {
+    ($a:expr, $b:expr, $($f:ident),*) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )* };
+}
+
+/// The resolved configuration of a process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL URL; `None`: embedded cluster.
+    pub database_url: Option<String>,
+    /// Listen address.
+    pub http_addr: SocketAddr,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Local state folder.
+    pub data_dir: PathBuf,
+    /// Web app folder.
+    pub web_dir: PathBuf,
+    /// Token signing key file.
+    pub jwt_key_file: PathBuf,
+    /// Pool size.
+    pub db_max_connections: u32,
+    /// Node number.
+    pub node_id: u16,
+    /// Log filter.
+    pub log: String,
+    /// JSON logs.
+    pub log_json: bool,
+    /// PostgreSQL programs for the embedded cluster.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The api role's settings.
+    pub api: ApiConfig,
+}
+
+impl Config {
+    /// Applies the TOML file under the flags/variables, then the defaults, and checks values.
+    pub fn load(mut s: Settings) -> anyhow::Result<Self> {
+        if let Some(path) = s.config.clone() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let file: Settings =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            merge!(
+                s,
+                file,
+                database_url,
+                http_addr,
+                redis_url,
+                data_dir,
+                public_url,
+                web_dir,
+                jwt_key_file,
+                body_limit,
+                trusted_proxies,
+                auth_rate_burst,
+                auth_rate_period_ms,
+                smtp_url,
+                smtp_from,
+                db_max_connections,
+                node_id,
+                cookie_secure,
+                log,
+                log_format,
+                pg_bin_dir
+            );
+        }
+        let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let http_addr: SocketAddr = s
+            .http_addr
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .context("COPAINS_HTTP_ADDR must be an address like 127.0.0.1:8080")?;
+        let trusted_proxies = match s.trusted_proxies.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|p| {
+                    let p = p.trim();
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .with_context(|| {
+                            format!("COPAINS_TRUSTED_PROXIES: {p:?} is not an IP or CIDR")
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let node_id = s.node_id.unwrap_or(0);
+        if node_id > 1023 {
+            bail!("COPAINS_NODE_ID must be between 0 and 1023");
+        }
+        let smtp = s.smtp_url.clone().map(|url| SmtpConfig {
+            url,
+            from: s
+                .smtp_from
+                .clone()
+                .unwrap_or_else(|| "Copains <noreply@localhost>".into()),
+        });
+        let defaults = ApiConfig::default();
+        let api = ApiConfig {
+            public_url: s.public_url.clone().unwrap_or(defaults.public_url),
+            body_limit: s.body_limit.unwrap_or(defaults.body_limit),
+            trusted_proxies,
+            auth_rate_burst: s.auth_rate_burst.unwrap_or(defaults.auth_rate_burst),
+            auth_rate_period: s
+                .auth_rate_period_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.auth_rate_period),
+            cookie_secure: s.cookie_secure.unwrap_or(true),
+            smtp,
+            ..defaults
+        };
+        if api.body_limit < 1024 {
+            bail!("COPAINS_BODY_LIMIT must be at least 1024 bytes");
+        }
+        Ok(Config {
+            database_url: s.database_url,
+            http_addr,
+            redis_url: s.redis_url,
+            jwt_key_file: s
+                .jwt_key_file
+                .unwrap_or_else(|| data_dir.join("jwt-ed25519.pem")),
+            web_dir: s.web_dir.unwrap_or_else(|| PathBuf::from("frontend/build")),
+            data_dir,
+            db_max_connections: s.db_max_connections.unwrap_or(20).max(2),
+            node_id,
+            log: s.log.unwrap_or_else(|| "info".into()),
+            log_json: s.log_format.as_deref() == Some("json"),
+            pg_bin_dir: s.pg_bin_dir,
+            api,
+        })
+    }
+
+    /// Reads the signing key, creating it (mode 0600) if missing.
+    pub fn signing_key(&self) -> anyhow::Result<copains_wire::TokenSigner> {
+        let path: &Path = &self.jwt_key_file;
+        if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let pem = copains_wire::TokenSigner::generate_pem()?;
+            write_private(path, &pem)?;
+            tracing::info!(path = %path.display(), "created a new token signing key");
+        }
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(copains_wire::TokenSigner::from_pem(&pem)?)
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// The configuration reference in Markdown, generated from [`Settings`].
+pub fn reference() -> String {
+    let cmd = crate::cli::Cli::command();
+    let mut out = String::from(
+        "# Configuration reference\n\nGenerated by `copains config-reference` from the settings struct. \
+         Each setting is a flag, an environment variable, or a key of the TOML file named by `--config` \
+         (flags beat variables, which beat the file).\n\n| flag | variable | TOML key | meaning |\n|---|---|---|---|\n",
+    );
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" || long == "version" {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        let key = if long == "config" {
+            "—".to_owned()
+        } else {
+            long.replace('-', "_")
+        };
+        out.push_str(&format!("| `--{long}` | `{env}` | `{key}` | {help} |\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_sit_under_flags_and_defaults_apply() {
+        let dir = std::env::temp_dir().join(format!("copains-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "http_addr = \"0.0.0.0:9000\"\nbody_limit = 4096\nnode_id = 7\n",
+        )
+        .unwrap();
+        let s = Settings {
+            config: Some(file),
+            node_id: Some(3),
+            ..Default::default()
+        };
+        let c = Config::load(s).unwrap();
+        assert_eq!(c.http_addr.port(), 9000);
+        assert_eq!(c.api.body_limit, 4096);
+        assert_eq!(c.node_id, 3, "the flag beats the file");
+        assert!(c.database_url.is_none());
+        let bad = Settings {
+            trusted_proxies: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(bad).is_err());
+        let unknown = dir.join("u.toml");
+        std::fs::write(&unknown, "htp_addr = 1\n").unwrap();
+        assert!(
+            Config::load(Settings {
+                config: Some(unknown),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn reference_lists_every_setting() {
+        let r = reference();
+        for v in [
+            "DATABASE_URL",
+            "COPAINS_HTTP_ADDR",
+            "COPAINS_REDIS_URL",
+            "COPAINS_TRUSTED_PROXIES",
+        ] {
+            assert!(r.contains(v), "{v} missing from the reference");
+        }
+    }
+}
