@@ -52,8 +52,14 @@ impl Topic {
         match a {
             Audience::User(u) | Audience::Session { user_id: u, .. } => out.push(Topic::User(*u)),
             Audience::Users(us) => out.extend(us.iter().map(|u| Topic::User(*u))),
-            Audience::Server(s) | Audience::Channel { server_id: Some(s), .. } => out.push(Topic::Server(*s)),
-            Audience::Channel { server_id: None, channel_id } => out.push(Topic::Channel(*channel_id)),
+            Audience::Server(s)
+            | Audience::Channel {
+                server_id: Some(s), ..
+            } => out.push(Topic::Server(*s)),
+            Audience::Channel {
+                server_id: None,
+                channel_id,
+            } => out.push(Topic::Channel(*channel_id)),
             Audience::MemberList(s) => out.push(Topic::MemberList(*s)),
             Audience::Voice(c) => out.push(Topic::Voice(*c)),
         }
@@ -134,7 +140,10 @@ impl Default for InProcessBus {
 impl InProcessBus {
     /// A new, empty bus.
     pub fn new() -> Self {
-        Self { topics: Mutex::new(HashSet::new()), tx: broadcast::channel(INCOMING_CAPACITY).0 }
+        Self {
+            topics: Mutex::new(HashSet::new()),
+            tx: broadcast::channel(INCOMING_CAPACITY).0,
+        }
     }
 }
 
@@ -188,7 +197,9 @@ pub struct RedisBus {
 
 impl fmt::Debug for RedisBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBus").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisBus")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -215,8 +226,20 @@ impl RedisBus {
         let desired = Arc::new(Mutex::new(HashSet::new()));
         let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
         let tx = broadcast::channel(INCOMING_CAPACITY).0;
-        let task = tokio::spawn(subscriber_loop(client, desired.clone(), ctrl_rx, tx.clone()));
-        Ok(Self { prefix: prefix.to_owned(), publisher, desired, ctrl, tx, task })
+        let task = tokio::spawn(subscriber_loop(
+            client,
+            desired.clone(),
+            ctrl_rx,
+            tx.clone(),
+        ));
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            publisher,
+            desired,
+            ctrl,
+            tx,
+            task,
+        })
     }
 
     /// The channel-name prefix.
@@ -226,7 +249,11 @@ impl RedisBus {
 
     async fn control(&self, names: Vec<String>, sub: bool) -> Result<(), BusError> {
         let (ack, rx) = oneshot::channel();
-        let msg = if sub { Ctrl::Subscribe(names, ack) } else { Ctrl::Unsubscribe(names, ack) };
+        let msg = if sub {
+            Ctrl::Subscribe(names, ack)
+        } else {
+            Ctrl::Unsubscribe(names, ack)
+        };
         self.ctrl.send(msg).map_err(|_| BusError::Closed)?;
         rx.await.map_err(|_| BusError::Closed)?
     }
@@ -238,7 +265,8 @@ impl EventBus for RedisBus {
         let payload = serde_json::to_vec(ev)?;
         let mut pipe = redis::pipe();
         for t in Topic::for_event(ev) {
-            pipe.publish(t.channel_name(&self.prefix), &payload).ignore();
+            pipe.publish(t.channel_name(&self.prefix), &payload)
+                .ignore();
         }
         let mut conn = self.publisher.clone();
         pipe.query_async::<()>(&mut conn).await?;
@@ -246,16 +274,25 @@ impl EventBus for RedisBus {
     }
 
     async fn subscribe(&self, topics: &[Topic]) -> Result<(), BusError> {
-        let names: Vec<String> = topics.iter().map(|t| t.channel_name(&self.prefix)).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| t.channel_name(&self.prefix))
+            .collect();
         if names.is_empty() {
             return Ok(());
         }
-        self.desired.lock().unwrap_or_else(PoisonError::into_inner).extend(names.iter().cloned());
+        self.desired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(names.iter().cloned());
         self.control(names, true).await
     }
 
     async fn unsubscribe(&self, topics: &[Topic]) -> Result<(), BusError> {
-        let names: Vec<String> = topics.iter().map(|t| t.channel_name(&self.prefix)).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| t.channel_name(&self.prefix))
+            .collect();
         if names.is_empty() {
             return Ok(());
         }
@@ -283,34 +320,40 @@ async fn subscriber_loop(
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let pubsub = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
-            Ok(Ok(p)) => p,
-            other => {
-                let err = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "connect timeout".to_owned(),
-                };
-                tracing::warn!(%err, ?backoff, "redis bus: cannot connect, retrying");
-                // Answer control requests while disconnected (they are recorded in `desired`).
-                let sleep = tokio::time::sleep(backoff);
-                tokio::pin!(sleep);
-                loop {
-                    tokio::select! {
-                        _ = &mut sleep => break,
-                        c = ctrl.recv() => match c {
-                            None => return,
-                            Some(Ctrl::Subscribe(_, ack) | Ctrl::Unsubscribe(_, ack)) => {
-                                let _ = ack.send(Err(BusError::Disconnected));
-                            }
-                        },
+        let pubsub =
+            match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
+                Ok(Ok(p)) => p,
+                other => {
+                    let err = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "connect timeout".to_owned(),
+                    };
+                    tracing::warn!(%err, ?backoff, "redis bus: cannot connect, retrying");
+                    // Answer control requests while disconnected (they are recorded in `desired`).
+                    let sleep = tokio::time::sleep(backoff);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            c = ctrl.recv() => match c {
+                                None => return,
+                                Some(Ctrl::Subscribe(_, ack) | Ctrl::Unsubscribe(_, ack)) => {
+                                    let _ = ack.send(Err(BusError::Disconnected));
+                                }
+                            },
+                        }
                     }
+                    backoff = (backoff * 2).min(Duration::from_millis(1000));
+                    continue;
                 }
-                backoff = (backoff * 2).min(Duration::from_millis(1000));
-                continue;
-            }
-        };
+            };
         let (mut sink, mut stream) = pubsub.split();
-        let all: Vec<String> = desired.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+        let all: Vec<String> = desired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
         if !all.is_empty() {
             if let Err(e) = sink.subscribe(all).await {
                 tracing::warn!(%e, "redis bus: re-subscribe failed");
@@ -366,17 +409,31 @@ mod tests {
         let ev = BusEvent::new(
             vec![
                 Audience::Users(vec![Id(1), Id(2)]),
-                Audience::Channel { server_id: Some(Id(9)), channel_id: Id(10) },
+                Audience::Channel {
+                    server_id: Some(Id(9)),
+                    channel_id: Id(10),
+                },
                 Audience::Server(Id(9)),
-                Audience::Channel { server_id: None, channel_id: Id(11) },
+                Audience::Channel {
+                    server_id: None,
+                    channel_id: Id(11),
+                },
             ],
             Event::ScopeChanged { user_id: Id(1) },
         );
         assert_eq!(
             Topic::for_event(&ev),
-            vec![Topic::User(Id(1)), Topic::User(Id(2)), Topic::Server(Id(9)), Topic::Channel(Id(11))]
+            vec![
+                Topic::User(Id(1)),
+                Topic::User(Id(2)),
+                Topic::Server(Id(9)),
+                Topic::Channel(Id(11))
+            ]
         );
-        assert_eq!(Topic::Server(Id(9)).channel_name("copains"), "copains:server:9");
+        assert_eq!(
+            Topic::Server(Id(9)).channel_name("copains"),
+            "copains:server:9"
+        );
     }
 
     #[tokio::test]
@@ -384,13 +441,28 @@ mod tests {
         let bus = InProcessBus::new();
         let mut rx = bus.incoming();
         bus.subscribe(&[Topic::User(Id(1))]).await.unwrap();
-        bus.publish(&BusEvent::to(Audience::User(Id(2)), Event::ScopeChanged { user_id: Id(2) })).await.unwrap();
-        bus.publish(&BusEvent::to(Audience::User(Id(1)), Event::ScopeChanged { user_id: Id(1) })).await.unwrap();
+        bus.publish(&BusEvent::to(
+            Audience::User(Id(2)),
+            Event::ScopeChanged { user_id: Id(2) },
+        ))
+        .await
+        .unwrap();
+        bus.publish(&BusEvent::to(
+            Audience::User(Id(1)),
+            Event::ScopeChanged { user_id: Id(1) },
+        ))
+        .await
+        .unwrap();
         let got = rx.recv().await.unwrap();
         assert_eq!(got.event, Event::ScopeChanged { user_id: Id(1) });
         assert!(rx.try_recv().is_err());
         bus.unsubscribe(&[Topic::User(Id(1))]).await.unwrap();
-        bus.publish(&BusEvent::to(Audience::User(Id(1)), Event::ScopeChanged { user_id: Id(1) })).await.unwrap();
+        bus.publish(&BusEvent::to(
+            Audience::User(Id(1)),
+            Event::ScopeChanged { user_id: Id(1) },
+        ))
+        .await
+        .unwrap();
         assert!(rx.try_recv().is_err());
     }
 }

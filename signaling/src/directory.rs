@@ -54,7 +54,12 @@ pub trait Directory: Send + Sync + 'static {
     async fn is_session_active(&self, session_id: Id) -> Result<bool, DirectoryError>;
     /// Acknowledges to-device messages of `device_id` up to and including `up_to`
     /// (the api deletes them from the queue).
-    async fn ack_to_device(&self, user_id: Id, device_id: &str, up_to: i64) -> Result<(), DirectoryError>;
+    async fn ack_to_device(
+        &self,
+        user_id: Id,
+        device_id: &str,
+        up_to: i64,
+    ) -> Result<(), DirectoryError>;
 }
 
 /// An in-memory [`Directory`], for tests and single-process demos.
@@ -99,20 +104,39 @@ impl MemoryDirectory {
 #[async_trait]
 impl Directory for MemoryDirectory {
     async fn ready_payload(&self, user_id: Id) -> Result<Value, DirectoryError> {
-        let v = self.lock().visibility.get(&user_id).cloned().unwrap_or_default();
-        Ok(serde_json::json!({ "user": { "id": user_id }, "servers": v.servers, "dm_channels": v.dm_channels }))
+        let v = self
+            .lock()
+            .visibility
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_default();
+        Ok(
+            serde_json::json!({ "user": { "id": user_id }, "servers": v.servers, "dm_channels": v.dm_channels }),
+        )
     }
 
     async fn visible(&self, user_id: Id) -> Result<Visibility, DirectoryError> {
-        Ok(self.lock().visibility.get(&user_id).cloned().unwrap_or_default())
+        Ok(self
+            .lock()
+            .visibility
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn is_session_active(&self, session_id: Id) -> Result<bool, DirectoryError> {
         Ok(!self.lock().revoked.contains(&session_id))
     }
 
-    async fn ack_to_device(&self, user_id: Id, device_id: &str, up_to: i64) -> Result<(), DirectoryError> {
-        self.lock().acks.push((user_id, device_id.to_owned(), up_to));
+    async fn ack_to_device(
+        &self,
+        user_id: Id,
+        device_id: &str,
+        up_to: i64,
+    ) -> Result<(), DirectoryError> {
+        self.lock()
+            .acks
+            .push((user_id, device_id.to_owned(), up_to));
         Ok(())
     }
 }

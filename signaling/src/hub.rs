@@ -81,7 +81,10 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// A router on `bus`; call [`Hub::run`] to start delivering.
     pub fn new(bus: Arc<dyn EventBus>) -> Arc<Self> {
-        Arc::new(Self { bus, inner: Mutex::new(Inner::default()) })
+        Arc::new(Self {
+            bus,
+            inner: Mutex::new(Inner::default()),
+        })
     }
 
     /// The bus.
@@ -100,7 +103,10 @@ impl Hub {
             match rx.recv().await {
                 Ok(ev) => self.route(ev),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!(n, "gateway router lagged: events lost, invalidating every session");
+                    tracing::error!(
+                        n,
+                        "gateway router lagged: events lost, invalidating every session"
+                    );
                     self.invalidate_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -127,7 +133,9 @@ impl Hub {
                     keys.extend(set.iter().copied());
                 }
             }
-            keys.iter().filter_map(|k| inner.sessions.get(k).cloned()).collect()
+            keys.iter()
+                .filter_map(|k| inner.sessions.get(k).cloned())
+                .collect()
         };
         if targets.is_empty() {
             return;
@@ -152,7 +160,12 @@ impl Hub {
 
     /// Registers a session with its topics, subscribing the bus to the topics that no
     /// session of this node needed before. `user` counts towards the per-user cap.
-    pub async fn register(&self, h: &Arc<SessionHandle>, session_id: &str, topics: &HashSet<Topic>) {
+    pub async fn register(
+        &self,
+        h: &Arc<SessionHandle>,
+        session_id: &str,
+        topics: &HashSet<Topic>,
+    ) {
         let new: Vec<Topic> = {
             let mut inner = self.lock();
             inner.sessions.insert(h.key, h.clone());
@@ -190,7 +203,10 @@ impl Hub {
     pub async fn unregister(&self, h: &Arc<SessionHandle>) {
         let (sid, topics) = {
             let s = h.lock();
-            (s.session_id().to_owned(), s.topics().iter().cloned().collect::<Vec<_>>())
+            (
+                s.session_id().to_owned(),
+                s.topics().iter().cloned().collect::<Vec<_>>(),
+            )
         };
         let gone = {
             let mut inner = self.lock();
@@ -199,8 +215,12 @@ impl Hub {
                 inner.by_session_id.remove(&sid);
             }
             // Topics may also have been registered before the session knew them.
-            let all: Vec<Topic> =
-                inner.topics.iter().filter(|(_, set)| set.contains(&h.key)).map(|(t, _)| t.clone()).collect();
+            let all: Vec<Topic> = inner
+                .topics
+                .iter()
+                .filter(|(_, set)| set.contains(&h.key))
+                .map(|(t, _)| t.clone())
+                .collect();
             let mut gone = remove_topics(&mut inner, h.key, topics.iter());
             gone.extend(remove_topics(&mut inner, h.key, all.iter()));
             gone
@@ -215,7 +235,10 @@ impl Hub {
     /// The session registered under a gateway session id.
     pub fn find(&self, session_id: &str) -> Option<Arc<SessionHandle>> {
         let inner = self.lock();
-        inner.by_session_id.get(session_id).and_then(|k| inner.sessions.get(k).cloned())
+        inner
+            .by_session_id
+            .get(session_id)
+            .and_then(|k| inner.sessions.get(k).cloned())
     }
 
     /// Counts one more live connection for `user` unless it already has `max`.
@@ -251,7 +274,11 @@ impl Hub {
     }
 }
 
-fn add_topics<'a>(inner: &mut Inner, key: u64, topics: impl Iterator<Item = &'a Topic>) -> Vec<Topic> {
+fn add_topics<'a>(
+    inner: &mut Inner,
+    key: u64,
+    topics: impl Iterator<Item = &'a Topic>,
+) -> Vec<Topic> {
     let mut new = Vec::new();
     for t in topics {
         let set = inner.topics.entry(t.clone()).or_default();
@@ -263,7 +290,11 @@ fn add_topics<'a>(inner: &mut Inner, key: u64, topics: impl Iterator<Item = &'a 
     new
 }
 
-fn remove_topics<'a>(inner: &mut Inner, key: u64, topics: impl Iterator<Item = &'a Topic>) -> Vec<Topic> {
+fn remove_topics<'a>(
+    inner: &mut Inner,
+    key: u64,
+    topics: impl Iterator<Item = &'a Topic>,
+) -> Vec<Topic> {
     let mut gone = Vec::new();
     for t in topics {
         if let Some(set) = inner.topics.get_mut(t) {

@@ -51,11 +51,18 @@ pub struct PresenceError(pub String);
 
 /// The current Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Aggregates the live entries of one user (what others see).
-pub fn aggregate<'a>(user_id: Id, entries: impl IntoIterator<Item = &'a ConnPresence>, now_ms: u64) -> UserPresence {
+pub fn aggregate<'a>(
+    user_id: Id,
+    entries: impl IntoIterator<Item = &'a ConnPresence>,
+    now_ms: u64,
+) -> UserPresence {
     fn rank(s: PresenceStatus) -> u8 {
         match s {
             PresenceStatus::Dnd => 4,
@@ -71,22 +78,45 @@ pub fn aggregate<'a>(user_id: Id, entries: impl IntoIterator<Item = &'a ConnPres
         if rank(e.status) > rank(best) {
             best = e.status;
         }
-        if e.status != PresenceStatus::Invisible && latest.is_none_or(|l| e.set_at_ms >= l.set_at_ms) {
+        if e.status != PresenceStatus::Invisible
+            && latest.is_none_or(|l| e.set_at_ms >= l.set_at_ms)
+        {
             latest = Some(e);
         }
     }
-    let status = if best == PresenceStatus::Invisible { PresenceStatus::Offline } else { best };
-    let custom_status = if status == PresenceStatus::Offline { None } else { latest.and_then(|l| l.custom_status.clone()) };
-    UserPresence { user_id, status, custom_status }
+    let status = if best == PresenceStatus::Invisible {
+        PresenceStatus::Offline
+    } else {
+        best
+    };
+    let custom_status = if status == PresenceStatus::Offline {
+        None
+    } else {
+        latest.and_then(|l| l.custom_status.clone())
+    };
+    UserPresence {
+        user_id,
+        status,
+        custom_status,
+    }
 }
 
 /// Where presence lives.
 #[async_trait]
 pub trait PresenceStore: Send + Sync + 'static {
     /// Sets (or refreshes) connection `conn` of `user`; returns the aggregate before and after.
-    async fn set(&self, user: Id, conn: u64, p: ConnPresence) -> Result<(UserPresence, UserPresence), PresenceError>;
+    async fn set(
+        &self,
+        user: Id,
+        conn: u64,
+        p: ConnPresence,
+    ) -> Result<(UserPresence, UserPresence), PresenceError>;
     /// Removes connection `conn` of `user`; returns the aggregate before and after.
-    async fn remove(&self, user: Id, conn: u64) -> Result<(UserPresence, UserPresence), PresenceError>;
+    async fn remove(
+        &self,
+        user: Id,
+        conn: u64,
+    ) -> Result<(UserPresence, UserPresence), PresenceError>;
     /// Pushes the expiry of connection `conn` of `user` to `expires_at_ms` (heartbeat).
     async fn refresh(&self, user: Id, conn: u64, expires_at_ms: u64) -> Result<(), PresenceError>;
     /// The aggregated presence of these users (offline ones included).
@@ -108,7 +138,12 @@ impl MemoryPresence {
 
 #[async_trait]
 impl PresenceStore for MemoryPresence {
-    async fn set(&self, user: Id, conn: u64, p: ConnPresence) -> Result<(UserPresence, UserPresence), PresenceError> {
+    async fn set(
+        &self,
+        user: Id,
+        conn: u64,
+        p: ConnPresence,
+    ) -> Result<(UserPresence, UserPresence), PresenceError> {
         let now = unix_ms();
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         let e = users.entry(user).or_default();
@@ -118,7 +153,11 @@ impl PresenceStore for MemoryPresence {
         Ok((before, aggregate(user, e.values(), now)))
     }
 
-    async fn remove(&self, user: Id, conn: u64) -> Result<(UserPresence, UserPresence), PresenceError> {
+    async fn remove(
+        &self,
+        user: Id,
+        conn: u64,
+    ) -> Result<(UserPresence, UserPresence), PresenceError> {
         let now = unix_ms();
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(e) = users.get_mut(&user) else {
@@ -165,7 +204,9 @@ pub struct RedisPresence {
 
 impl std::fmt::Debug for RedisPresence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisPresence").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisPresence")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,15 +217,25 @@ fn perr(e: impl std::fmt::Display) -> PresenceError {
 impl RedisPresence {
     /// Connects to Redis at `url`; keys start with `prefix`; keys expire after `key_ttl`
     /// without writes (use a few heartbeat intervals).
-    pub async fn connect(url: &str, prefix: &str, key_ttl: Duration) -> Result<Self, PresenceError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        key_ttl: Duration,
+    ) -> Result<Self, PresenceError> {
         let client = redis::Client::open(url).map_err(perr)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(2)
             .set_max_delay(1000);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg).await.map_err(perr)?;
-        Ok(Self { prefix: prefix.to_owned(), conn, key_ttl })
+        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg)
+            .await
+            .map_err(perr)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            conn,
+            key_ttl,
+        })
     }
 
     fn key(&self, user: Id) -> String {
@@ -192,14 +243,22 @@ impl RedisPresence {
     }
 
     fn parse(user: Id, raw: &HashMap<String, String>, now: u64) -> UserPresence {
-        let entries: Vec<ConnPresence> = raw.values().filter_map(|v| serde_json::from_str(v).ok()).collect();
+        let entries: Vec<ConnPresence> = raw
+            .values()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect();
         aggregate(user, entries.iter(), now)
     }
 }
 
 #[async_trait]
 impl PresenceStore for RedisPresence {
-    async fn set(&self, user: Id, conn: u64, p: ConnPresence) -> Result<(UserPresence, UserPresence), PresenceError> {
+    async fn set(
+        &self,
+        user: Id,
+        conn: u64,
+        p: ConnPresence,
+    ) -> Result<(UserPresence, UserPresence), PresenceError> {
         let key = self.key(user);
         let value = serde_json::to_string(&p).map_err(perr)?;
         let ttl_ms = self.key_ttl.as_millis() as u64;
@@ -215,10 +274,17 @@ impl PresenceStore for RedisPresence {
             .await
             .map_err(perr)?;
         let now = unix_ms();
-        Ok((Self::parse(user, &before, now), Self::parse(user, &after, now)))
+        Ok((
+            Self::parse(user, &before, now),
+            Self::parse(user, &after, now),
+        ))
     }
 
-    async fn remove(&self, user: Id, conn: u64) -> Result<(UserPresence, UserPresence), PresenceError> {
+    async fn remove(
+        &self,
+        user: Id,
+        conn: u64,
+    ) -> Result<(UserPresence, UserPresence), PresenceError> {
         let key = self.key(user);
         let (before, after): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
             .atomic()
@@ -230,13 +296,21 @@ impl PresenceStore for RedisPresence {
             .await
             .map_err(perr)?;
         let now = unix_ms();
-        Ok((Self::parse(user, &before, now), Self::parse(user, &after, now)))
+        Ok((
+            Self::parse(user, &before, now),
+            Self::parse(user, &after, now),
+        ))
     }
 
     async fn refresh(&self, user: Id, conn: u64, expires_at_ms: u64) -> Result<(), PresenceError> {
         let key = self.key(user);
         let mut c = self.conn.clone();
-        let cur: Option<String> = redis::cmd("HGET").arg(&key).arg(conn).query_async(&mut c).await.map_err(perr)?;
+        let cur: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg(conn)
+            .query_async(&mut c)
+            .await
+            .map_err(perr)?;
         let Some(mut p) = cur.and_then(|s| serde_json::from_str::<ConnPresence>(&s).ok()) else {
             return Ok(());
         };
@@ -260,9 +334,16 @@ impl PresenceStore for RedisPresence {
         for u in users {
             pipe.hgetall(self.key(*u));
         }
-        let raws: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(perr)?;
+        let raws: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(perr)?;
         let now = unix_ms();
-        Ok(users.iter().zip(raws.iter()).map(|(u, r)| Self::parse(*u, r, now)).collect())
+        Ok(users
+            .iter()
+            .zip(raws.iter())
+            .map(|(u, r)| Self::parse(*u, r, now))
+            .collect())
     }
 }
 
@@ -271,19 +352,34 @@ mod tests {
     use super::*;
 
     fn p(status: PresenceStatus, custom: Option<&str>, at: u64) -> ConnPresence {
-        ConnPresence { status, custom_status: custom.map(Into::into), set_at_ms: at, expires_at_ms: u64::MAX }
+        ConnPresence {
+            status,
+            custom_status: custom.map(Into::into),
+            set_at_ms: at,
+            expires_at_ms: u64::MAX,
+        }
     }
 
     #[test]
     fn aggregation_rules() {
         let u = Id(1);
         assert_eq!(aggregate(u, [], 0).status, PresenceStatus::Offline);
-        let a = [p(PresenceStatus::Idle, Some("lunch"), 1), p(PresenceStatus::Online, None, 2)];
+        let a = [
+            p(PresenceStatus::Idle, Some("lunch"), 1),
+            p(PresenceStatus::Online, None, 2),
+        ];
         let agg = aggregate(u, a.iter(), 0);
         assert_eq!(agg.status, PresenceStatus::Online);
         assert_eq!(agg.custom_status, None);
         let inv = [p(PresenceStatus::Invisible, Some("secret"), 5)];
-        assert_eq!(aggregate(u, inv.iter(), 0), UserPresence { user_id: u, status: PresenceStatus::Offline, custom_status: None });
+        assert_eq!(
+            aggregate(u, inv.iter(), 0),
+            UserPresence {
+                user_id: u,
+                status: PresenceStatus::Offline,
+                custom_status: None
+            }
+        );
         let mut expired = p(PresenceStatus::Dnd, None, 1);
         expired.expires_at_ms = 10;
         assert_eq!(aggregate(u, [&expired], 11).status, PresenceStatus::Offline);
@@ -293,8 +389,14 @@ mod tests {
     async fn memory_store_online_while_any_connection() {
         let s = MemoryPresence::new();
         let u = Id(7);
-        let (b, a) = s.set(u, 1, p(PresenceStatus::Online, None, 1)).await.unwrap();
-        assert_eq!((b.status, a.status), (PresenceStatus::Offline, PresenceStatus::Online));
+        let (b, a) = s
+            .set(u, 1, p(PresenceStatus::Online, None, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            (b.status, a.status),
+            (PresenceStatus::Offline, PresenceStatus::Online)
+        );
         s.set(u, 2, p(PresenceStatus::Idle, None, 2)).await.unwrap();
         let (_, a) = s.remove(u, 1).await.unwrap();
         assert_eq!(a.status, PresenceStatus::Idle);

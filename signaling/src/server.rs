@@ -95,7 +95,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("live", &self.live_connections()).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("live", &self.live_connections())
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,15 +114,26 @@ impl Gateway {
     pub fn start(state: GatewayState) -> Self {
         let hub = Hub::new(state.bus.clone());
         let cfg = Arc::new(state.config.session.clone());
-        let shared = Arc::new(Shared { state, hub: hub.clone(), cfg, shutdown: watch::channel(false).0, live: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            state,
+            hub: hub.clone(),
+            cfg,
+            shutdown: watch::channel(false).0,
+            live: AtomicUsize::new(0),
+        });
         let router = tokio::spawn(hub.clone().run());
         let reaper = tokio::spawn(reaper(shared.clone()));
-        Self { shared, tasks: vec![router, reaper] }
+        Self {
+            shared,
+            tasks: vec![router, reaper],
+        }
     }
 
     /// The axum router serving `/gateway`.
     pub fn router(&self) -> Router {
-        Router::new().route("/gateway", get(upgrade)).with_state(self.shared.clone())
+        Router::new()
+            .route("/gateway", get(upgrade))
+            .with_state(self.shared.clone())
     }
 
     /// The node's router (sessions and topics).
@@ -152,7 +165,8 @@ pub fn router(state: GatewayState) -> Router {
 }
 
 async fn reaper(sh: Arc<Shared>) {
-    let period = (sh.cfg.replay_max_age / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let period =
+        (sh.cfg.replay_max_age / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
@@ -161,7 +175,10 @@ async fn reaper(sh: Arc<Shared>) {
             let expired = {
                 let s = h.lock();
                 match s.detached_at() {
-                    Some(at) => !s.is_resumable() || now.saturating_duration_since(at) > sh.cfg.replay_max_age,
+                    Some(at) => {
+                        !s.is_resumable()
+                            || now.saturating_duration_since(at) > sh.cfg.replay_max_age
+                    }
                     None => false,
                 }
             };
@@ -172,11 +189,18 @@ async fn reaper(sh: Arc<Shared>) {
     }
 }
 
-async fn upgrade(State(sh): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if *sh.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if let (Some(allowed), Some(origin)) = (&sh.state.config.allowed_origins, headers.get(header::ORIGIN)) {
+    if let (Some(allowed), Some(origin)) = (
+        &sh.state.config.allowed_origins,
+        headers.get(header::ORIGIN),
+    ) {
         if !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()) {
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
@@ -184,10 +208,16 @@ async fn upgrade(State(sh): State<Arc<Shared>>, headers: HeaderMap, ws: WebSocke
     let c = &sh.state.config;
     ws.read_buffer_size(c.read_buffer_size)
         .write_buffer_size(c.write_buffer_size)
-        .max_message_size(c.max_inbound_frame)
-        .max_frame_size(c.max_inbound_frame)
+        // tungstenite refuses frames beyond a hard limit (that connection ends abruptly: the
+        // unread payload turns the close into a TCP reset); up to it, the whole message is
+        // read and anything over `max_inbound_frame` gets a clean 1009 close.
+        .max_message_size(c.max_inbound_frame.saturating_mul(HARD_LIMIT_FACTOR))
+        .max_frame_size(c.max_inbound_frame.saturating_mul(HARD_LIMIT_FACTOR))
         .on_upgrade(move |socket| connection(sh, socket))
 }
+
+/// tungstenite's own limit is this many times `max_inbound_frame`.
+const HARD_LIMIT_FACTOR: usize = 4;
 
 struct LiveGuard(Arc<Shared>);
 impl Drop for LiveGuard {
@@ -215,12 +245,20 @@ async fn connection(sh: Arc<Shared>, socket: WebSocket) {
     sh.live.fetch_add(1, Ordering::Relaxed);
     let _guard = LiveGuard(sh.clone());
     let handle = SessionHandle::new(Session::new(sh.cfg.clone(), Instant::now()));
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (current, cur_rx) = watch::channel(handle.clone());
     let (close_tx, close_rx) = watch::channel(None);
     let writer = tokio::spawn(writer(sink, cur_rx, close_rx));
-    let mut conn = Conn { sh, handle, current, close: close_tx, attached_user: None, presence: None, ended: false };
-    let client_resumable = conn.read_loop(stream).await;
+    let mut conn = Conn {
+        sh,
+        handle,
+        current,
+        close: close_tx,
+        attached_user: None,
+        presence: None,
+        ended: false,
+    };
+    let client_resumable = conn.read_loop(&mut stream).await;
     // Let the writer send what is queued and the close frame, but not forever.
     let _ = conn.close.send_if_modified(|c| {
         if c.is_none() {
@@ -231,8 +269,27 @@ async fn connection(sh: Arc<Shared>, socket: WebSocket) {
         }
     });
     let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
         abort.abort();
+    }
+    if conn.ended {
+        // We closed: read (and discard) until the client answers the close or goes away, so
+        // that unread bytes do not turn our close into a TCP reset that loses the close frame.
+        let drain = async {
+            let mut errors = 0;
+            while let Some(r) = stream.next().await {
+                if r.is_err() {
+                    errors += 1;
+                    if errors > 4 {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
     conn.cleanup(client_resumable).await;
 }
@@ -247,7 +304,9 @@ async fn writer(
         loop {
             let next = h.lock().pop_frame();
             let Some(b) = next else { break };
-            let Ok(text) = Utf8Bytes::try_from(b) else { continue };
+            let Ok(text) = Utf8Bytes::try_from(b) else {
+                continue;
+            };
             if sink.feed(Message::Text(text)).await.is_err() {
                 return;
             }
@@ -265,7 +324,10 @@ async fn writer(
                     let _ = sink.feed(Message::Text(text)).await;
                 }
             }
-            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
             let _ = sink.send(Message::Close(Some(frame))).await;
             let _ = sink.close().await;
             return;
@@ -290,7 +352,7 @@ fn is_capacity_error(e: axum::Error) -> bool {
 impl Conn {
     /// Reads until the connection ends; returns whether the client left in a way that
     /// allows resuming (an abrupt drop does, a close frame with 1000 does not).
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> bool {
+    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
         let mut shutdown = self.sh.shutdown.subscribe();
         if *shutdown.borrow_and_update() {
             let mut s = self.handle.lock();
@@ -331,12 +393,20 @@ impl Conn {
                     match m {
                         Some(Ok(Message::Text(t))) => {
                             let mut s = h.lock();
-                            s.on_client_text(now, unix_ms(), t.as_str());
+                            if t.len() > self.sh.state.config.max_inbound_frame {
+                                s.protocol_close(close::FRAME_TOO_BIG, "frame too big");
+                            } else {
+                                s.on_client_text(now, unix_ms(), t.as_str());
+                            }
                             h.wake(&s);
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Ok(Message::Binary(b))) => {
                             let mut s = h.lock();
-                            s.on_client_binary();
+                            if b.len() > self.sh.state.config.max_inbound_frame {
+                                s.protocol_close(close::FRAME_TOO_BIG, "frame too big");
+                            } else {
+                                s.on_client_binary();
+                            }
                             h.wake(&s);
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -346,6 +416,7 @@ impl Conn {
                         }
                         None => return true,
                         Some(Err(e)) => {
+                            tracing::debug!(%e, "websocket read error");
                             if is_capacity_error(e) {
                                 {
                                     let mut s = h.lock();
@@ -353,6 +424,7 @@ impl Conn {
                                     h.wake(&s);
                                 }
                                 Box::pin(self.run_actions()).await;
+                                self.ended = true;
                                 return false;
                             }
                             return true;
@@ -381,7 +453,11 @@ impl Conn {
                 let _ = self.close.send(Some((code, reason)));
             }
             Action::Identify { token, device_id } => self.identify(token, device_id).await,
-            Action::Resume { token, session_id, seq } => self.resume(token, session_id, seq).await,
+            Action::Resume {
+                token,
+                session_id,
+                seq,
+            } => self.resume(token, session_id, seq).await,
             Action::Subscribe(t) => sh.hub.add_topics(self.handle.key, &t).await,
             Action::Unsubscribe(t) => sh.hub.remove_topics(self.handle.key, &t).await,
             Action::Publish(ev) => {
@@ -389,7 +465,10 @@ impl Conn {
                     tracing::warn!(%e, "publish failed");
                 }
             }
-            Action::SetPresence { status, custom_status } => self.set_presence(status, custom_status).await,
+            Action::SetPresence {
+                status,
+                custom_status,
+            } => self.set_presence(status, custom_status).await,
             Action::Heartbeat => {
                 if let Some(user) = self.presence {
                     let exp = unix_ms() + st.config.presence_ttl.as_millis() as u64;
@@ -442,7 +521,11 @@ impl Conn {
                 return self.fail(close::GOING_AWAY, "try again");
             }
         }
-        if !self.sh.hub.try_attach_user(claims.sub, st.config.max_connections_per_user) {
+        if !self
+            .sh
+            .hub
+            .try_attach_user(claims.sub, st.config.max_connections_per_user)
+        {
             return self.fail(close::TOO_MANY_CONNECTIONS, "too many connections");
         }
         self.attached_user = Some(claims.sub);
@@ -454,9 +537,16 @@ impl Conn {
             }
         };
         let topics = topics_for(claims.sub, &visibility);
-        let session_id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let session_id = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
         // Subscribe before reading the ready payload: nothing published after it is missed.
-        self.sh.hub.register(&self.handle, &session_id, &topics).await;
+        self.sh
+            .hub
+            .register(&self.handle, &session_id, &topics)
+            .await;
         let mut ready = match st.directory.ready_payload(claims.sub).await {
             Ok(r) => r,
             Err(e) => {
@@ -464,9 +554,16 @@ impl Conn {
                 return self.fail(close::GOING_AWAY, "try again");
             }
         };
-        let presences = st.presence.get(&visibility.friends).await.unwrap_or_default();
+        let presences = st
+            .presence
+            .get(&visibility.friends)
+            .await
+            .unwrap_or_default();
         if let Some(obj) = ready.as_object_mut() {
-            obj.insert("presences".into(), serde_json::to_value(presences).unwrap_or_default());
+            obj.insert(
+                "presences".into(),
+                serde_json::to_value(presences).unwrap_or_default(),
+            );
         }
         {
             let mut s = self.handle.lock();
@@ -495,7 +592,9 @@ impl Conn {
             s.resume_rejected(Instant::now());
             h.wake(&s);
         };
-        let Some(old) = self.sh.hub.find(&session_id) else { return reject(&self.handle) };
+        let Some(old) = self.sh.hub.find(&session_id) else {
+            return reject(&self.handle);
+        };
         let (owner, tsid) = {
             let s = old.lock();
             (s.user_id(), s.token_session())
@@ -508,7 +607,11 @@ impl Conn {
                 return reject(&self.handle);
             }
         }
-        if !self.sh.hub.try_attach_user(claims.sub, st.config.max_connections_per_user) {
+        if !self
+            .sh
+            .hub
+            .try_attach_user(claims.sub, st.config.max_connections_per_user)
+        {
             return self.fail(close::TOO_MANY_CONNECTIONS, "too many connections");
         }
         let outcome = old.lock().resume(Instant::now(), unix_ms(), seq);
@@ -536,7 +639,9 @@ impl Conn {
 
     async fn set_presence(&mut self, status: PresenceStatus, custom_status: Option<String>) {
         let st = self.sh.state.clone();
-        let Some(user) = self.handle.lock().user_id() else { return };
+        let Some(user) = self.handle.lock().user_id() else {
+            return;
+        };
         let now = unix_ms();
         let p = ConnPresence {
             status,
@@ -563,12 +668,22 @@ impl Conn {
             if !s.friends().is_empty() {
                 a.push(Audience::Users(s.friends().to_vec()));
             }
-            a.extend(s.servers().map(|(id, large)| if large { Audience::MemberList(id) } else { Audience::Server(id) }));
+            a.extend(s.servers().map(|(id, large)| {
+                if large {
+                    Audience::MemberList(id)
+                } else {
+                    Audience::Server(id)
+                }
+            }));
             a
         };
         let ev = BusEvent::new(
             audience,
-            Event::PresenceUpdate { user_id: after.user_id, status: after.status, custom_status: after.custom_status },
+            Event::PresenceUpdate {
+                user_id: after.user_id,
+                status: after.status,
+                custom_status: after.custom_status,
+            },
         );
         if let Err(e) = self.sh.state.bus.publish(&ev).await {
             tracing::warn!(%e, "presence publish failed");

@@ -88,7 +88,9 @@ impl RoutedEvent {
         let tail = if ev.event.is_internal() {
             None
         } else {
-            serde_json::to_string(&ev.event).ok().and_then(|s| s.strip_prefix('{').map(|t| t.into()))
+            serde_json::to_string(&ev.event)
+                .ok()
+                .and_then(|s| s.strip_prefix('{').map(|t| t.into()))
         };
         Self { ev, tail }
     }
@@ -256,6 +258,8 @@ pub struct Session {
     attached: bool,
     detached_at: Option<Instant>,
     resumable: bool,
+    /// The latest time given as input.
+    last_now: Instant,
     last_heartbeat: Instant,
     bucket: Bucket,
     typing: Option<(Id, Instant)>,
@@ -270,7 +274,9 @@ impl Session {
     /// A new connection's session at `now`: `hello` is queued.
     pub fn new(cfg: Arc<SessionConfig>, now: Instant) -> Self {
         let mut s = Self {
-            phase: Phase::AwaitingIdentify { deadline: now + cfg.identify_timeout },
+            phase: Phase::AwaitingIdentify {
+                deadline: now + cfg.identify_timeout,
+            },
             user_id: None,
             token_session: None,
             device_id: None,
@@ -288,13 +294,19 @@ impl Session {
             attached: true,
             detached_at: None,
             resumable: false,
+            last_now: now,
             last_heartbeat: now,
-            bucket: Bucket { tokens: cfg.rate_burst as f32, last: now },
+            bucket: Bucket {
+                tokens: cfg.rate_burst as f32,
+                last: now,
+            },
             typing: None,
             voice: None,
             cfg,
         };
-        let hello = ServerFrame::Hello { heartbeat_interval_ms: s.cfg.heartbeat_interval.as_millis() as u64 };
+        let hello = ServerFrame::Hello {
+            heartbeat_interval_ms: s.cfg.heartbeat_interval.as_millis() as u64,
+        };
         s.outbound.push_back(frame(&hello));
         s
     }
@@ -331,7 +343,10 @@ impl Session {
 
     /// The servers of the user: (server, is large).
     pub fn servers(&self) -> impl Iterator<Item = (Id, bool)> + '_ {
-        self.scope.servers.iter().map(|s| (*s, self.scope.large.contains(s)))
+        self.scope
+            .servers
+            .iter()
+            .map(|s| (*s, self.scope.large.contains(s)))
     }
 
     /// Whether the session has been closed (for this connection).
@@ -401,6 +416,7 @@ impl Session {
         self.replay_credit = 0;
         if self.phase == Phase::Ready {
             self.attached = false;
+            self.detached_at.get_or_insert(self.last_now);
         } else {
             self.phase = Phase::Closed;
         }
@@ -440,11 +456,14 @@ impl Session {
 
     /// The time passed: identify and heartbeat timeouts.
     pub fn on_tick(&mut self, now: Instant) {
+        self.last_now = now;
         match self.phase {
             Phase::AwaitingIdentify { deadline } if now >= deadline => {
                 self.close(close::NOT_AUTHENTICATED, "identify timeout")
             }
-            Phase::Ready if self.attached && now >= self.last_heartbeat + self.heartbeat_timeout() => {
+            Phase::Ready
+                if self.attached && now >= self.last_heartbeat + self.heartbeat_timeout() =>
+            {
                 self.close(close::SESSION_TIMED_OUT, "heartbeat timeout")
             }
             _ => {}
@@ -467,6 +486,7 @@ impl Session {
 
     /// A text frame from the client. `unix_ms` is the wall clock (typing timestamps).
     pub fn on_client_text(&mut self, now: Instant, unix_ms: u64, text: &str) {
+        self.last_now = now;
         if self.is_closed() {
             return;
         }
@@ -486,15 +506,30 @@ impl Session {
                 }
             }
             (Phase::AwaitingIdentify { .. }, ClientFrame::Identify { token, device_id }) => {
-                if device_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > 128) {
+                if device_id
+                    .as_ref()
+                    .is_some_and(|d| d.is_empty() || d.len() > 128)
+                {
                     return self.close(close::DECODE_ERROR, "bad device_id");
                 }
                 self.phase = Phase::Authenticating;
-                self.actions.push_back(Action::Identify { token, device_id });
+                self.actions
+                    .push_back(Action::Identify { token, device_id });
             }
-            (Phase::AwaitingIdentify { .. }, ClientFrame::Resume { token, session_id, seq }) => {
+            (
+                Phase::AwaitingIdentify { .. },
+                ClientFrame::Resume {
+                    token,
+                    session_id,
+                    seq,
+                },
+            ) => {
                 self.phase = Phase::Authenticating;
-                self.actions.push_back(Action::Resume { token, session_id, seq });
+                self.actions.push_back(Action::Resume {
+                    token,
+                    session_id,
+                    seq,
+                });
             }
             (_, ClientFrame::Identify { .. } | ClientFrame::Resume { .. }) => {
                 self.close(close::ALREADY_AUTHENTICATED, "already authenticated")
@@ -539,13 +574,21 @@ impl Session {
     fn on_op(&mut self, now: Instant, unix_ms: u64, op: ClientFrame) {
         let Some(me) = self.user_id else { return };
         match op {
-            ClientFrame::PresenceUpdate { status, custom_status } => {
+            ClientFrame::PresenceUpdate {
+                status,
+                custom_status,
+            } => {
                 if status == PresenceStatus::Offline
-                    || custom_status.as_ref().is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS_CHARS)
+                    || custom_status
+                        .as_ref()
+                        .is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS_CHARS)
                 {
                     return self.close(close::DECODE_ERROR, "bad presence");
                 }
-                self.actions.push_back(Action::SetPresence { status, custom_status });
+                self.actions.push_back(Action::SetPresence {
+                    status,
+                    custom_status,
+                });
             }
             ClientFrame::TypingStart { channel_id } => {
                 // Unknown or invisible channels are ignored silently (no existence oracle).
@@ -567,7 +610,13 @@ impl Session {
                     timestamp_ms: unix_ms,
                     expires_at_ms: unix_ms + TYPING_TTL.as_millis() as u64,
                 };
-                self.actions.push_back(Action::Publish(BusEvent::to(Audience::Channel { server_id, channel_id }, ev)));
+                self.actions.push_back(Action::Publish(BusEvent::to(
+                    Audience::Channel {
+                        server_id,
+                        channel_id,
+                    },
+                    ev,
+                )));
             }
             ClientFrame::SubscribeMembers { server_id } => {
                 if !self.scope.servers.contains(&server_id)
@@ -583,7 +632,14 @@ impl Session {
                     }
                 }
             }
-            ClientFrame::VoiceStateUpdate { server_id, channel_id, self_mute, self_deaf, self_video, self_stream } => {
+            ClientFrame::VoiceStateUpdate {
+                server_id,
+                channel_id,
+                self_mute,
+                self_deaf,
+                self_video,
+                self_stream,
+            } => {
                 if !self.scope.servers.contains(&server_id) {
                     return;
                 }
@@ -603,24 +659,47 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                self.actions.push_back(Action::Publish(BusEvent::to(Audience::Server(server_id), ev)));
+                self.actions.push_back(Action::Publish(BusEvent::to(
+                    Audience::Server(server_id),
+                    ev,
+                )));
             }
-            ClientFrame::VoiceSignal { channel_id, kind, data } => {
+            ClientFrame::VoiceSignal {
+                channel_id,
+                kind,
+                data,
+            } => {
                 if self.voice.map(|(_, c)| c) != Some(channel_id) {
                     return;
                 }
-                if serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX) > self.cfg.max_signal_bytes {
+                if serde_json::to_vec(&data)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX)
+                    > self.cfg.max_signal_bytes
+                {
                     return self.close(close::DECODE_ERROR, "voice signal too large");
                 }
-                let ev = Event::VoiceSignal { channel_id, user_id: me, session_id: self.session_id.clone(), kind, data };
-                self.actions.push_back(Action::Publish(BusEvent::to(Audience::Voice(channel_id), ev)));
+                let ev = Event::VoiceSignal {
+                    channel_id,
+                    user_id: me,
+                    session_id: self.session_id.clone(),
+                    kind,
+                    data,
+                };
+                self.actions.push_back(Action::Publish(BusEvent::to(
+                    Audience::Voice(channel_id),
+                    ev,
+                )));
             }
             ClientFrame::ToDeviceAck { up_to } => {
                 if let Some(device_id) = self.device_id.clone() {
-                    self.actions.push_back(Action::AckToDevice { device_id, up_to });
+                    self.actions
+                        .push_back(Action::AckToDevice { device_id, up_to });
                 }
             }
-            ClientFrame::Heartbeat { .. } | ClientFrame::Identify { .. } | ClientFrame::Resume { .. } => {}
+            ClientFrame::Heartbeat { .. }
+            | ClientFrame::Identify { .. }
+            | ClientFrame::Resume { .. } => {}
         }
     }
 
@@ -632,7 +711,9 @@ impl Session {
     /// `resume` could not be honoured: send `invalid_session` and wait for `identify` again.
     pub fn resume_rejected(&mut self, now: Instant) {
         if self.phase == Phase::Authenticating {
-            self.phase = Phase::AwaitingIdentify { deadline: now + self.cfg.identify_timeout };
+            self.phase = Phase::AwaitingIdentify {
+                deadline: now + self.cfg.identify_timeout,
+            };
             self.send(&ServerFrame::InvalidSession { resumable: false });
         }
     }
@@ -651,7 +732,10 @@ impl Session {
         self.scope = Scope::from_visibility(&id.visibility);
         self.topics = id.topics;
         self.last_heartbeat = now;
-        self.send(&ServerFrame::Ready { session_id: self.session_id.clone(), d: id.ready });
+        self.send(&ServerFrame::Ready {
+            session_id: self.session_id.clone(),
+            d: id.ready,
+        });
         self.release_held(now, unix_ms);
     }
 
@@ -672,7 +756,10 @@ impl Session {
         self.detached_at = None;
         self.resumable = false;
         self.last_heartbeat = now;
-        self.bucket = Bucket { tokens: self.cfg.rate_burst as f32, last: now };
+        self.bucket = Bucket {
+            tokens: self.cfg.rate_burst as f32,
+            last: now,
+        };
         self.outbound.clear();
         for r in self.replay.iter().filter(|r| r.seq > seq) {
             if r.expires_ms.is_some_and(|e| unix_ms >= e) {
@@ -684,7 +771,9 @@ impl Session {
             }
         }
         self.replay_credit = self.outbound.len();
-        self.send(&ServerFrame::Resumed { session_id: self.session_id.clone() });
+        self.send(&ServerFrame::Resumed {
+            session_id: self.session_id.clone(),
+        });
         self.release_held(now, unix_ms);
         ResumeOutcome::Resumed
     }
@@ -696,7 +785,12 @@ impl Session {
         self.scope = Scope::from_visibility(v);
         self.member_subs.retain(|s| self.scope.servers.contains(s));
         let mut want = topics_for(me, v);
-        want.extend(self.member_subs.iter().filter(|s| self.scope.large.contains(s)).map(|s| Topic::MemberList(*s)));
+        want.extend(
+            self.member_subs
+                .iter()
+                .filter(|s| self.scope.large.contains(s))
+                .map(|s| Topic::MemberList(*s)),
+        );
         let add: Vec<Topic> = want.difference(&self.topics).cloned().collect();
         let remove: Vec<Topic> = self.topics.difference(&want).cloned().collect();
         self.topics = want;
@@ -706,7 +800,10 @@ impl Session {
         if !remove.is_empty() {
             self.actions.push_back(Action::Unsubscribe(remove));
         }
-        if self.voice.is_some_and(|(_, c)| !self.scope.channels.contains_key(&c)) {
+        if self
+            .voice
+            .is_some_and(|(_, c)| !self.scope.channels.contains_key(&c))
+        {
             self.voice = None;
         }
         self.scope_pending = false;
@@ -723,7 +820,9 @@ impl Session {
 
     fn release_held(&mut self, now: Instant, unix_ms: u64) {
         while !self.scope_pending {
-            let Some(ev) = self.held.pop_front() else { break };
+            let Some(ev) = self.held.pop_front() else {
+                break;
+            };
             self.deliver(now, unix_ms, &ev);
         }
     }
@@ -744,18 +843,24 @@ impl Session {
         match a {
             Audience::User(u) => *u == me,
             Audience::Users(us) => us.contains(&me),
-            Audience::Session { user_id, session_id } => *user_id == me && *session_id == self.session_id,
+            Audience::Session {
+                user_id,
+                session_id,
+            } => *user_id == me && *session_id == self.session_id,
             Audience::Server(s) => self.scope.servers.contains(s),
             Audience::Channel { channel_id, .. } => {
                 self.scope.channels.contains_key(channel_id) || self.scope.dms.contains(channel_id)
             }
-            Audience::MemberList(s) => self.member_subs.contains(s) && self.scope.servers.contains(s),
+            Audience::MemberList(s) => {
+                self.member_subs.contains(s) && self.scope.servers.contains(s)
+            }
             Audience::Voice(_) => false,
         }
     }
 
     /// An event from the bus (already known to concern one of this session's topics).
     pub fn on_event(&mut self, now: Instant, unix_ms: u64, ev: &Arc<RoutedEvent>) {
+        self.last_now = now;
         match self.phase {
             Phase::Authenticating => self.hold(ev),
             Phase::Ready if self.scope_pending => self.hold(ev),
@@ -788,8 +893,16 @@ impl Session {
                 }
                 return;
             }
-            Event::ToDevice { device_id, .. } if self.device_id.as_deref() != Some(device_id.as_str()) => return,
-            Event::TypingStart { expires_at_ms, user_id, .. } => {
+            Event::ToDevice { device_id, .. }
+                if self.device_id.as_deref() != Some(device_id.as_str()) =>
+            {
+                return;
+            }
+            Event::TypingStart {
+                expires_at_ms,
+                user_id,
+                ..
+            } => {
                 if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id {
                     return;
                 }
@@ -805,7 +918,12 @@ impl Session {
         f.push(',');
         f.push_str(tail);
         let bytes = Bytes::from(f);
-        self.replay.push_back(Replayed { seq: self.seq, at: now, expires_ms, frame: bytes.clone() });
+        self.replay.push_back(Replayed {
+            seq: self.seq,
+            at: now,
+            expires_ms,
+            frame: bytes.clone(),
+        });
         self.trim_replay(now);
         if self.attached {
             if self.outbound.len() >= self.cfg.outbound_max_frames + self.replay_credit {
@@ -818,7 +936,10 @@ impl Session {
 
     fn trim_replay(&mut self, now: Instant) {
         while self.replay.len() > self.cfg.replay_max_events
-            || self.replay.front().is_some_and(|r| now.saturating_duration_since(r.at) > self.cfg.replay_max_age)
+            || self
+                .replay
+                .front()
+                .is_some_and(|r| now.saturating_duration_since(r.at) > self.cfg.replay_max_age)
         {
             self.replay.pop_front();
         }
@@ -835,7 +956,11 @@ mod tests {
     use crate::directory::VisibleChannel;
 
     fn cfg() -> Arc<SessionConfig> {
-        Arc::new(SessionConfig { replay_max_events: 5, outbound_max_frames: 3, ..Default::default() })
+        Arc::new(SessionConfig {
+            replay_max_events: 5,
+            outbound_max_frames: 3,
+            ..Default::default()
+        })
     }
 
     fn ready(now: Instant) -> Session {
@@ -844,7 +969,10 @@ mod tests {
         assert!(matches!(s.poll_action(), Some(Action::Identify { .. })));
         let visibility = Visibility {
             servers: vec![Id(10)],
-            channels: vec![VisibleChannel { id: Id(11), server_id: Id(10) }],
+            channels: vec![VisibleChannel {
+                id: Id(11),
+                server_id: Id(10),
+            }],
             ..Default::default()
         };
         let topics = topics_for(Id(1), &visibility);
@@ -867,8 +995,13 @@ mod tests {
 
     fn msg(channel: i64) -> Arc<RoutedEvent> {
         Arc::new(RoutedEvent::new(Arc::new(BusEvent::to(
-            Audience::Channel { server_id: Some(Id(10)), channel_id: Id(channel) },
-            Event::MessageCreate { message: serde_json::json!({"channel_id": channel.to_string()}) },
+            Audience::Channel {
+                server_id: Some(Id(10)),
+                channel_id: Id(channel),
+            },
+            Event::MessageCreate {
+                message: serde_json::json!({"channel_id": channel.to_string()}),
+            },
         ))))
     }
 
@@ -877,9 +1010,19 @@ mod tests {
         let now = Instant::now();
         let mut s = Session::new(cfg(), now);
         let hello = s.pop_frame().unwrap();
-        assert!(std::str::from_utf8(&hello).unwrap().contains("heartbeat_interval_ms"));
+        assert!(
+            std::str::from_utf8(&hello)
+                .unwrap()
+                .contains("heartbeat_interval_ms")
+        );
         s.on_client_text(now, 0, r#"{"op":"typing_start","channel_id":"1"}"#);
-        assert_eq!(s.poll_action(), Some(Action::Close { code: 4003, reason: "not authenticated" }));
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::Close {
+                code: 4003,
+                reason: "not authenticated"
+            })
+        );
     }
 
     #[test]
@@ -887,13 +1030,22 @@ mod tests {
         let now = Instant::now();
         let mut s = Session::new(cfg(), now);
         s.on_client_text(now, 0, r#"{"op":"dance"}"#);
-        assert!(matches!(s.poll_action(), Some(Action::Close { code: 4001, .. })));
+        assert!(matches!(
+            s.poll_action(),
+            Some(Action::Close { code: 4001, .. })
+        ));
         let mut s = Session::new(cfg(), now);
         s.on_client_text(now, 0, "{not json");
-        assert!(matches!(s.poll_action(), Some(Action::Close { code: 4002, .. })));
+        assert!(matches!(
+            s.poll_action(),
+            Some(Action::Close { code: 4002, .. })
+        ));
         let mut s = Session::new(cfg(), now);
         s.on_tick(now + Duration::from_secs(11));
-        assert!(matches!(s.poll_action(), Some(Action::Close { code: 4003, .. })));
+        assert!(matches!(
+            s.poll_action(),
+            Some(Action::Close { code: 4003, .. })
+        ));
     }
 
     #[test]
@@ -908,7 +1060,10 @@ mod tests {
         assert!(s.pop_frame().is_none());
         let a: Value = serde_json::from_str(&a).unwrap();
         let b: Value = serde_json::from_str(&b).unwrap();
-        assert_eq!((a["op"].as_str(), a["s"].as_u64(), a["t"].as_str()), (Some("dispatch"), Some(1), Some("message_create")));
+        assert_eq!(
+            (a["op"].as_str(), a["s"].as_u64(), a["t"].as_str()),
+            (Some("dispatch"), Some(1), Some("message_create"))
+        );
         assert_eq!(b["s"], 2);
     }
 
@@ -919,14 +1074,18 @@ mod tests {
         for _ in 0..4 {
             s.on_event(now, 0, &msg(11));
         }
-        assert!(matches!(s.poll_action(), Some(Action::Close { code: 4011, .. })));
+        assert!(matches!(
+            s.poll_action(),
+            Some(Action::Close { code: 4011, .. })
+        ));
         assert!(s.is_resumable());
         s.on_event(now, 0, &msg(11)); // buffered while detached
         assert_eq!(s.seq(), 5);
         assert_eq!(s.resume(now, 0, 9), ResumeOutcome::BadSeq);
         assert_eq!(s.resume(now, 0, 2), ResumeOutcome::Resumed);
-        let frames: Vec<Value> =
-            std::iter::from_fn(|| s.pop_frame()).map(|b| serde_json::from_slice(&b).unwrap()).collect();
+        let frames: Vec<Value> = std::iter::from_fn(|| s.pop_frame())
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .collect();
         let seqs: Vec<u64> = frames.iter().filter_map(|f| f["s"].as_u64()).collect();
         assert_eq!(seqs, vec![3, 4, 5]);
         assert_eq!(frames.last().unwrap()["op"], "resumed");
@@ -945,7 +1104,10 @@ mod tests {
         for _ in 0..100 {
             s.on_client_text(now, 0, r#"{"op":"heartbeat","seq":0}"#);
         }
-        assert!(std::iter::from_fn(|| s.poll_action()).any(|a| matches!(a, Action::Close { code: 4008, .. })));
+        assert!(
+            std::iter::from_fn(|| s.poll_action())
+                .any(|a| matches!(a, Action::Close { code: 4008, .. }))
+        );
     }
 
     #[test]
@@ -961,8 +1123,14 @@ mod tests {
         s.on_event(now, 0, &msg(11)); // held: the user just lost the channel
         assert!(!s.has_frames());
         s.set_scope(now, 0, &Visibility::default());
-        assert!(!s.has_frames(), "event of a channel no longer visible was delivered");
-        assert_eq!(s.poll_action(), Some(Action::Unsubscribe(vec![Topic::Server(Id(10))])));
+        assert!(
+            !s.has_frames(),
+            "event of a channel no longer visible was delivered"
+        );
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::Unsubscribe(vec![Topic::Server(Id(10))]))
+        );
     }
 
     #[test]
@@ -974,7 +1142,9 @@ mod tests {
         s.on_client_text(now, 1_000, r#"{"op":"typing_start","channel_id":"999"}"#);
         let pubs: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
         assert_eq!(pubs.len(), 1);
-        let Action::Publish(ev) = &pubs[0] else { panic!() };
+        let Action::Publish(ev) = &pubs[0] else {
+            panic!()
+        };
         let mut other = ev.clone();
         if let Event::TypingStart { user_id, .. } = &mut other.event {
             *user_id = Id(99);

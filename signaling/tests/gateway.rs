@@ -1,0 +1,839 @@
+//! End-to-end tests of the gateway over real sockets on 127.0.0.1, with tokio-tungstenite
+//! clients, and a real Redis when one is reachable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use copains_signaling::bus::{EventBus, InProcessBus, RedisBus};
+use copains_signaling::directory::{MemoryDirectory, Visibility, VisibleChannel};
+use copains_signaling::presence::{MemoryPresence, PresenceStore, RedisPresence};
+use copains_signaling::server::{Gateway, GatewayConfig, GatewayState};
+use copains_wire::events::{Audience, BusEvent, Event};
+use copains_wire::token::ISSUER;
+use copains_wire::{AccessClaims, Id, TokenSigner};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const SERVER: Id = Id(100);
+const PUBLIC: Id = Id(101);
+const SECRET: Id = Id(102);
+
+struct Node {
+    addr: SocketAddr,
+    gw: Gateway,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn start_node(
+    bus: Arc<dyn EventBus>,
+    dir: Arc<MemoryDirectory>,
+    presence: Arc<dyn PresenceStore>,
+    signer: &TokenSigner,
+    config: GatewayConfig,
+) -> Node {
+    let state = GatewayState {
+        verifier: signer.verifier().unwrap(),
+        bus,
+        directory: dir,
+        presence,
+        config,
+    };
+    let gw = Gateway::start(state);
+    let app = gw.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Node {
+        addr,
+        gw,
+        _server: server,
+    }
+}
+
+fn signer() -> TokenSigner {
+    TokenSigner::from_pem(&TokenSigner::generate_pem().unwrap()).unwrap()
+}
+
+fn token(signer: &TokenSigner, user: Id, sid: Id, exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    signer
+        .sign(&AccessClaims {
+            sub: user,
+            sid,
+            iat: now,
+            exp: now + exp_in,
+            iss: ISSUER.into(),
+        })
+        .unwrap()
+}
+
+/// Users 1 (sees both channels) and 2 (sees only the public one), in one server.
+fn directory() -> Arc<MemoryDirectory> {
+    let d = Arc::new(MemoryDirectory::new());
+    d.set_visibility(
+        Id(1),
+        Visibility {
+            servers: vec![SERVER],
+            channels: vec![
+                VisibleChannel {
+                    id: PUBLIC,
+                    server_id: SERVER,
+                },
+                VisibleChannel {
+                    id: SECRET,
+                    server_id: SERVER,
+                },
+            ],
+            friends: vec![Id(2)],
+            ..Default::default()
+        },
+    );
+    d.set_visibility(
+        Id(2),
+        Visibility {
+            servers: vec![SERVER],
+            channels: vec![VisibleChannel {
+                id: PUBLIC,
+                server_id: SERVER,
+            }],
+            friends: vec![Id(1)],
+            ..Default::default()
+        },
+    );
+    d
+}
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/gateway"))
+        .await
+        .unwrap();
+    ws
+}
+
+enum Got {
+    Frame(Value),
+    Closed(Option<u16>),
+}
+
+async fn next(ws: &mut Ws, wait: Duration) -> Option<Got> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let m = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return None,
+            Ok(m) => m,
+        };
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                return Some(Got::Frame(serde_json::from_str(&t).unwrap()));
+            }
+            Some(Ok(Message::Close(f))) => return Some(Got::Closed(f.map(|f| u16::from(f.code)))),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                eprintln!("client read error: {e}");
+                return Some(Got::Closed(None));
+            }
+            None => return Some(Got::Closed(None)),
+        }
+    }
+}
+
+async fn frame(ws: &mut Ws) -> Value {
+    match next(ws, Duration::from_secs(5)).await {
+        Some(Got::Frame(v)) => v,
+        Some(Got::Closed(c)) => panic!("closed with {c:?}"),
+        None => panic!("no frame within 5 s"),
+    }
+}
+
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match next(ws, Duration::from_secs(5)).await {
+            Some(Got::Frame(_)) => continue,
+            Some(Got::Closed(c)) => return c,
+            None => panic!("not closed within 5 s"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// Connects, identifies and returns the socket and the ready frame.
+async fn identify(addr: SocketAddr, tok: &str) -> (Ws, Value) {
+    let mut ws = connect(addr).await;
+    let hello = frame(&mut ws).await;
+    assert_eq!(hello["op"], "hello");
+    send(&mut ws, json!({"op": "identify", "token": tok})).await;
+    let ready = frame(&mut ws).await;
+    assert_eq!(ready["op"], "ready", "{ready}");
+    (ws, ready)
+}
+
+/// The next dispatch of type `t` (skipping others, e.g. presence).
+async fn dispatch_of(ws: &mut Ws, t: &str) -> Value {
+    loop {
+        let f = frame(ws).await;
+        if f["op"] == "dispatch" && f["t"] == t {
+            return f;
+        }
+    }
+}
+
+fn message(channel: Id, n: u64) -> BusEvent {
+    BusEvent::to(
+        Audience::Channel {
+            server_id: Some(SERVER),
+            channel_id: channel,
+        },
+        Event::MessageCreate {
+            message: json!({"id": n.to_string(), "channel_id": channel, "n": n}),
+        },
+    )
+}
+
+fn memory_node_parts() -> (Arc<dyn EventBus>, Arc<dyn PresenceStore>) {
+    (
+        Arc::new(InProcessBus::new()),
+        Arc::new(MemoryPresence::new()),
+    )
+}
+
+#[tokio::test]
+async fn bad_expired_and_revoked_tokens_are_closed_with_4004() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let dir = directory();
+    let node = start_node(bus, dir.clone(), pres, &s, GatewayConfig::default()).await;
+
+    for tok in [
+        "garbage".to_owned(),
+        token(&signer(), Id(1), Id(5), 600),
+        token(&s, Id(1), Id(5), -120),
+    ] {
+        let mut ws = connect(node.addr).await;
+        assert_eq!(frame(&mut ws).await["op"], "hello");
+        send(&mut ws, json!({"op": "identify", "token": tok})).await;
+        assert_eq!(close_code(&mut ws).await, Some(4004));
+    }
+    dir.revoke_session(Id(6));
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"op": "identify", "token": token(&s, Id(1), Id(6), 600)}),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, Some(4004));
+
+    // Ops before identify: 4003; unknown op: 4001; not JSON: 4002; identify twice: 4005.
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(&mut ws, json!({"op": "typing_start", "channel_id": "101"})).await;
+    assert_eq!(close_code(&mut ws).await, Some(4003));
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(&mut ws, json!({"op": "fly"})).await;
+    assert_eq!(close_code(&mut ws).await, Some(4001));
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    ws.send(Message::text("{nope")).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(4002));
+    let (mut ws, _) = identify(node.addr, &token(&s, Id(1), Id(7), 600)).await;
+    send(
+        &mut ws,
+        json!({"op": "identify", "token": token(&s, Id(1), Id(7), 600)}),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, Some(4005));
+}
+
+#[tokio::test]
+async fn revoking_the_login_session_closes_its_connections_with_4012() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let (mut ws, _) = identify(node.addr, &token(&s, Id(1), Id(8), 600)).await;
+    let (mut other, _) = identify(node.addr, &token(&s, Id(1), Id(9), 600)).await;
+    bus.publish(&BusEvent::to(
+        Audience::User(Id(1)),
+        Event::SessionRevoked {
+            user_id: Id(1),
+            session_id: Id(8),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(4012));
+    // The other login session of the same user is untouched.
+    bus.publish(&message(PUBLIC, 1)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut other, "message_create").await["d"]["message"]["n"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn member_without_view_channel_receives_nothing_of_it() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let (mut a, _) = identify(node.addr, &token(&s, Id(1), Id(11), 600)).await;
+    let (mut b, _) = identify(node.addr, &token(&s, Id(2), Id(12), 600)).await;
+    bus.publish(&message(SECRET, 1)).await.unwrap();
+    bus.publish(&BusEvent::to(
+        Audience::Channel {
+            server_id: Some(SERVER),
+            channel_id: SECRET,
+        },
+        Event::TypingStart {
+            channel_id: SECRET,
+            server_id: Some(SERVER),
+            user_id: Id(1),
+            timestamp_ms: u64::MAX / 4,
+            expires_at_ms: u64::MAX / 2,
+        },
+    ))
+    .await
+    .unwrap();
+    bus.publish(&message(PUBLIC, 2)).await.unwrap();
+    // b: everything it gets until the sentinel is not about the secret channel.
+    loop {
+        let f = frame(&mut b).await;
+        assert_ne!(
+            f["d"]["message"]["channel_id"],
+            SECRET.to_string(),
+            "leaked: {f}"
+        );
+        assert_ne!(f["d"]["channel_id"], SECRET.to_string(), "leaked: {f}");
+        if f["t"] == "message_create" {
+            assert_eq!(f["d"]["message"]["n"], 2);
+            break;
+        }
+    }
+    // a sees both, in order.
+    assert_eq!(
+        dispatch_of(&mut a, "message_create").await["d"]["message"]["n"],
+        1
+    );
+    assert_eq!(
+        dispatch_of(&mut a, "message_create").await["d"]["message"]["n"],
+        2
+    );
+
+    // Typing from b in the public channel reaches a (not b itself), within the scope rules.
+    send(&mut b, json!({"op": "typing_start", "channel_id": PUBLIC})).await;
+    let t = dispatch_of(&mut a, "typing_start").await;
+    assert_eq!(t["d"]["user_id"], "2");
+    assert_eq!(
+        t["d"]["expires_at_ms"].as_u64().unwrap() - t["d"]["timestamp_ms"].as_u64().unwrap(),
+        10_000
+    );
+    // Typing from b into the secret channel is dropped silently.
+    send(&mut b, json!({"op": "typing_start", "channel_id": SECRET})).await;
+    bus.publish(&message(PUBLIC, 3)).await.unwrap();
+    loop {
+        let f = frame(&mut a).await;
+        assert_ne!(
+            f["t"], "typing_start",
+            "typing into an invisible channel was relayed: {f}"
+        );
+        if f["t"] == "message_create" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn scope_change_is_applied_before_later_events() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let dir = directory();
+    let node = start_node(bus.clone(), dir.clone(), pres, &s, GatewayConfig::default()).await;
+    let (mut b, _) = identify(node.addr, &token(&s, Id(2), Id(13), 600)).await;
+    // b is granted the secret channel.
+    dir.set_visibility(
+        Id(2),
+        Visibility {
+            servers: vec![SERVER],
+            channels: vec![
+                VisibleChannel {
+                    id: PUBLIC,
+                    server_id: SERVER,
+                },
+                VisibleChannel {
+                    id: SECRET,
+                    server_id: SERVER,
+                },
+            ],
+            ..Default::default()
+        },
+    );
+    bus.publish(&BusEvent::to(
+        Audience::User(Id(2)),
+        Event::ScopeChanged { user_id: Id(2) },
+    ))
+    .await
+    .unwrap();
+    bus.publish(&message(SECRET, 7)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut b, "message_create").await["d"]["message"]["n"],
+        7
+    );
+    // …and loses the whole server.
+    dir.set_visibility(Id(2), Visibility::default());
+    bus.publish(&BusEvent::to(
+        Audience::User(Id(2)),
+        Event::ScopeChanged { user_id: Id(2) },
+    ))
+    .await
+    .unwrap();
+    bus.publish(&message(SECRET, 8)).await.unwrap();
+    bus.publish(&BusEvent::to(
+        Audience::User(Id(2)),
+        Event::ReadStateUpdate {
+            channel_id: PUBLIC,
+            last_read_id: Id(1),
+        },
+    ))
+    .await
+    .unwrap();
+    loop {
+        let f = frame(&mut b).await;
+        assert_ne!(
+            f["t"], "message_create",
+            "delivered after losing the channel: {f}"
+        );
+        if f["t"] == "read_state_update" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn resume_after_a_dropped_connection_replays_every_missed_event_once() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let tok = token(&s, Id(1), Id(21), 600);
+    let (mut ws, ready) = identify(node.addr, &tok).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    bus.publish(&message(PUBLIC, 1)).await.unwrap();
+    let f = dispatch_of(&mut ws, "message_create").await;
+    let last_seq = f["s"].as_u64().unwrap();
+    // Drop the TCP connection without a close frame.
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node
+        .gw
+        .hub()
+        .find(&session_id)
+        .is_none_or(|h| h.lock().detached_at().is_none())
+    {
+        assert!(Instant::now() < deadline, "server never noticed the drop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in 2..=50 {
+        bus.publish(&message(PUBLIC, n)).await.unwrap();
+    }
+    let mut ws = connect(node.addr).await;
+    assert_eq!(frame(&mut ws).await["op"], "hello");
+    send(
+        &mut ws,
+        json!({"op": "resume", "token": tok, "session_id": session_id, "seq": last_seq}),
+    )
+    .await;
+    let mut seqs = Vec::new();
+    let mut ns = Vec::new();
+    loop {
+        let f = frame(&mut ws).await;
+        if f["op"] == "resumed" {
+            break;
+        }
+        assert_eq!(f["op"], "dispatch", "{f}");
+        seqs.push(f["s"].as_u64().unwrap());
+        if f["t"] == "message_create" {
+            ns.push(f["d"]["message"]["n"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        ns,
+        (2..=50).collect::<Vec<_>>(),
+        "missed or duplicated messages"
+    );
+    let expected: Vec<u64> = (last_seq + 1..=last_seq + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "sequence numbers not contiguous");
+    // Live delivery continues with the next sequence number.
+    bus.publish(&message(PUBLIC, 51)).await.unwrap();
+    let f = dispatch_of(&mut ws, "message_create").await;
+    assert_eq!(f["d"]["message"]["n"], 51);
+    assert!(f["s"].as_u64().unwrap() > *seqs.last().unwrap());
+
+    // A resume of an unknown session, or with someone else's token, gets invalid_session.
+    let mut other = connect(node.addr).await;
+    frame(&mut other).await;
+    let stranger = token(&s, Id(2), Id(22), 600);
+    send(
+        &mut other,
+        json!({"op": "resume", "token": stranger, "session_id": session_id, "seq": 0}),
+    )
+    .await;
+    assert_eq!(
+        frame(&mut other).await,
+        json!({"op": "invalid_session", "resumable": false})
+    );
+    // …and may identify afterwards on the same connection.
+    send(&mut other, json!({"op": "identify", "token": stranger})).await;
+    assert_eq!(frame(&mut other).await["op"], "ready");
+}
+
+#[tokio::test]
+async fn slow_consumer_is_cut_off_while_others_keep_receiving() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let mut config = GatewayConfig::default();
+    config.session.outbound_max_frames = 64;
+    config.session.replay_max_events = 100;
+    let node = start_node(bus.clone(), directory(), pres, &s, config).await;
+    let (slow, slow_ready) = identify(node.addr, &token(&s, Id(1), Id(31), 600)).await;
+    let slow_session = slow_ready["session_id"].as_str().unwrap().to_owned();
+    let (mut fast, _) = identify(node.addr, &token(&s, Id(2), Id(32), 600)).await;
+    let filler = "x".repeat(8 * 1024);
+    let total = 6000u64; // ~48 MiB: more than the loopback socket buffers can hold
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for n in 1..=total {
+                let ev = BusEvent::to(
+                    Audience::Channel {
+                        server_id: Some(SERVER),
+                        channel_id: PUBLIC,
+                    },
+                    Event::MessageCreate {
+                        message: json!({"n": n, "filler": filler}),
+                    },
+                );
+                bus.publish(&ev).await.unwrap();
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut expect = 1;
+    while expect <= total {
+        let f = dispatch_of(&mut fast, "message_create").await;
+        assert_eq!(
+            f["d"]["message"]["n"], expect,
+            "the fast client lost or reordered an event"
+        );
+        expect += 1;
+    }
+    publisher.await.unwrap();
+    // The slow one was detached with a resumable close (4011) on the server side.
+    let h = node
+        .gw
+        .hub()
+        .find(&slow_session)
+        .expect("slow session kept for resume");
+    let (detached, resumable) = {
+        let st = h.lock();
+        (st.detached_at().is_some(), st.is_resumable())
+    };
+    assert!(detached, "the slow consumer was not cut off");
+    assert!(resumable, "a slow consumer must be able to resume");
+    drop(slow);
+}
+
+#[tokio::test]
+async fn oversized_frame_gets_1009() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus, directory(), pres, &s, GatewayConfig::default()).await;
+    let (mut ws, _) = identify(node.addr, &token(&s, Id(1), Id(41), 600)).await;
+    let big = json!({"op": "heartbeat", "seq": 0, "pad": "y".repeat(17 * 1024)});
+    send(&mut ws, big).await;
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    // Before identify too.
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    ws.send(Message::text("z".repeat(20 * 1024))).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    // Far beyond the limit the connection is cut (1009 if the client reads it in time).
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    let _ = ws.send(Message::text("z".repeat(1024 * 1024))).await;
+    assert!(matches!(close_code(&mut ws).await, Some(1009) | None));
+}
+
+#[tokio::test]
+async fn origin_allow_list_connection_cap_and_graceful_shutdown() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let config = GatewayConfig {
+        allowed_origins: Some(vec!["https://chat.example.org".into()]),
+        max_connections_per_user: 2,
+        ..Default::default()
+    };
+    let node = start_node(bus, directory(), pres, &s, config).await;
+    let mut req = format!("ws://{}/gateway", node.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut req = format!("ws://{}/gateway", node.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://chat.example.org".parse().unwrap());
+    let (mut ok, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(frame(&mut ok).await["op"], "hello");
+
+    let tok = token(&s, Id(1), Id(51), 600);
+    let (mut c1, _) = identify(node.addr, &tok).await;
+    let (mut c2, _) = identify(node.addr, &tok).await;
+    let mut c3 = connect(node.addr).await;
+    frame(&mut c3).await;
+    send(&mut c3, json!({"op": "identify", "token": tok})).await;
+    assert_eq!(close_code(&mut c3).await, Some(4010));
+
+    node.gw.shutdown(Duration::from_secs(3)).await;
+    for ws in [&mut c1, &mut c2] {
+        let mut saw_reconnect = false;
+        let code = loop {
+            match next(ws, Duration::from_secs(5)).await {
+                Some(Got::Frame(f)) => saw_reconnect |= f["op"] == "reconnect",
+                Some(Got::Closed(c)) => break c,
+                None => panic!("not closed"),
+            }
+        };
+        assert!(saw_reconnect);
+        assert_eq!(code, Some(1001));
+    }
+    assert_eq!(node.gw.live_connections(), 0);
+}
+
+#[tokio::test]
+async fn heartbeat_is_acked_and_missing_heartbeats_time_out() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let mut config = GatewayConfig::default();
+    config.session.heartbeat_interval = Duration::from_millis(300);
+    let node = start_node(bus, directory(), pres, &s, config).await;
+    let (mut ws, _) = identify(node.addr, &token(&s, Id(1), Id(61), 600)).await;
+    send(&mut ws, json!({"op": "heartbeat", "seq": 0})).await;
+    loop {
+        if frame(&mut ws).await["op"] == "heartbeat_ack" {
+            break;
+        }
+    }
+    let started = Instant::now();
+    assert_eq!(close_code(&mut ws).await, Some(4009));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+// ---------------------------------------------------------------- Redis
+
+fn redis_reachable(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+fn prefix() -> String {
+    format!("copains-test-{:016x}", rand::random::<u64>())
+}
+
+async fn redis_node(url: &str, prefix: &str, dir: Arc<MemoryDirectory>, s: &TokenSigner) -> Node {
+    let bus: Arc<dyn EventBus> = Arc::new(RedisBus::connect(url, prefix).await.unwrap());
+    let pres: Arc<dyn PresenceStore> = Arc::new(
+        RedisPresence::connect(url, prefix, Duration::from_secs(120))
+            .await
+            .unwrap(),
+    );
+    start_node(bus, dir, pres, s, GatewayConfig::default()).await
+}
+
+#[tokio::test]
+async fn two_gateway_nodes_on_redis_deliver_each_others_events() {
+    if !redis_reachable(6379) {
+        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the multi-node test");
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let p = prefix();
+    let s = signer();
+    let dir = directory();
+    let n1 = redis_node(url, &p, dir.clone(), &s).await;
+    let n2 = redis_node(url, &p, dir.clone(), &s).await;
+    let api = RedisBus::connect(url, &p).await.unwrap();
+
+    let (mut a, _) = identify(n1.addr, &token(&s, Id(1), Id(71), 600)).await;
+    let (mut b, b_ready) = identify(n2.addr, &token(&s, Id(2), Id(72), 600)).await;
+    // b's ready carries its friend a's presence (set by node 1, read by node 2 from Redis).
+    let pres = b_ready["d"]["presences"].as_array().unwrap();
+    assert!(
+        pres.iter()
+            .any(|p| p["user_id"] == "1" && p["status"] == "online"),
+        "{pres:?}"
+    );
+
+    // The api publishes; both nodes deliver.
+    api.publish(&message(PUBLIC, 1)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut a, "message_create").await["d"]["message"]["n"],
+        1
+    );
+    assert_eq!(
+        dispatch_of(&mut b, "message_create").await["d"]["message"]["n"],
+        1
+    );
+    // Typing on node 2 reaches node 1.
+    send(&mut b, json!({"op": "typing_start", "channel_id": PUBLIC})).await;
+    assert_eq!(
+        dispatch_of(&mut a, "typing_start").await["d"]["user_id"],
+        "2"
+    );
+    // Presence set on node 1 reaches node 2.
+    send(
+        &mut a,
+        json!({"op": "presence_update", "status": "dnd", "custom_status": "focus"}),
+    )
+    .await;
+    loop {
+        let f = dispatch_of(&mut b, "presence_update").await;
+        if f["d"]["user_id"] == "1" && f["d"]["status"] == "dnd" {
+            assert_eq!(f["d"]["custom_status"], "focus");
+            break;
+        }
+    }
+    // A gateway-published event (a's typing) on node 1 reaches b on node 2, and a secret
+    // message reaches only a.
+    api.publish(&message(SECRET, 2)).await.unwrap();
+    api.publish(&message(PUBLIC, 3)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut a, "message_create").await["d"]["message"]["n"],
+        2
+    );
+    assert_eq!(
+        dispatch_of(&mut b, "message_create").await["d"]["message"]["n"],
+        3
+    );
+    // a leaves: b sees a go offline.
+    a.close(None).await.unwrap();
+    loop {
+        let f = dispatch_of(&mut b, "presence_update").await;
+        if f["d"]["user_id"] == "1" && f["d"]["status"] == "offline" {
+            break;
+        }
+    }
+}
+
+struct RedisChild(std::process::Child);
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis(port: u16) -> Option<RedisChild> {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let child = RedisChild(child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !redis_reachable(port) {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn delivery_recovers_by_itself_after_a_redis_restart() {
+    let port = free_port();
+    let Some(redis) = start_redis(port) else {
+        println!("NOTICE: cannot start redis-server, skipping the Redis restart test");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let p = prefix();
+    let s = signer();
+    let node = redis_node(&url, &p, directory(), &s).await;
+    let api = RedisBus::connect(&url, &p).await.unwrap();
+    let (mut a, _) = identify(node.addr, &token(&s, Id(1), Id(81), 600)).await;
+    api.publish(&message(PUBLIC, 1)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut a, "message_create").await["d"]["message"]["n"],
+        1
+    );
+
+    drop(redis);
+    assert!(
+        api.publish(&message(PUBLIC, 2)).await.is_err(),
+        "publish errors must be surfaced"
+    );
+    let _redis = start_redis(port).expect("redis restarts");
+    let restarted = Instant::now();
+    // Publish until delivered again; it must recover by itself within 5 s.
+    let mut n = 100;
+    'outer: loop {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "delivery did not recover within 5 s"
+        );
+        n += 1;
+        let _ = api.publish(&message(PUBLIC, n)).await;
+        while let Some(got) = next(&mut a, Duration::from_millis(100)).await {
+            match got {
+                Got::Frame(f) if f["t"] == "message_create" => break 'outer,
+                Got::Frame(_) => {}
+                Got::Closed(c) => panic!("client closed: {c:?}"),
+            }
+        }
+    }
+    println!(
+        "delivery recovered {:?} after the Redis restart",
+        restarted.elapsed()
+    );
+}
