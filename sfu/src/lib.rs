@@ -6,9 +6,12 @@
 //!   mode, fed with time, datagrams and commands and drained with `poll_output`;
 //! - [`stun`]: just enough STUN parsing to route a client's first datagram by ICE ufrag;
 //! - [`udp`]: the IO driver (port range, worker threads, batched sends) and [`SfuHandle`],
-//!   the small async handle the rest of Copains uses.
+//!   the small async handle the rest of Copains uses;
+//! - [`client`]: a native str0m client on a UDP socket, for the loopback test and the load
+//!   generator.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod client;
 pub mod room;
 pub mod router;
 pub mod stun;
@@ -19,7 +22,7 @@ pub use room::{
     RoomStats, TrackId, TrackKind, Transmit,
 };
 pub use router::{Layer, ViewSize};
-pub use udp::{PortRange, SfuConfig, SfuError, SfuEvent, SfuHandle};
+pub use udp::{PortRange, RoomId, SfuConfig, SfuError, SfuEvent, SfuHandle};
 
 /// Re-exported str0m, so users of this crate build clients with the same version.
 pub use str0m;

@@ -232,10 +232,8 @@ fn keyframe_requests_are_throttled_to_one_per_second() {
     w.join(1, true);
     w.join(2, false);
     w.connect();
-    let mut n = 0;
-    for _ in 0..10 {
+    for n in 0..10 {
         w.video_frame(1, n == 0, n);
-        n += 1;
         w.run(33 * MS, 11 * MS);
     }
     w.run(1500 * MS, 50 * MS);

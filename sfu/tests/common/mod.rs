@@ -1,6 +1,12 @@
 //! In-memory harness: real str0m client `Rtc`s (RTP mode) talking to a real [`Room`] through
 //! its sans-IO interface, with a simulated clock and optional loss. No sockets.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -350,14 +356,13 @@ impl World {
             while let Some((id, data)) = self.to_room.pop_front() {
                 busy = true;
                 let src = self.clients.iter().find(|c| c.id == id).map(|c| c.addr);
-                if let Some(src) = src {
-                    if self
+                if let Some(src) = src
+                    && self
                         .room
                         .handle_datagram(self.now, id, src, self.sfu, &data)
                         .is_err()
-                    {
-                        self.room_errors += 1;
-                    }
+                {
+                    self.room_errors += 1;
                 }
             }
             while let Some(out) = self.room.poll_output() {
