@@ -70,7 +70,12 @@ fn base58_encode(bytes: &[u8]) -> String {
     let zeros = bytes.iter().take_while(|b| **b == 0).count();
     let mut out = String::with_capacity(zeros + digits.len());
     out.extend(std::iter::repeat_n('1', zeros));
-    out.extend(digits.iter().rev().map(|d| char::from(ALPHABET[usize::from(*d)])));
+    out.extend(
+        digits
+            .iter()
+            .rev()
+            .map(|d| char::from(ALPHABET[usize::from(*d)])),
+    );
     digits.zeroize();
     out
 }
@@ -78,11 +83,13 @@ fn base58_encode(bytes: &[u8]) -> String {
 fn base58_decode(s: &str) -> Result<Vec<u8>, BackupError> {
     let mut bytes: Vec<u8> = Vec::with_capacity(s.len());
     for c in s.bytes() {
-        let mut carry = ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .ok_or(BackupError::InvalidRecoveryKey("character outside the base58 alphabet"))?
-            as u32;
+        let mut carry =
+            ALPHABET
+                .iter()
+                .position(|a| *a == c)
+                .ok_or(BackupError::InvalidRecoveryKey(
+                    "character outside the base58 alphabet",
+                ))? as u32;
         for b in bytes.iter_mut() {
             carry += u32::from(*b) * 58;
             *b = (carry & 0xff) as u8;
@@ -144,7 +151,9 @@ impl RecoveryKey {
             return Err(BackupError::InvalidRecoveryKey("wrong prefix"));
         }
         if raw.iter().fold(0u8, |a, b| a ^ b) != 0 {
-            return Err(BackupError::InvalidRecoveryKey("parity check failed (typo?)"));
+            return Err(BackupError::InvalidRecoveryKey(
+                "parity check failed (typo?)",
+            ));
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw[2..34]);
@@ -166,9 +175,14 @@ impl RecoveryKey {
     /// Encrypt a list of exported room keys into a base64 blob for the server.
     pub fn encrypt_room_keys(&self, keys: &[ExportedRoomKey]) -> Result<String, BackupError> {
         if keys.len() > MAX_BACKUP_KEYS {
-            return Err(BackupError::Malformed(format!("too many keys: {}", keys.len())));
+            return Err(BackupError::Malformed(format!(
+                "too many keys: {}",
+                keys.len()
+            )));
         }
-        let json = Zeroizing::new(serde_json::to_vec(keys).map_err(|e| BackupError::Malformed(e.to_string()))?);
+        let json = Zeroizing::new(
+            serde_json::to_vec(keys).map_err(|e| BackupError::Malformed(e.to_string()))?,
+        );
         Ok(util::base64_encode(self.encrypt(&json)?))
     }
 
@@ -179,7 +193,10 @@ impl RecoveryKey {
         let keys: Vec<ExportedRoomKey> =
             serde_json::from_slice(&json).map_err(|e| BackupError::Malformed(e.to_string()))?;
         if keys.len() > MAX_BACKUP_KEYS {
-            return Err(BackupError::Malformed(format!("too many keys: {}", keys.len())));
+            return Err(BackupError::Malformed(format!(
+                "too many keys: {}",
+                keys.len()
+            )));
         }
         Ok(keys)
     }
@@ -192,7 +209,13 @@ mod tests {
 
     #[test]
     fn base58_round_trip() {
-        for v in [vec![], vec![0], vec![0, 0, 1], vec![255; 35], (0..35).collect::<Vec<u8>>()] {
+        for v in [
+            vec![],
+            vec![0],
+            vec![0, 0, 1],
+            vec![255; 35],
+            (0..35).collect::<Vec<u8>>(),
+        ] {
             assert_eq!(base58_decode(&base58_encode(&v)).unwrap(), v);
         }
         assert_eq!(base58_encode(b"hello world"), "StV1DL6CwTryKyV");
@@ -226,7 +249,10 @@ mod tests {
         let mut restored = InboundGroup::from_exported(&keys[0]).unwrap();
         assert_eq!(restored.decrypt(&msg).unwrap().plaintext, b"backed up");
         let other = RecoveryKey::generate().unwrap();
-        assert_eq!(other.decrypt_room_keys(&blob).err(), Some(BackupError::Decryption));
+        assert_eq!(
+            other.decrypt_room_keys(&blob).err(),
+            Some(BackupError::Decryption)
+        );
         let mut raw = util::base64_decode(&blob).unwrap();
         raw[20] ^= 1;
         assert_eq!(k.decrypt(&raw).err(), Some(BackupError::Decryption));

@@ -179,14 +179,18 @@ fn canonical(parts: &[&str]) -> Vec<u8> {
 
 fn parse_ed25519(field: &str, s: &str) -> Result<Ed25519PublicKey, DeviceError> {
     util::check_len(s.len(), 64)?;
-    Ed25519PublicKey::from_base64(s)
-        .map_err(|e| DeviceError::InvalidKey { field: field.to_owned(), reason: e.to_string() })
+    Ed25519PublicKey::from_base64(s).map_err(|e| DeviceError::InvalidKey {
+        field: field.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 pub(crate) fn parse_curve25519(field: &str, s: &str) -> Result<Curve25519PublicKey, DeviceError> {
     util::check_len(s.len(), 64)?;
-    Curve25519PublicKey::from_base64(s)
-        .map_err(|e| DeviceError::InvalidKey { field: field.to_owned(), reason: e.to_string() })
+    Curve25519PublicKey::from_base64(s).map_err(|e| DeviceError::InvalidKey {
+        field: field.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn check_signature(
@@ -198,7 +202,9 @@ fn check_signature(
     util::check_len(signature.len(), 128)?;
     let sig = Ed25519Signature::from_base64(signature)
         .map_err(|_| DeviceError::BadSignature(what.to_owned()))?;
-    signer.verify(message, &sig).map_err(|_| DeviceError::BadSignature(what.to_owned()))
+    signer
+        .verify(message, &sig)
+        .map_err(|_| DeviceError::BadSignature(what.to_owned()))
 }
 
 impl KeysUpload {
@@ -240,8 +246,13 @@ impl KeysUpload {
         if let Some(fb) = &self.fallback_key {
             util::check_len(fb.key_id.len(), MAX_KEY_ID_LEN)?;
             parse_curve25519("fallback", &fb.key)?;
-            let msg =
-                canonical(&[FALLBACK_LABEL, &self.user_id, &self.device_id, &fb.key_id, &fb.key]);
+            let msg = canonical(&[
+                FALLBACK_LABEL,
+                &self.user_id,
+                &self.device_id,
+                &fb.key_id,
+                &fb.key,
+            ]);
             check_signature(&ed, "fallback key", &msg, &fb.signature)?;
         }
         Ok(UploadSummary {
@@ -265,8 +276,18 @@ impl ClaimedKey {
         util::check_len(self.key_id.len(), MAX_KEY_ID_LEN)?;
         let ed = parse_ed25519("ed25519", &self.identity_keys.ed25519)?;
         parse_curve25519("claimed", &self.key)?;
-        let label = if self.fallback { FALLBACK_LABEL } else { OTK_LABEL };
-        let msg = canonical(&[label, &self.user_id, &self.device_id, &self.key_id, &self.key]);
+        let label = if self.fallback {
+            FALLBACK_LABEL
+        } else {
+            OTK_LABEL
+        };
+        let msg = canonical(&[
+            label,
+            &self.user_id,
+            &self.device_id,
+            &self.key_id,
+            &self.key,
+        ]);
         check_signature(&ed, "claimed key", &msg, &self.signature)
     }
 }
@@ -300,7 +321,11 @@ impl Device {
     pub fn new(user_id: &str, device_id: &str) -> Result<Self, DeviceError> {
         validate_id("user_id", user_id)?;
         validate_id("device_id", device_id)?;
-        Ok(Self { account: Account::new(), user_id: user_id.to_owned(), device_id: device_id.to_owned() })
+        Ok(Self {
+            account: Account::new(),
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+        })
     }
 
     /// The owner's user id.
@@ -316,7 +341,10 @@ impl Device {
     /// Public identity keys.
     pub fn identity_keys(&self) -> IdentityKeys {
         let k = self.account.identity_keys();
-        IdentityKeys { curve25519: k.curve25519.to_base64(), ed25519: k.ed25519.to_base64() }
+        IdentityKeys {
+            curve25519: k.curve25519.to_base64(),
+            ed25519: k.ed25519.to_base64(),
+        }
     }
 
     /// Sign arbitrary bytes with the ed25519 identity key (base64 signature).
@@ -331,7 +359,10 @@ impl Device {
             .account
             .max_number_of_one_time_keys()
             .saturating_sub(self.account.one_time_keys().len());
-        self.account.generate_one_time_keys(count.min(room)).created.len()
+        self.account
+            .generate_one_time_keys(count.min(room))
+            .created
+            .len()
     }
 
     /// Generate a new fallback key (the previous one stays usable until the next rotation).
@@ -366,18 +397,27 @@ impl Device {
                 (key_id, SignedKey { key, signature })
             })
             .collect();
-        let fallback_key = self.account.fallback_key().into_iter().next().map(|(id, key)| {
-            let key_id = id.to_base64();
-            let key = key.to_base64();
-            let signature = self.sign(&canonical(&[
-                FALLBACK_LABEL,
-                &self.user_id,
-                &self.device_id,
-                &key_id,
-                &key,
-            ]));
-            SignedFallbackKey { key_id, key, signature }
-        });
+        let fallback_key = self
+            .account
+            .fallback_key()
+            .into_iter()
+            .next()
+            .map(|(id, key)| {
+                let key_id = id.to_base64();
+                let key = key.to_base64();
+                let signature = self.sign(&canonical(&[
+                    FALLBACK_LABEL,
+                    &self.user_id,
+                    &self.device_id,
+                    &key_id,
+                    &key,
+                ]));
+                SignedFallbackKey {
+                    key_id,
+                    key,
+                    signature,
+                }
+            });
         KeysUpload {
             user_id: self.user_id.clone(),
             device_id: self.device_id.clone(),
@@ -404,7 +444,11 @@ impl Device {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(&p).map_err(|e| DeviceError::Json(e.to_string()))?,
         );
-        Ok(util::base64_encode(util::seal(local_key, PICKLE_LABEL, &json)?))
+        Ok(util::base64_encode(util::seal(
+            local_key,
+            PICKLE_LABEL,
+            &json,
+        )?))
     }
 
     /// Restore a device from [`Device::pickle`] output.
@@ -416,7 +460,11 @@ impl Device {
         let p: DevicePickle = serde_json::from_slice(&json).map_err(|_| DeviceError::Unpickle)?;
         validate_id("user_id", &p.user_id)?;
         validate_id("device_id", &p.device_id)?;
-        Ok(Self { account: Account::from_pickle(p.account), user_id: p.user_id, device_id: p.device_id })
+        Ok(Self {
+            account: Account::from_pickle(p.account),
+            user_id: p.user_id,
+            device_id: p.device_id,
+        })
     }
 }
 
@@ -440,9 +488,22 @@ mod tests {
         let parsed = KeysUpload::from_json(&up.to_json()).unwrap();
         assert_eq!(parsed, up);
         let s = parsed.verify().unwrap();
-        assert_eq!(s, UploadSummary { one_time_keys: 5, has_fallback_key: true });
+        assert_eq!(
+            s,
+            UploadSummary {
+                one_time_keys: 5,
+                has_fallback_key: true
+            }
+        );
         let v: serde_json::Value = serde_json::from_str(&up.to_json()).unwrap();
-        for k in ["user_id", "device_id", "identity_keys", "signature", "one_time_keys", "fallback_key"] {
+        for k in [
+            "user_id",
+            "device_id",
+            "identity_keys",
+            "signature",
+            "one_time_keys",
+            "fallback_key",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
     }
@@ -498,7 +559,12 @@ mod tests {
         claimed.fallback = true;
         assert!(claimed.verify().is_err());
         let fb = up.fallback_key.unwrap();
-        let claimed = ClaimedKey { key_id: fb.key_id, key: fb.key, signature: fb.signature, ..claimed };
+        let claimed = ClaimedKey {
+            key_id: fb.key_id,
+            key: fb.key,
+            signature: fb.signature,
+            ..claimed
+        };
         claimed.verify().unwrap();
     }
 
@@ -511,7 +577,10 @@ mod tests {
         assert_eq!(back.identity_keys(), d.identity_keys());
         assert_eq!(back.user_id(), "alice");
         assert_eq!(back.keys_for_upload().one_time_keys.len(), 5);
-        assert!(matches!(Device::unpickle(&p, &[8u8; 32]), Err(DeviceError::Unpickle)));
+        assert!(matches!(
+            Device::unpickle(&p, &[8u8; 32]),
+            Err(DeviceError::Unpickle)
+        ));
         assert!(Device::unpickle("%%%", &key).is_err());
     }
 

@@ -30,4 +30,4 @@ pub mod verify;
 #[cfg(all(feature = "wasm", target_arch = "wasm32"))]
 pub mod wasm;
 
-pub use util::{base64_decode, base64_encode};
+pub use util::{UtilError, base64_decode, base64_encode, key32, u64_from_js_number};

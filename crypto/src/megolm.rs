@@ -108,9 +108,13 @@ impl RoomKey {
     /// Parse from JSON (capped) and check the type.
     pub fn from_json(json: &str) -> Result<Self, MegolmError> {
         util::check_len(json.len(), 8192)?;
-        let k: Self = serde_json::from_str(json).map_err(|e| MegolmError::Malformed(e.to_string()))?;
+        let k: Self =
+            serde_json::from_str(json).map_err(|e| MegolmError::Malformed(e.to_string()))?;
         if k.kind != ROOM_KEY_TYPE {
-            return Err(MegolmError::Malformed(format!("unexpected type {}", k.kind)));
+            return Err(MegolmError::Malformed(format!(
+                "unexpected type {}",
+                k.kind
+            )));
         }
         util::check_len(k.channel_id.len(), MAX_ID_LEN)?;
         util::check_len(k.session_id.len(), MAX_ID_LEN)?;
@@ -147,7 +151,10 @@ pub struct RotationPolicy {
 
 impl Default for RotationPolicy {
     fn default() -> Self {
-        Self { max_messages: ROTATE_AFTER_MESSAGES, max_age_ms: ROTATE_AFTER_MS }
+        Self {
+            max_messages: ROTATE_AFTER_MESSAGES,
+            max_age_ms: ROTATE_AFTER_MS,
+        }
     }
 }
 
@@ -257,7 +264,12 @@ impl OutboundGroup {
 
     /// Whether to rotate at `now_ms` under `policy`.
     pub fn needs_rotation(&self, policy: &RotationPolicy, now_ms: u64) -> Option<RotationReason> {
-        policy.check(self.messages_sent, self.created_at_ms, self.member_left, now_ms)
+        policy.check(
+            self.messages_sent,
+            self.created_at_ms,
+            self.member_left,
+            now_ms,
+        )
     }
 
     /// Encrypt a plaintext of at most [`MAX_GROUP_MESSAGE_LEN`] bytes.
@@ -265,7 +277,10 @@ impl OutboundGroup {
         util::check_len(plaintext.len(), MAX_GROUP_MESSAGE_LEN)?;
         let msg = self.session.encrypt(plaintext);
         self.messages_sent = self.messages_sent.saturating_add(1);
-        Ok(GroupMessage { session_id: self.session_id(), ciphertext: msg.to_base64() })
+        Ok(GroupMessage {
+            session_id: self.session_id(),
+            ciphertext: msg.to_base64(),
+        })
     }
 
     /// Encrypt the session state under a 32-byte local key (base64).
@@ -280,14 +295,19 @@ impl OutboundGroup {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(&p).map_err(|e| MegolmError::Malformed(e.to_string()))?,
         );
-        Ok(util::base64_encode(util::seal(local_key, OUTBOUND_PICKLE_LABEL, &json)?))
+        Ok(util::base64_encode(util::seal(
+            local_key,
+            OUTBOUND_PICKLE_LABEL,
+            &json,
+        )?))
     }
 
     /// Restore from [`OutboundGroup::pickle`].
     pub fn unpickle(pickle: &str, local_key: &[u8; 32]) -> Result<Self, MegolmError> {
         let sealed = util::base64_decode_capped(pickle, 64 * 1024)?;
         let json = zeroize::Zeroizing::new(
-            util::open(local_key, OUTBOUND_PICKLE_LABEL, &sealed).map_err(|_| MegolmError::Unpickle)?,
+            util::open(local_key, OUTBOUND_PICKLE_LABEL, &sealed)
+                .map_err(|_| MegolmError::Unpickle)?,
         );
         let p: OutboundPickle = serde_json::from_slice(&json).map_err(|_| MegolmError::Unpickle)?;
         Ok(Self {
@@ -366,9 +386,15 @@ impl InboundGroup {
         util::check_len(key.session_key.len(), 1024)?;
         let sk = SessionKey::from_base64(&key.session_key)
             .map_err(|e| MegolmError::Malformed(e.to_string()))?;
-        let s = Self::from_session(InboundGroupSession::new(&sk, SessionConfig::version_1()), &key.channel_id)?;
+        let s = Self::from_session(
+            InboundGroupSession::new(&sk, SessionConfig::version_1()),
+            &key.channel_id,
+        )?;
         if s.session_id != key.session_id {
-            return Err(MegolmError::WrongSession { expected: s.session_id, got: key.session_id.clone() });
+            return Err(MegolmError::WrongSession {
+                expected: s.session_id,
+                got: key.session_id.clone(),
+            });
         }
         Ok(s)
     }
@@ -378,9 +404,15 @@ impl InboundGroup {
         util::check_len(key.exported_key.len(), 1024)?;
         let ek = ExportedSessionKey::from_base64(&key.exported_key)
             .map_err(|e| MegolmError::Malformed(e.to_string()))?;
-        let s = Self::from_session(InboundGroupSession::import(&ek, SessionConfig::version_1()), &key.channel_id)?;
+        let s = Self::from_session(
+            InboundGroupSession::import(&ek, SessionConfig::version_1()),
+            &key.channel_id,
+        )?;
         if s.session_id != key.session_id {
-            return Err(MegolmError::WrongSession { expected: s.session_id, got: key.session_id.clone() });
+            return Err(MegolmError::WrongSession {
+                expected: s.session_id,
+                got: key.session_id.clone(),
+            });
         }
         Ok(s)
     }
@@ -426,15 +458,24 @@ impl InboundGroup {
                 got: message.session_id.clone(),
             });
         }
-        util::check_len(message.ciphertext.len(), (MAX_GROUP_MESSAGE_LEN + 1024) / 3 * 4 + 4)?;
+        util::check_len(
+            message.ciphertext.len(),
+            (MAX_GROUP_MESSAGE_LEN + 1024) / 3 * 4 + 4,
+        )?;
         let msg = MegolmMessage::from_base64(&message.ciphertext)
             .map_err(|e| MegolmError::Malformed(e.to_string()))?;
         if self.is_seen(msg.message_index()) {
             return Err(MegolmError::Replayed(msg.message_index()));
         }
-        let d = self.session.decrypt(&msg).map_err(|e| MegolmError::Decryption(e.to_string()))?;
+        let d = self
+            .session
+            .decrypt(&msg)
+            .map_err(|e| MegolmError::Decryption(e.to_string()))?;
         self.mark_seen(d.message_index);
-        Ok(Decrypted { plaintext: d.plaintext, message_index: d.message_index })
+        Ok(Decrypted {
+            plaintext: d.plaintext,
+            message_index: d.message_index,
+        })
     }
 
     /// Encrypt the session state (including seen indexes) under a local key (base64).
@@ -448,14 +489,19 @@ impl InboundGroup {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(&p).map_err(|e| MegolmError::Malformed(e.to_string()))?,
         );
-        Ok(util::base64_encode(util::seal(local_key, INBOUND_PICKLE_LABEL, &json)?))
+        Ok(util::base64_encode(util::seal(
+            local_key,
+            INBOUND_PICKLE_LABEL,
+            &json,
+        )?))
     }
 
     /// Restore from [`InboundGroup::pickle`].
     pub fn unpickle(pickle: &str, local_key: &[u8; 32]) -> Result<Self, MegolmError> {
         let sealed = util::base64_decode_capped(pickle, 256 * 1024)?;
         let json = zeroize::Zeroizing::new(
-            util::open(local_key, INBOUND_PICKLE_LABEL, &sealed).map_err(|_| MegolmError::Unpickle)?,
+            util::open(local_key, INBOUND_PICKLE_LABEL, &sealed)
+                .map_err(|_| MegolmError::Unpickle)?,
         );
         let p: InboundPickle = serde_json::from_slice(&json).map_err(|_| MegolmError::Unpickle)?;
         let mut s = Self::from_session(InboundGroupSession::from_pickle(p.session), &p.channel_id)?;
@@ -493,10 +539,16 @@ impl InboundGroupStore {
     /// Add or replace a session (a replacement keeps the stored replay state when it
     /// does not start earlier than the stored one).
     pub fn insert(&mut self, session: InboundGroup) {
-        if let Some(existing) = self.sessions.iter_mut().find(|s| s.session_id == session.session_id) {
+        if let Some(existing) = self
+            .sessions
+            .iter_mut()
+            .find(|s| s.session_id == session.session_id)
+        {
             // vodozemac tells whether the new one can decrypt more (earlier indexes).
             let mut incoming = session;
-            if incoming.session.compare(&mut existing.session) == vodozemac::megolm::SessionOrdering::Better {
+            if incoming.session.compare(&mut existing.session)
+                == vodozemac::megolm::SessionOrdering::Better
+            {
                 incoming.seen = std::mem::take(&mut existing.seen);
                 incoming.floor = existing.floor;
                 *existing = incoming;
@@ -511,7 +563,9 @@ impl InboundGroupStore {
 
     /// Look a session up.
     pub fn get_mut(&mut self, session_id: &str) -> Option<&mut InboundGroup> {
-        self.sessions.iter_mut().find(|s| s.session_id == session_id)
+        self.sessions
+            .iter_mut()
+            .find(|s| s.session_id == session_id)
     }
 
     /// Decrypt with the session the message names.
@@ -539,7 +593,13 @@ mod tests {
         let m0 = out.encrypt(b"zero").unwrap();
         let m1 = out.encrypt(b"one").unwrap();
         let m1 = GroupMessage::from_json(&m1.to_json()).unwrap();
-        assert_eq!(inb.decrypt(&m1).unwrap(), Decrypted { plaintext: b"one".to_vec(), message_index: 1 });
+        assert_eq!(
+            inb.decrypt(&m1).unwrap(),
+            Decrypted {
+                plaintext: b"one".to_vec(),
+                message_index: 1
+            }
+        );
         assert_eq!(inb.decrypt(&m0).unwrap().plaintext, b"zero");
         assert!(matches!(inb.decrypt(&m1), Err(MegolmError::Replayed(1))));
         assert!(matches!(inb.decrypt(&m0), Err(MegolmError::Replayed(0))));
@@ -552,8 +612,14 @@ mod tests {
         let m = out.encrypt(b"secret").unwrap();
         let mut bytes = util::base64_decode(&m.ciphertext).unwrap();
         bytes[12] ^= 1;
-        let bad = GroupMessage { ciphertext: util::base64_encode(&bytes), ..m.clone() };
-        assert!(matches!(inb.decrypt(&bad), Err(MegolmError::Decryption(_)) | Err(MegolmError::Malformed(_))));
+        let bad = GroupMessage {
+            ciphertext: util::base64_encode(&bytes),
+            ..m.clone()
+        };
+        assert!(matches!(
+            inb.decrypt(&bad),
+            Err(MegolmError::Decryption(_)) | Err(MegolmError::Malformed(_))
+        ));
         // The real message still decrypts: a failed attempt does not burn the index.
         assert_eq!(inb.decrypt(&m).unwrap().plaintext, b"secret");
     }
@@ -563,7 +629,10 @@ mod tests {
         let mut out = OutboundGroup::new("chan", 0).unwrap();
         let early = out.encrypt(b"before").unwrap();
         let mut inb = InboundGroup::from_room_key(&out.room_key()).unwrap();
-        assert!(matches!(inb.decrypt(&early), Err(MegolmError::Decryption(_))));
+        assert!(matches!(
+            inb.decrypt(&early),
+            Err(MegolmError::Decryption(_))
+        ));
         let late = out.encrypt(b"after").unwrap();
         assert_eq!(inb.decrypt(&late).unwrap().plaintext, b"after");
     }
@@ -573,8 +642,14 @@ mod tests {
         let p = RotationPolicy::default();
         assert_eq!(p.check(0, 1000, false, 1000), None);
         assert_eq!(p.check(99, 0, false, ROTATE_AFTER_MS - 1), None);
-        assert_eq!(p.check(100, 0, false, 0), Some(RotationReason::MessageCount));
-        assert_eq!(p.check(0, 0, false, ROTATE_AFTER_MS), Some(RotationReason::Age));
+        assert_eq!(
+            p.check(100, 0, false, 0),
+            Some(RotationReason::MessageCount)
+        );
+        assert_eq!(
+            p.check(0, 0, false, ROTATE_AFTER_MS),
+            Some(RotationReason::Age)
+        );
         assert_eq!(p.check(0, 0, true, 0), Some(RotationReason::MemberLeft));
         // A clock that goes backwards never underflows.
         assert_eq!(p.check(0, 5000, false, 0), None);
@@ -583,7 +658,10 @@ mod tests {
             assert_eq!(out.needs_rotation(&p, 1), None);
             out.encrypt(b"x").unwrap();
         }
-        assert_eq!(out.needs_rotation(&p, 1), Some(RotationReason::MessageCount));
+        assert_eq!(
+            out.needs_rotation(&p, 1),
+            Some(RotationReason::MessageCount)
+        );
         let mut out = OutboundGroup::new("c", 0).unwrap();
         out.member_left();
         assert_eq!(out.needs_rotation(&p, 1), Some(RotationReason::MemberLeft));
@@ -613,7 +691,10 @@ mod tests {
         let mut out = OutboundGroup::unpickle(&out.pickle(&key).unwrap(), &key).unwrap();
         assert_eq!(out.messages_sent(), 1);
         let mut inb = InboundGroup::unpickle(&inb.pickle(&key).unwrap(), &key).unwrap();
-        assert!(matches!(inb.decrypt(&m0), Err(MegolmError::Replayed(0))), "replay state survives a pickle");
+        assert!(
+            matches!(inb.decrypt(&m0), Err(MegolmError::Replayed(0))),
+            "replay state survives a pickle"
+        );
         let m1 = out.encrypt(b"b").unwrap();
         assert_eq!(inb.decrypt(&m1).unwrap().plaintext, b"b");
         let mut imported = InboundGroup::from_exported(&inb.export()).unwrap();
@@ -631,7 +712,10 @@ mod tests {
         let m = out.encrypt(b"hi").unwrap();
         assert_eq!(store.decrypt(&m).unwrap().plaintext, b"hi");
         let other = OutboundGroup::new("c", 0).unwrap().encrypt(b"x").unwrap();
-        assert!(matches!(store.decrypt(&other), Err(MegolmError::UnknownSession(_))));
+        assert!(matches!(
+            store.decrypt(&other),
+            Err(MegolmError::UnknownSession(_))
+        ));
         for _ in 0..(MAX_INBOUND_SESSIONS + 5) {
             let o = OutboundGroup::new("c", 0).unwrap();
             store.insert(InboundGroup::from_room_key(&o.room_key()).unwrap());
@@ -644,7 +728,10 @@ mod tests {
         let out = OutboundGroup::new("c", 0).unwrap();
         let mut k = out.room_key();
         k.session_id = "bogus".into();
-        assert!(matches!(InboundGroup::from_room_key(&k), Err(MegolmError::WrongSession { .. })));
+        assert!(matches!(
+            InboundGroup::from_room_key(&k),
+            Err(MegolmError::WrongSession { .. })
+        ));
         k.kind = "other".into();
         assert!(RoomKey::from_json(&k.to_json()).is_err());
     }

@@ -146,7 +146,10 @@ impl OlmSession {
 
     /// Create the inbound session from a pre-key envelope; returns it with the plaintext.
     /// The one-time key used is removed from the device (so `device` must be re-pickled).
-    pub fn inbound(device: &mut Device, envelope: &OlmEnvelope) -> Result<(Self, Vec<u8>), OlmError> {
+    pub fn inbound(
+        device: &mut Device,
+        envelope: &OlmEnvelope,
+    ) -> Result<(Self, Vec<u8>), OlmError> {
         let (msg, sender) = envelope.decode()?;
         let OlmMessage::PreKey(pre) = msg else {
             return Err(OlmError::NotPreKey);
@@ -178,7 +181,10 @@ impl OlmSession {
     /// Encrypt a plaintext of at most [`MAX_OLM_MESSAGE_LEN`] bytes.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<OlmEnvelope, OlmError> {
         util::check_len(plaintext.len(), MAX_OLM_MESSAGE_LEN)?;
-        let msg = self.session.encrypt(plaintext).map_err(|e| OlmError::Encryption(e.to_string()))?;
+        let msg = self
+            .session
+            .encrypt(plaintext)
+            .map_err(|e| OlmError::Encryption(e.to_string()))?;
         let (message_type, bytes) = msg.to_parts();
         Ok(OlmEnvelope {
             message_type: u8::try_from(message_type).unwrap_or(1),
@@ -191,9 +197,13 @@ impl OlmSession {
     pub fn decrypt(&mut self, envelope: &OlmEnvelope) -> Result<Vec<u8>, OlmError> {
         let (msg, sender) = envelope.decode()?;
         if sender.to_base64() != self.peer_key {
-            return Err(OlmError::Decryption("sender key does not match this session".into()));
+            return Err(OlmError::Decryption(
+                "sender key does not match this session".into(),
+            ));
         }
-        self.session.decrypt(&msg).map_err(|e| OlmError::Decryption(e.to_string()))
+        self.session
+            .decrypt(&msg)
+            .map_err(|e| OlmError::Decryption(e.to_string()))
     }
 
     /// Encrypt the session state under a 32-byte local key (base64).
@@ -206,7 +216,11 @@ impl OlmSession {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(&p).map_err(|e| OlmError::Malformed(e.to_string()))?,
         );
-        Ok(util::base64_encode(util::seal(local_key, SESSION_PICKLE_LABEL, &json)?))
+        Ok(util::base64_encode(util::seal(
+            local_key,
+            SESSION_PICKLE_LABEL,
+            &json,
+        )?))
     }
 
     /// Restore from [`OlmSession::pickle`].
@@ -216,7 +230,11 @@ impl OlmSession {
             util::open(local_key, SESSION_PICKLE_LABEL, &sealed).map_err(|_| OlmError::Unpickle)?,
         );
         let p: OlmSessionPickle = serde_json::from_slice(&json).map_err(|_| OlmError::Unpickle)?;
-        Ok(Self { session: Session::from_pickle(p.session), our_key: p.our_key, peer_key: p.peer_key })
+        Ok(Self {
+            session: Session::from_pickle(p.session),
+            our_key: p.our_key,
+            peer_key: p.peer_key,
+        })
     }
 }
 
@@ -279,7 +297,11 @@ impl OlmSessions {
 
     /// Decrypt an incoming envelope with a stored session, or open a new inbound
     /// session when it is a pre-key message no stored session matches.
-    pub fn decrypt(&mut self, device: &mut Device, envelope: &OlmEnvelope) -> Result<Vec<u8>, OlmError> {
+    pub fn decrypt(
+        &mut self,
+        device: &mut Device,
+        envelope: &OlmEnvelope,
+    ) -> Result<Vec<u8>, OlmError> {
         let (msg, sender) = envelope.decode()?;
         let peer = sender.to_base64();
         let mut list = self.take_peer(&peer);
@@ -353,7 +375,10 @@ mod tests {
         assert_eq!(reply.message_type, 1);
         assert_eq!(a.decrypt(&reply).unwrap(), b"hi alice");
         // The one-time key is used up: a second inbound from the same message fails.
-        assert!(matches!(OlmSession::inbound(&mut bob, &env), Err(OlmError::SessionCreation(_))));
+        assert!(matches!(
+            OlmSession::inbound(&mut bob, &env),
+            Err(OlmError::SessionCreation(_))
+        ));
     }
 
     #[test]
@@ -368,12 +393,24 @@ mod tests {
         let mut bytes = util::base64_decode(&env2.body).unwrap();
         let n = bytes.len();
         bytes[n - 10] ^= 0x55;
-        let tampered = OlmEnvelope { body: util::base64_encode(&bytes), ..env2.clone() };
+        let tampered = OlmEnvelope {
+            body: util::base64_encode(&bytes),
+            ..env2.clone()
+        };
         assert!(matches!(a.decrypt(&tampered), Err(OlmError::Decryption(_))));
         assert_eq!(a.decrypt(&env2).unwrap(), b"second");
-        assert!(matches!(a.decrypt(&env2), Err(OlmError::Decryption(_))), "replay must fail");
-        let wrong_type = OlmEnvelope { message_type: 9, ..env2 };
-        assert!(matches!(a.decrypt(&wrong_type), Err(OlmError::Malformed(_))));
+        assert!(
+            matches!(a.decrypt(&env2), Err(OlmError::Decryption(_))),
+            "replay must fail"
+        );
+        let wrong_type = OlmEnvelope {
+            message_type: 9,
+            ..env2
+        };
+        assert!(matches!(
+            a.decrypt(&wrong_type),
+            Err(OlmError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -382,7 +419,10 @@ mod tests {
         let mut bob = Device::new("bob", "B").unwrap();
         let mut claimed = claimed_from(&mut bob);
         claimed.device_id = "OTHER".into();
-        assert!(matches!(OlmSession::outbound(&alice, &claimed), Err(OlmError::Key(_))));
+        assert!(matches!(
+            OlmSession::outbound(&alice, &claimed),
+            Err(OlmError::Key(_))
+        ));
     }
 
     #[test]
@@ -398,13 +438,20 @@ mod tests {
         // Second pre-key message of the same session goes to the stored session.
         assert_eq!(bob_store.decrypt(&mut bob, &m2).unwrap(), b"two");
         assert_eq!(bob_store.len(), 1);
-        let reply = bob_store.session_for(&alice.identity_keys().curve25519).unwrap().encrypt(b"r").unwrap();
+        let reply = bob_store
+            .session_for(&alice.identity_keys().curve25519)
+            .unwrap()
+            .encrypt(b"r")
+            .unwrap();
         let mut alice_store = OlmSessions::new();
         alice_store.insert(a);
         assert_eq!(alice_store.decrypt(&mut alice, &reply).unwrap(), b"r");
         // Garbage from an unknown sender gives NoSession, not a panic.
         let unknown = Device::new("eve", "E").unwrap();
-        let bogus = OlmEnvelope { sender_key: unknown.identity_keys().curve25519, ..reply };
+        let bogus = OlmEnvelope {
+            sender_key: unknown.identity_keys().curve25519,
+            ..reply
+        };
         assert!(alice_store.decrypt(&mut alice, &bogus).is_err());
     }
 

@@ -158,7 +158,9 @@ pub fn decode_header(buf: &[u8]) -> Result<(Header, usize), SframeError> {
             return Ok(u64::from(bits));
         }
         let len = usize::from(bits) + 1;
-        let bytes = buf.get(n..n + len).ok_or(SframeError::Malformed("truncated header"))?;
+        let bytes = buf
+            .get(n..n + len)
+            .ok_or(SframeError::Malformed("truncated header"))?;
         n += len;
         Ok(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     };
@@ -177,7 +179,9 @@ pub struct FrameKey {
 
 impl std::fmt::Debug for FrameKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("FrameKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -207,7 +211,11 @@ impl FrameKey {
     /// Derive the key for `kid` from a base key (any length; RFC vectors use 16 bytes).
     pub fn derive(base_key: &[u8], kid: u64) -> Self {
         let (key, salt) = derive_key_salt(base_key, kid);
-        Self { kid, cipher: Aes128Gcm::new(&(*key).into()), salt }
+        Self {
+            kid,
+            cipher: Aes128Gcm::new(&(*key).into()),
+            salt,
+        }
     }
 
     /// The KID this key is for.
@@ -225,7 +233,13 @@ impl FrameKey {
 
     /// Append `metadata(clear) || header || ciphertext || tag` to `out` for counter `ctr`,
     /// with AAD `header || metadata` (RFC 9605 §4.4.3, metadata = the clear prefix).
-    pub fn seal_into(&self, ctr: u64, clear: &[u8], payload: &[u8], out: &mut Vec<u8>) -> Result<(), SframeError> {
+    pub fn seal_into(
+        &self,
+        ctr: u64,
+        clear: &[u8],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SframeError> {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let hlen = encode_header(Header { kid: self.kid, ctr }, &mut hdr);
         let mut aad_buf = [0u8; MAX_HEADER_LEN + MAX_PREFIX];
@@ -250,7 +264,12 @@ impl FrameKey {
     }
 
     /// RFC 9605 `encrypt` with explicit metadata: returns `header || ciphertext || tag`.
-    pub fn seal_rfc(&self, ctr: u64, metadata: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SframeError> {
+    pub fn seal_rfc(
+        &self,
+        ctr: u64,
+        metadata: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SframeError> {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let hlen = encode_header(Header { kid: self.kid, ctr }, &mut hdr);
         let mut aad = hdr[..hlen].to_vec();
@@ -304,8 +323,9 @@ fn check_generation(generation: u64) -> Result<(), SframeError> {
 }
 
 fn check_base_key(base_key: &[u8]) -> Result<Zeroizing<[u8; BASE_KEY_LEN]>, SframeError> {
-    let arr: [u8; BASE_KEY_LEN] =
-        base_key.try_into().map_err(|_| SframeError::BadKeyLength(base_key.len()))?;
+    let arr: [u8; BASE_KEY_LEN] = base_key
+        .try_into()
+        .map_err(|_| SframeError::BadKeyLength(base_key.len()))?;
     Ok(Zeroizing::new(arr))
 }
 
@@ -339,7 +359,13 @@ impl FrameSender {
         check_generation(generation)?;
         let base_key = check_base_key(base_key)?;
         let key = FrameKey::derive(base_key.as_ref(), make_kid(generation, 0));
-        Ok(Self { generation, step: 0, base_key, key, counter: 0 })
+        Ok(Self {
+            generation,
+            step: 0,
+            base_key,
+            key,
+            counter: 0,
+        })
     }
 
     /// Switch to a new base key (e.g. after someone left); counters restart.
@@ -362,14 +388,20 @@ impl FrameSender {
     }
 
     /// Encrypt a frame, appending the result to `out` (reuse `out` to avoid allocation).
-    pub fn encrypt_into(&mut self, codec: Codec, frame: &[u8], out: &mut Vec<u8>) -> Result<(), SframeError> {
+    pub fn encrypt_into(
+        &mut self,
+        codec: Codec,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SframeError> {
         if frame.len() > MAX_FRAME_LEN {
             return Err(SframeError::TooLarge(frame.len()));
         }
         let ctr = self.counter;
         self.counter = ctr.checked_add(1).ok_or(SframeError::CounterExhausted)?;
         let split = codec.clear_prefix_len(frame);
-        self.key.seal_into(ctr, &frame[..split], &frame[split..], out)
+        self.key
+            .seal_into(ctr, &frame[..split], &frame[split..], out)
     }
 
     /// Encrypt a frame into a new buffer.
@@ -400,7 +432,9 @@ pub struct FrameReceiver {
 impl std::fmt::Debug for FrameReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gens: Vec<u64> = self.generations.iter().map(|g| g.generation).collect();
-        f.debug_struct("FrameReceiver").field("generations", &gens).finish_non_exhaustive()
+        f.debug_struct("FrameReceiver")
+            .field("generations", &gens)
+            .finish_non_exhaustive()
     }
 }
 
@@ -413,7 +447,10 @@ impl Default for FrameReceiver {
 impl FrameReceiver {
     /// A receiver keeping superseded keys for `grace_ms` after a newer one is added.
     pub fn new(grace_ms: u64) -> Self {
-        Self { generations: VecDeque::new(), grace_ms }
+        Self {
+            generations: VecDeque::new(),
+            grace_ms,
+        }
     }
 
     /// Number of key generations held.
@@ -423,7 +460,12 @@ impl FrameReceiver {
 
     /// Add (or replace) the sender's base key for `generation` at time `now_ms`; older
     /// generations enter their grace window and expired ones are dropped.
-    pub fn add_key(&mut self, generation: u64, base_key: &[u8], now_ms: u64) -> Result<(), SframeError> {
+    pub fn add_key(
+        &mut self,
+        generation: u64,
+        base_key: &[u8],
+        now_ms: u64,
+    ) -> Result<(), SframeError> {
         check_generation(generation)?;
         let base_key = check_base_key(base_key)?;
         self.generations.retain(|g| g.generation != generation);
@@ -434,7 +476,13 @@ impl FrameReceiver {
         let mut keys = VecDeque::new();
         let kid0 = make_kid(generation, 0);
         keys.push_back((kid0, FrameKey::derive(base_key.as_ref(), kid0)));
-        self.generations.push_back(Generation { generation, step: 0, base_key, keys, retired_at_ms: None });
+        self.generations.push_back(Generation {
+            generation,
+            step: 0,
+            base_key,
+            keys,
+            retired_at_ms: None,
+        });
         while self.generations.len() > MAX_GENERATIONS {
             self.generations.pop_front();
         }
@@ -444,13 +492,20 @@ impl FrameReceiver {
     /// Drop generations whose grace window ended before `now_ms`.
     pub fn expire(&mut self, now_ms: u64) {
         let grace = self.grace_ms;
-        self.generations
-            .retain(|g| g.retired_at_ms.is_none_or(|t| now_ms.saturating_sub(t) <= grace));
+        self.generations.retain(|g| {
+            g.retired_at_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) <= grace)
+        });
     }
 
     /// Decrypt a frame produced by [`FrameSender`] for `codec`, at time `now_ms`.
     /// Returns `clear_prefix || plaintext`.
-    pub fn decrypt(&mut self, codec: Codec, frame: &[u8], now_ms: u64) -> Result<Vec<u8>, SframeError> {
+    pub fn decrypt(
+        &mut self,
+        codec: Codec,
+        frame: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<u8>, SframeError> {
         if frame.len() > MAX_FRAME_LEN {
             return Err(SframeError::TooLarge(frame.len()));
         }
@@ -471,7 +526,9 @@ impl FrameReceiver {
             .iter_mut()
             .find(|g| g.generation == generation)
             .ok_or(SframeError::UnknownKey(h.kid))?;
-        if g.retired_at_ms.is_some_and(|t| now_ms.saturating_sub(t) > grace) {
+        if g.retired_at_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > grace)
+        {
             return Err(SframeError::KeyExpired(h.kid));
         }
         let plaintext = if let Some((_, key)) = g.keys.iter().find(|(k, _)| *k == h.kid) {
@@ -512,12 +569,19 @@ mod tests {
 
     fn unhex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn codec_prefixes() {
-        assert_eq!(Codec::Vp8.clear_prefix_len(&[0x10; 100]), 10, "P bit 0 = key frame");
+        assert_eq!(
+            Codec::Vp8.clear_prefix_len(&[0x10; 100]),
+            10,
+            "P bit 0 = key frame"
+        );
         assert_eq!(Codec::Vp8.clear_prefix_len(&[0x11; 100]), 3);
         assert_eq!(Codec::Vp8.clear_prefix_len(&[0x10; 4]), 4);
         assert_eq!(Codec::Vp8.clear_prefix_len(&[]), 0);
@@ -557,15 +621,27 @@ mod tests {
         let enc = tx.encrypt(Codec::Vp8, &frame).unwrap();
         let mut bad = enc.clone();
         bad[1] ^= 1; // clear prefix byte: authenticated
-        assert_eq!(rx.decrypt(Codec::Vp8, &bad, 0), Err(SframeError::Authentication));
+        assert_eq!(
+            rx.decrypt(Codec::Vp8, &bad, 0),
+            Err(SframeError::Authentication)
+        );
         let mut bad = enc.clone();
         bad[50] ^= 1;
-        assert_eq!(rx.decrypt(Codec::Vp8, &bad, 0), Err(SframeError::Authentication));
+        assert_eq!(
+            rx.decrypt(Codec::Vp8, &bad, 0),
+            Err(SframeError::Authentication)
+        );
         let mut wrong = FrameReceiver::default();
         wrong.add_key(0, &[2u8; 32], 0).unwrap();
-        assert_eq!(wrong.decrypt(Codec::Vp8, &enc, 0), Err(SframeError::Authentication));
+        assert_eq!(
+            wrong.decrypt(Codec::Vp8, &enc, 0),
+            Err(SframeError::Authentication)
+        );
         let mut none = FrameReceiver::default();
-        assert_eq!(none.decrypt(Codec::Vp8, &enc, 0), Err(SframeError::UnknownKey(0)));
+        assert_eq!(
+            none.decrypt(Codec::Vp8, &enc, 0),
+            Err(SframeError::UnknownKey(0))
+        );
         assert_eq!(rx.decrypt(Codec::Vp8, &enc, 0).unwrap(), frame);
         assert!(rx.decrypt(Codec::Vp8, &enc[..5], 0).is_err());
     }
@@ -589,9 +665,18 @@ mod tests {
         let mut fake = tx.encrypt(Codec::Opus, b"x").unwrap();
         let (h, _) = decode_header(&fake[1..]).unwrap();
         let mut hdr = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(Header { kid: h.kid + 4, ctr: h.ctr }, &mut hdr);
+        let n = encode_header(
+            Header {
+                kid: h.kid + 4,
+                ctr: h.ctr,
+            },
+            &mut hdr,
+        );
         fake.splice(1..1 + n, hdr[..n].iter().copied());
-        assert_eq!(rx.decrypt(Codec::Opus, &fake, 0), Err(SframeError::Authentication));
+        assert_eq!(
+            rx.decrypt(Codec::Opus, &fake, 0),
+            Err(SframeError::Authentication)
+        );
         tx.ratchet();
         let f4 = tx.encrypt(Codec::Opus, b"four").unwrap();
         assert_eq!(rx.decrypt(Codec::Opus, &f4, 0).unwrap(), b"four");
@@ -609,7 +694,10 @@ mod tests {
         let new = tx.encrypt(Codec::None, b"new").unwrap();
         assert_eq!(rx.decrypt(Codec::None, &new, 2_000).unwrap(), b"new");
         assert_eq!(rx.decrypt(Codec::None, &old, 11_000).unwrap(), b"old");
-        assert_eq!(rx.decrypt(Codec::None, &old, 11_001), Err(SframeError::KeyExpired(0)));
+        assert_eq!(
+            rx.decrypt(Codec::None, &old, 11_001),
+            Err(SframeError::KeyExpired(0))
+        );
         for g in 2..20 {
             rx.add_key(g, &k2, 12_000).unwrap();
         }
@@ -618,11 +706,23 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_typed_errors() {
-        assert_eq!(FrameSender::new(0, &[0u8; 5]).err(), Some(SframeError::BadKeyLength(5)));
-        assert_eq!(FrameSender::new(u64::MAX, &[0u8; 32]).err(), Some(SframeError::GenerationTooLarge(u64::MAX)));
+        assert_eq!(
+            FrameSender::new(0, &[0u8; 5]).err(),
+            Some(SframeError::BadKeyLength(5))
+        );
+        assert_eq!(
+            FrameSender::new(u64::MAX, &[0u8; 32]).err(),
+            Some(SframeError::GenerationTooLarge(u64::MAX))
+        );
         let mut rx = FrameReceiver::default();
-        assert_eq!(rx.decrypt(Codec::None, &[], 0), Err(SframeError::Malformed("empty frame")));
-        assert_eq!(rx.decrypt(Codec::None, &[0xff], 0), Err(SframeError::Malformed("truncated header")));
+        assert_eq!(
+            rx.decrypt(Codec::None, &[], 0),
+            Err(SframeError::Malformed("empty frame"))
+        );
+        assert_eq!(
+            rx.decrypt(Codec::None, &[0xff], 0),
+            Err(SframeError::Malformed("truncated header"))
+        );
     }
 
     /// RFC 9605 Appendix C.1 header encodings (a selection covering every KID and CTR length).
@@ -659,24 +759,55 @@ mod tests {
             (0x100000000, 0x100, "c901000000000100"),
             (0xffffffffff, 0x10000, "caffffffffff010000"),
             (0x10000000000, 0x0, "d0010000000000"),
-            (0x10000000000, 0x1000000000000, "de01000000000001000000000000"),
-            (0xffffffffffff, 0xffffffffffffffff, "dfffffffffffffffffffffffffffff"),
+            (
+                0x10000000000,
+                0x1000000000000,
+                "de01000000000001000000000000",
+            ),
+            (
+                0xffffffffffff,
+                0xffffffffffffffff,
+                "dfffffffffffffffffffffffffffff",
+            ),
             (0x1000000000000, 0x0, "e001000000000000"),
             (0x1000000000000, 0xffff, "e901000000000000ffff"),
             (0x1000000000000, 0x10000, "ea01000000000000010000"),
             (0xffffffffffffff, 0x0, "e0ffffffffffffff"),
             (0xffffffffffffff, 0xff, "e8ffffffffffffffff"),
             (0x100000000000000, 0x0, "f00100000000000000"),
-            (0x100000000000000, 0x100000000000000, "ff01000000000000000100000000000000"),
+            (
+                0x100000000000000,
+                0x100000000000000,
+                "ff01000000000000000100000000000000",
+            ),
             (0xffffffffffffffff, 0x0, "f0ffffffffffffffff"),
-            (0xffffffffffffffff, 0xffffffffffffffff, "ffffffffffffffffffffffffffffffffff"),
+            (
+                0xffffffffffffffff,
+                0xffffffffffffffff,
+                "ffffffffffffffffffffffffffffffffff",
+            ),
         ];
         for (kid, ctr, hex) in vectors {
             let want = unhex(hex);
             let mut buf = [0u8; MAX_HEADER_LEN];
-            let n = encode_header(Header { kid: *kid, ctr: *ctr }, &mut buf);
+            let n = encode_header(
+                Header {
+                    kid: *kid,
+                    ctr: *ctr,
+                },
+                &mut buf,
+            );
             assert_eq!(&buf[..n], &want[..], "encode kid={kid:#x} ctr={ctr:#x}");
-            assert_eq!(decode_header(&want).unwrap(), (Header { kid: *kid, ctr: *ctr }, want.len()));
+            assert_eq!(
+                decode_header(&want).unwrap(),
+                (
+                    Header {
+                        kid: *kid,
+                        ctr: *ctr
+                    },
+                    want.len()
+                )
+            );
         }
     }
 
@@ -700,7 +831,10 @@ mod tests {
         assert_eq!(fk.open_rfc(&metadata, &ct).unwrap(), pt);
         let mut bad = ct.clone();
         bad[10] ^= 1;
-        assert_eq!(fk.open_rfc(&metadata, &bad), Err(SframeError::Authentication));
+        assert_eq!(
+            fk.open_rfc(&metadata, &bad),
+            Err(SframeError::Authentication)
+        );
         assert_eq!(fk.open_rfc(b"other", &ct), Err(SframeError::Authentication));
     }
 }

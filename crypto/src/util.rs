@@ -26,6 +26,12 @@ pub enum UtilError {
     /// The system random number generator failed.
     #[error("the random number generator failed")]
     Random,
+    /// A number was not a non-negative integer below 2^53.
+    #[error("expected a non-negative integer below 2^53")]
+    BadNumber,
+    /// A key was not 32 bytes.
+    #[error("expected a 32-byte key, got {0} bytes")]
+    BadKeyLength(usize),
     /// A sealed blob was malformed, had an unknown version, or failed authentication
     /// (wrong key or tampered data).
     #[error("the sealed data could not be opened (wrong key, tampered or malformed)")]
@@ -46,14 +52,21 @@ pub fn base64_decode(input: &str) -> Result<Vec<u8>, UtilError> {
 pub(crate) fn base64_decode_capped(input: &str, max_decoded: usize) -> Result<Vec<u8>, UtilError> {
     let max_encoded = max_decoded.div_ceil(3) * 4;
     if input.len() > max_encoded {
-        return Err(UtilError::TooLong { len: input.len(), max: max_encoded });
+        return Err(UtilError::TooLong {
+            len: input.len(),
+            max: max_encoded,
+        });
     }
     base64_decode(input)
 }
 
 /// Reject a string or byte field longer than `max`.
 pub(crate) fn check_len(len: usize, max: usize) -> Result<(), UtilError> {
-    if len > max { Err(UtilError::TooLong { len, max }) } else { Ok(()) }
+    if len > max {
+        Err(UtilError::TooLong { len, max })
+    } else {
+        Ok(())
+    }
 }
 
 /// Fill a fresh array with CSPRNG bytes.
@@ -61,6 +74,24 @@ pub(crate) fn random_array<const N: usize>() -> Result<[u8; N], UtilError> {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).map_err(|_| UtilError::Random)?;
     Ok(out)
+}
+
+/// Convert a JavaScript number to a `u64`: it must be a finite, non-negative integer no
+/// larger than 2^53 - 1 (the largest integer a JS number holds exactly).
+pub fn u64_from_js_number(value: f64) -> Result<u64, UtilError> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if value.is_finite() && value >= 0.0 && value <= MAX_SAFE && value.fract() == 0.0 {
+        Ok(value as u64)
+    } else {
+        Err(UtilError::BadNumber)
+    }
+}
+
+/// Convert a byte slice to a 32-byte key.
+pub fn key32(bytes: &[u8]) -> Result<[u8; 32], UtilError> {
+    bytes
+        .try_into()
+        .map_err(|_| UtilError::BadKeyLength(bytes.len()))
 }
 
 /// Version byte of sealed blobs.
@@ -91,7 +122,10 @@ pub(crate) fn seal(ikm: &[u8], label: &[u8], plaintext: &[u8]) -> Result<Vec<u8>
     let nonce = Nonce::<Aes256Gcm>::from(nonce_bytes);
     let tag = cipher
         .encrypt_inout_detached(&nonce, label, (&mut out[start..]).into())
-        .map_err(|_| UtilError::TooLong { len: plaintext.len(), max: 1 << 36 })?;
+        .map_err(|_| UtilError::TooLong {
+            len: plaintext.len(),
+            max: usize::MAX,
+        })?;
     out.extend_from_slice(&tag);
     Ok(out)
 }
@@ -103,14 +137,20 @@ pub(crate) fn open(ikm: &[u8], label: &[u8], sealed: &[u8]) -> Result<Vec<u8>, U
     }
     let key = derive_seal_key(ikm, label);
     let cipher = Aes256Gcm::new(&(*key).into());
-    let nonce_bytes: [u8; NONCE_LEN] =
-        sealed[1..1 + NONCE_LEN].try_into().map_err(|_| UtilError::Open)?;
+    let nonce_bytes: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN]
+        .try_into()
+        .map_err(|_| UtilError::Open)?;
     let body = &sealed[1 + NONCE_LEN..];
     let (ct, tag) = body.split_at(body.len() - TAG_LEN);
     let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| UtilError::Open)?;
     let mut buf = ct.to_vec();
     cipher
-        .decrypt_inout_detached(&Nonce::<Aes256Gcm>::from(nonce_bytes), label, buf.as_mut_slice().into(), &tag)
+        .decrypt_inout_detached(
+            &Nonce::<Aes256Gcm>::from(nonce_bytes),
+            label,
+            buf.as_mut_slice().into(),
+            &tag,
+        )
         .map_err(|_| UtilError::Open)?;
     Ok(buf)
 }
@@ -138,5 +178,11 @@ mod tests {
         assert_eq!(base64_decode_capped("aGk", 3).unwrap(), b"hi");
         assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
         assert_eq!(base64_decode("!!"), Err(UtilError::Base64));
+        assert_eq!(u64_from_js_number(5.0), Ok(5));
+        assert!(u64_from_js_number(-1.0).is_err());
+        assert!(u64_from_js_number(f64::NAN).is_err());
+        assert!(u64_from_js_number(1.5).is_err());
+        assert!(u64_from_js_number(1e300).is_err());
+        assert!(key32(&[0u8; 31]).is_err());
     }
 }
