@@ -204,14 +204,29 @@ fn layer_switch_on_bandwidth_change() {
         .iter()
         .map(|(_, p)| String::from_utf8_lossy(&p[2..]).into_owned())
         .collect();
-    assert_eq!(
-        tags,
-        // Frame 8 arrives on "h" (still current) before its "f" key frame, which switches.
-        [
-            "h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "f8", "f9", "f10", "f11", "f12",
-            "q13", "q14"
-        ],
+    // Phases h → f → q, every frame once; at a switch frame the old layer's copy may come
+    // first (the publisher's pacer orders its layers freely), the new layer's key frame always.
+    let phase = |t: &str| "hfq".find(&t[..1]).unwrap();
+    assert!(
+        tags.windows(2).all(|p| phase(&p[0]) <= phase(&p[1])),
+        "{tags:?}"
     );
+    let of = |l: &str| -> Vec<u32> {
+        tags.iter()
+            .filter(|t| t.starts_with(l))
+            .map(|t| t[1..].parse().unwrap())
+            .collect()
+    };
+    let (h, f, q) = (of("h"), of("f"), of("q"));
+    assert!(
+        h == (0..8).collect::<Vec<_>>() || h == (0..9).collect::<Vec<_>>(),
+        "{tags:?}"
+    );
+    assert!(
+        f == (8..13).collect::<Vec<_>>() || f == (8..14).collect::<Vec<_>>(),
+        "{tags:?}"
+    );
+    assert_eq!(q, vec![13, 14], "{tags:?}");
     // One continuous sequence across the switches.
     for pair in got.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + 1);
