@@ -14,6 +14,8 @@ pub struct EmbeddedPg {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
+    /// Whether this process started the server (and so stops it on drop).
+    owned: bool,
     /// `postgres://…` URL of the `copains` database.
     pub url: String,
 }
@@ -95,6 +97,7 @@ impl EmbeddedPg {
             bin,
             data,
             as_postgres,
+            owned: false,
             url: String::new(),
         };
         if !pg.data.join("PG_VERSION").exists() {
@@ -118,27 +121,45 @@ impl EmbeddedPg {
                 "initdb",
             )?;
         }
-        // A cluster left running by a killed process is stopped first.
-        let _ = pg
+        // A cluster already running for this folder (`copains serve` is up and this is
+        // `copains admin …`) is shared, not restarted.
+        let running = pg
             .cmd("pg_ctl")
             .arg("-D")
             .arg(&pg.data)
-            .args(["stop", "-m", "fast"])
-            .output();
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = pg.data.join("server.log");
-        run(
-            pg.cmd("pg_ctl")
-                .arg("-D")
-                .arg(&pg.data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "start", "-o"])
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
-                )),
-            "pg_ctl start",
-        )?;
+            .arg("status")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        let port = match running.then(|| running_port(&pg.data)).flatten() {
+            Some(port) => port,
+            None => {
+                if running {
+                    let _ = pg
+                        .cmd("pg_ctl")
+                        .arg("-D")
+                        .arg(&pg.data)
+                        .args(["stop", "-m", "fast"])
+                        .output();
+                }
+                let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                let log = pg.data.join("server.log");
+                run(
+                    pg.cmd("pg_ctl")
+                        .arg("-D")
+                        .arg(&pg.data)
+                        .arg("-l")
+                        .arg(&log)
+                        .args(["-w", "-t", "60", "start", "-o"])
+                        .arg(format!(
+                            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
+                        )),
+                    "pg_ctl start",
+                )?;
+                pg.owned = true;
+                port
+            }
+        };
         let url = format!("postgres://copains@127.0.0.1:{port}/copains");
         let admin_url = format!("postgres://copains@127.0.0.1:{port}/postgres");
         let pool = copains_api::db::connect(&admin_url, 1).await?;
@@ -152,10 +173,28 @@ impl EmbeddedPg {
                 .await?;
         }
         pool.close().await;
-        tracing::info!(port, "embedded PostgreSQL started");
+        if pg.owned {
+            tracing::info!(port, "embedded PostgreSQL started");
+        } else {
+            tracing::info!(
+                port,
+                "using the embedded PostgreSQL already running for this data folder"
+            );
+        }
         pg.url = url;
         Ok(pg)
     }
+}
+
+/// The port of a running cluster, from line 4 of its `postmaster.pid`.
+fn running_port(data: &Path) -> Option<u16> {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .nth(3)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn postgres_can_reach(dir: &Path) -> bool {
@@ -169,6 +208,9 @@ fn postgres_can_reach(dir: &Path) -> bool {
 
 impl Drop for EmbeddedPg {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let r = self
             .cmd("pg_ctl")
             .arg("-D")

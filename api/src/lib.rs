@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;
+pub mod communities;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -121,6 +121,7 @@ pub struct RegistrationInvite {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Suspend {
     /// Why (≤ 512 characters).
+    #[schema(max_length = 512)]
     pub reason: String,
 }
 

@@ -24,7 +24,11 @@ pub const CLIENT_HEADER: &str = "x-copains-client";
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 2–32 characters of letters, digits, `_ . -`.
-    #[schema(min_length = 2, max_length = 32)]
+    #[schema(
+        min_length = 2,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_-]$"
+    )]
     pub username: String,
     /// Email address.
     #[schema(max_length = 254)]
@@ -89,8 +93,10 @@ pub struct ForgotRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetRequest {
     /// The token from the reset link.
+    #[schema(min_length = 43, max_length = 43)]
     pub token: String,
     /// The new password (8–128 characters).
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 

@@ -2,7 +2,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod channels;
+pub mod friends;
+pub mod invites;
+pub mod members;
+pub mod moderation;
 pub mod ops;
+pub mod roles;
+pub mod servers;
 pub mod users;
 
 use axum::Router;
@@ -57,7 +64,14 @@ pub fn router(state: AppState) -> Router {
         .routes(utoipa_axum::routes!(auth::logout))
         .routes(utoipa_axum::routes!(auth::reset_password))
         .merge(users::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(servers::router())
+        .merge(channels::router())
+        .merge(roles::router())
+        .merge(members::router())
+        .merge(invites::router())
+        .merge(friends::router())
+        .merge(moderation::router());
     let (v1, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

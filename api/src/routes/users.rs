@@ -42,6 +42,7 @@ pub struct ChangePassword {
     /// The current password.
     pub current_password: String,
     /// The new password (8–128 characters).
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
