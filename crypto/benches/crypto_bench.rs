@@ -102,7 +102,8 @@ fn main() {
         let mut buf = Vec::with_capacity(len + 64);
         let reuse = measure(iters, || {
             buf.clear();
-            tx.encrypt_into(Codec::Vp8, black_box(&frame), &mut buf).unwrap();
+            tx.encrypt_into(Codec::Vp8, black_box(&frame), &mut buf)
+                .unwrap();
             black_box(&buf);
         });
         let mut rx = FrameReceiver::default();

@@ -40,6 +40,8 @@ rm -rf crypto/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir crypto/pkg "$WASM"
 
 OUT=crypto/pkg/copains_crypto_bg.wasm
+# No wasm-opt pass: Debian's binaryen 108 breaks wasm-bindgen's externref table (the
+# browser test caught it) and did not shrink the gzip size.
 RAW=$(wc -c < "$OUT")
 GZ=$(gzip -9 -c "$OUT" | wc -c)
 echo "build-wasm: $OUT raw ${RAW} bytes, gzip ${GZ} bytes ($((GZ / 1024)) KiB)"

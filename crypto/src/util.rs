@@ -80,7 +80,7 @@ pub(crate) fn random_array<const N: usize>() -> Result<[u8; N], UtilError> {
 /// larger than 2^53 - 1 (the largest integer a JS number holds exactly).
 pub fn u64_from_js_number(value: f64) -> Result<u64, UtilError> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    if value.is_finite() && value >= 0.0 && value <= MAX_SAFE && value.fract() == 0.0 {
+    if value.is_finite() && (0.0..=MAX_SAFE).contains(&value) && value.fract() == 0.0 {
         Ok(value as u64)
     } else {
         Err(UtilError::BadNumber)

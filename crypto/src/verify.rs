@@ -356,7 +356,10 @@ mod tests {
         let k = util::base64_encode([7u8; 32]);
         let n = safety_number("u", &k, "v", &k).unwrap();
         assert_eq!(n, safety_number("v", &k, "u", &k).unwrap());
-        assert_eq!(n, "488337580904576186768153139788971297583225827635230968405608");
+        assert_eq!(
+            n,
+            "488337580904576186768153139788971297583225827635230968405608"
+        );
     }
 
     fn info(a: &SasVerification, b: &SasVerification) -> SasInfo {

@@ -508,7 +508,10 @@ impl RawAesBench {
     #[wasm_bindgen(constructor)]
     pub fn new() -> RawAesBench {
         use aes_gcm::KeyInit;
-        RawAesBench { cipher: aes_gcm::Aes128Gcm::new(&[7u8; 16].into()), counter: 0 }
+        RawAesBench {
+            cipher: aes_gcm::Aes128Gcm::new(&[7u8; 16].into()),
+            counter: 0,
+        }
     }
 
     /// Seal `data` (copied in and out, like a frame) with a counter nonce.
