@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -192,6 +193,7 @@ pub struct RedisBus {
     desired: Arc<Mutex<HashSet<String>>>,
     ctrl: mpsc::UnboundedSender<Ctrl>,
     tx: broadcast::Sender<Arc<BusEvent>>,
+    connects: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -226,11 +228,13 @@ impl RedisBus {
         let desired = Arc::new(Mutex::new(HashSet::new()));
         let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
         let tx = broadcast::channel(INCOMING_CAPACITY).0;
+        let connects = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(subscriber_loop(
             client,
             desired.clone(),
             ctrl_rx,
             tx.clone(),
+            connects.clone(),
         ));
         Ok(Self {
             prefix: prefix.to_owned(),
@@ -238,8 +242,14 @@ impl RedisBus {
             desired,
             ctrl,
             tx,
+            connects,
             task,
         })
+    }
+
+    /// How many times the subscriber connection was established (1 + reconnections).
+    pub fn connections_made(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
     }
 
     /// The channel-name prefix.
@@ -317,6 +327,7 @@ async fn subscriber_loop(
     desired: Arc<Mutex<HashSet<String>>>,
     mut ctrl: mpsc::UnboundedReceiver<Ctrl>,
     tx: broadcast::Sender<Arc<BusEvent>>,
+    connects: Arc<AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -362,6 +373,7 @@ async fn subscriber_loop(
             tracing::info!("redis bus: (re)connected and re-subscribed");
         }
         backoff = Duration::from_millis(50);
+        connects.fetch_add(1, Ordering::Relaxed);
         let mut ping = tokio::time::interval(Duration::from_secs(2));
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -388,7 +400,7 @@ async fn subscriber_loop(
                     if failed { break; }
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(Duration::from_secs(2), sink.ping::<String>()).await {
+                    match tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         _ => { tracing::warn!("redis bus: ping failed, reconnecting"); break; }
                     }

@@ -122,10 +122,10 @@ impl Hub {
                 return;
             }
             inner.recent_order.push_back(ev.id);
-            if inner.recent_order.len() > RECENT_IDS {
-                if let Some(old) = inner.recent_order.pop_front() {
-                    inner.recent.remove(&old);
-                }
+            if inner.recent_order.len() > RECENT_IDS
+                && let Some(old) = inner.recent_order.pop_front()
+            {
+                inner.recent.remove(&old);
             }
             let mut keys: HashSet<u64> = HashSet::new();
             for t in Topic::for_event(&ev) {
@@ -172,30 +172,30 @@ impl Hub {
             inner.by_session_id.insert(session_id.to_owned(), h.key);
             add_topics(&mut inner, h.key, topics.iter())
         };
-        if !new.is_empty() {
-            if let Err(e) = self.bus.subscribe(&new).await {
-                tracing::warn!(%e, "bus subscribe failed");
-            }
+        if !new.is_empty()
+            && let Err(e) = self.bus.subscribe(&new).await
+        {
+            tracing::warn!(%e, "bus subscribe failed");
         }
     }
 
     /// Adds topics to a registered session.
     pub async fn add_topics(&self, key: u64, topics: &[Topic]) {
         let new = add_topics(&mut self.lock(), key, topics.iter());
-        if !new.is_empty() {
-            if let Err(e) = self.bus.subscribe(&new).await {
-                tracing::warn!(%e, "bus subscribe failed");
-            }
+        if !new.is_empty()
+            && let Err(e) = self.bus.subscribe(&new).await
+        {
+            tracing::warn!(%e, "bus subscribe failed");
         }
     }
 
     /// Removes topics from a registered session.
     pub async fn remove_topics(&self, key: u64, topics: &[Topic]) {
         let gone = remove_topics(&mut self.lock(), key, topics.iter());
-        if !gone.is_empty() {
-            if let Err(e) = self.bus.unsubscribe(&gone).await {
-                tracing::warn!(%e, "bus unsubscribe failed");
-            }
+        if !gone.is_empty()
+            && let Err(e) = self.bus.unsubscribe(&gone).await
+        {
+            tracing::warn!(%e, "bus unsubscribe failed");
         }
     }
 
@@ -225,10 +225,10 @@ impl Hub {
             gone.extend(remove_topics(&mut inner, h.key, all.iter()));
             gone
         };
-        if !gone.is_empty() {
-            if let Err(e) = self.bus.unsubscribe(&gone).await {
-                tracing::warn!(%e, "bus unsubscribe failed");
-            }
+        if !gone.is_empty()
+            && let Err(e) = self.bus.unsubscribe(&gone).await
+        {
+            tracing::warn!(%e, "bus unsubscribe failed");
         }
     }
 
@@ -297,11 +297,12 @@ fn remove_topics<'a>(
 ) -> Vec<Topic> {
     let mut gone = Vec::new();
     for t in topics {
-        if let Some(set) = inner.topics.get_mut(t) {
-            if set.remove(&key) && set.is_empty() {
-                inner.topics.remove(t);
-                gone.push(t.clone());
-            }
+        if let Some(set) = inner.topics.get_mut(t)
+            && set.remove(&key)
+            && set.is_empty()
+        {
+            inner.topics.remove(t);
+            gone.push(t.clone());
         }
     }
     gone

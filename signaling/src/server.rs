@@ -200,10 +200,9 @@ async fn upgrade(
     if let (Some(allowed), Some(origin)) = (
         &sh.state.config.allowed_origins,
         headers.get(header::ORIGIN),
-    ) {
-        if !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()) {
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
+    ) && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes())
+    {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let c = &sh.state.config;
     ws.read_buffer_size(c.read_buffer_size)
@@ -493,10 +492,10 @@ impl Conn {
             }
             Action::AckToDevice { device_id, up_to } => {
                 let user = self.handle.lock().user_id();
-                if let Some(user) = user {
-                    if let Err(e) = st.directory.ack_to_device(user, &device_id, up_to).await {
-                        tracing::warn!(%e, "to-device ack failed");
-                    }
+                if let Some(user) = user
+                    && let Err(e) = st.directory.ack_to_device(user, &device_id, up_to).await
+                {
+                    tracing::warn!(%e, "to-device ack failed");
                 }
             }
         }
@@ -602,10 +601,10 @@ impl Conn {
         if owner != Some(claims.sub) {
             return reject(&self.handle);
         }
-        if let Some(tsid) = tsid {
-            if !matches!(st.directory.is_session_active(tsid).await, Ok(true)) {
-                return reject(&self.handle);
-            }
+        if let Some(tsid) = tsid
+            && !matches!(st.directory.is_session_active(tsid).await, Ok(true))
+        {
+            return reject(&self.handle);
         }
         if !self
             .sh

@@ -597,10 +597,11 @@ impl Session {
                     None if self.scope.dms.contains(&channel_id) => None,
                     None => return,
                 };
-                if let Some((c, at)) = self.typing {
-                    if c == channel_id && now < at + self.cfg.typing_interval {
-                        return;
-                    }
+                if let Some((c, at)) = self.typing
+                    && c == channel_id
+                    && now < at + self.cfg.typing_interval
+                {
+                    return;
                 }
                 self.typing = Some((channel_id, now));
                 let ev = Event::TypingStart {
@@ -643,10 +644,10 @@ impl Session {
                 if !self.scope.servers.contains(&server_id) {
                     return;
                 }
-                if let Some(c) = channel_id {
-                    if self.scope.channels.get(&c) != Some(&server_id) {
-                        return;
-                    }
+                if let Some(c) = channel_id
+                    && self.scope.channels.get(&c) != Some(&server_id)
+                {
+                    return;
                 }
                 self.voice = channel_id.map(|c| (server_id, c));
                 let ev = Event::VoiceStateUpdate {

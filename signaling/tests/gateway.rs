@@ -801,6 +801,9 @@ async fn delivery_recovers_by_itself_after_a_redis_restart() {
     let s = signer();
     let node = redis_node(&url, &p, directory(), &s).await;
     let api = RedisBus::connect(&url, &p).await.unwrap();
+    // The link stays up across keep-alive pings (no reconnection loop).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(api.connections_made(), 1);
     let (mut a, _) = identify(node.addr, &token(&s, Id(1), Id(81), 600)).await;
     api.publish(&message(PUBLIC, 1)).await.unwrap();
     assert_eq!(

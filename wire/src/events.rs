@@ -310,7 +310,10 @@ pub enum Event {
 impl Event {
     /// Whether the gateway consumes this event itself instead of dispatching it to clients.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Event::SessionRevoked { .. } | Event::ScopeChanged { .. })
+        matches!(
+            self,
+            Event::SessionRevoked { .. } | Event::ScopeChanged { .. }
+        )
     }
 
     /// The event name (`t`), as written on the wire.
@@ -362,7 +365,11 @@ pub struct BusEvent {
 impl BusEvent {
     /// An event for several audiences, with a fresh random id.
     pub fn new(audience: Vec<Audience>, event: Event) -> Self {
-        Self { id: rand::random(), audience, event }
+        Self {
+            id: rand::random(),
+            audience,
+            event,
+        }
     }
 
     /// An event for one audience, with a fresh random id.
@@ -378,8 +385,13 @@ mod tests {
     #[test]
     fn events_roundtrip_with_t_and_d() {
         let ev = BusEvent::to(
-            Audience::Channel { server_id: Some(Id(1)), channel_id: Id(2) },
-            Event::MessageCreate { message: serde_json::json!({"id": "3", "content": "hi"}) },
+            Audience::Channel {
+                server_id: Some(Id(1)),
+                channel_id: Id(2),
+            },
+            Event::MessageCreate {
+                message: serde_json::json!({"id": "3", "content": "hi"}),
+            },
         );
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(v["t"], "message_create");
@@ -394,6 +406,9 @@ mod tests {
 
     #[test]
     fn unknown_event_is_an_error_not_a_panic() {
-        assert!(serde_json::from_str::<BusEvent>(r#"{"id":1,"audience":[],"t":"nope","d":{}}"#).is_err());
+        assert!(
+            serde_json::from_str::<BusEvent>(r#"{"id":1,"audience":[],"t":"nope","d":{}}"#)
+                .is_err()
+        );
     }
 }

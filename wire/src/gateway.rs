@@ -171,8 +171,10 @@ pub mod close {
     /// Whether a client may `resume` after this close code (otherwise it must identify
     /// again, or stop for 4004 / 4012 until it has a new token).
     pub fn is_resumable(code: u16) -> bool {
-        matches!(code, GOING_AWAY | SESSION_TIMED_OUT | SLOW_CONSUMER | RATE_LIMITED)
-            || (code < 4000 && code != FRAME_TOO_BIG)
+        matches!(
+            code,
+            GOING_AWAY | SESSION_TIMED_OUT | SLOW_CONSUMER | RATE_LIMITED
+        ) || (code < 4000 && code != FRAME_TOO_BIG)
     }
 }
 
@@ -183,8 +185,15 @@ mod tests {
     #[test]
     fn client_frames_parse_and_reject_garbage() {
         let f: ClientFrame = serde_json::from_str(r#"{"op":"identify","token":"abc"}"#).unwrap();
-        assert_eq!(f, ClientFrame::Identify { token: "abc".into(), device_id: None });
-        let f: ClientFrame = serde_json::from_str(r#"{"op":"typing_start","channel_id":"12"}"#).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Identify {
+                token: "abc".into(),
+                device_id: None
+            }
+        );
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"op":"typing_start","channel_id":"12"}"#).unwrap();
         assert_eq!(f, ClientFrame::TypingStart { channel_id: Id(12) });
         assert!(serde_json::from_str::<ClientFrame>(r#"{"op":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"op":"heartbeat","seq":-1}"#).is_err());
@@ -193,7 +202,10 @@ mod tests {
 
     #[test]
     fn server_frames_serialize_flat() {
-        let s = serde_json::to_string(&ServerFrame::Hello { heartbeat_interval_ms: 30000 }).unwrap();
+        let s = serde_json::to_string(&ServerFrame::Hello {
+            heartbeat_interval_ms: 30000,
+        })
+        .unwrap();
         assert_eq!(s, r#"{"op":"hello","heartbeat_interval_ms":30000}"#);
         let s = serde_json::to_string(&ServerFrame::HeartbeatAck).unwrap();
         assert_eq!(s, r#"{"op":"heartbeat_ack"}"#);
