@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use copains_signaling::{EventBus, InProcessBus};
+use copains_wire::events::BusEvent;
 use copains_wire::{IdGenerator, TokenSigner, TokenVerifier};
 use sqlx::PgPool;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     pub ip_rules: IpRules,
     /// Prometheus counters.
     pub metrics: Arc<Metrics>,
+    /// The event bus: every change is published here for the gateway to deliver.
+    pub bus: Arc<dyn EventBus>,
 }
 
 impl AppState {
@@ -59,7 +63,23 @@ impl AppState {
             mailer,
             ip_rules: IpRules::default(),
             metrics: Arc::new(Metrics::default()),
+            bus: Arc::new(InProcessBus::new()),
         })
+    }
+
+    /// The same state publishing on `bus` (Redis across nodes, or the in-process bus the
+    /// gateway of this process listens to).
+    pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Publishes an event after a change was committed. A bus failure does not undo the
+    /// change: it is logged, and clients catch up by refetching on reconnect.
+    pub async fn publish(&self, event: BusEvent) {
+        if let Err(e) = self.bus.publish(&event).await {
+            tracing::warn!(error = %e, "publishing an event on the bus failed");
+        }
     }
 }
 
