@@ -70,6 +70,10 @@ struct Inner {
 pub struct Hub {
     bus: Arc<dyn EventBus>,
     inner: Mutex<Inner>,
+    /// Serializes subscription changes so that the bus sees them in the order the topic
+    /// reference counts changed (a subscribe never overtaken by an older unsubscribe), and
+    /// so that a session registering a topic whose subscription is in flight waits for it.
+    sub_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,6 +88,7 @@ impl Hub {
         Arc::new(Self {
             bus,
             inner: Mutex::new(Inner::default()),
+            sub_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -153,7 +158,7 @@ impl Hub {
         let all: Vec<Arc<SessionHandle>> = self.lock().sessions.values().cloned().collect();
         for h in all {
             let mut s = h.lock();
-            s.scope_failed();
+            s.invalidate();
             h.wake(&s);
         }
     }
@@ -166,6 +171,7 @@ impl Hub {
         session_id: &str,
         topics: &HashSet<Topic>,
     ) {
+        let _order = self.sub_lock.lock().await;
         let new: Vec<Topic> = {
             let mut inner = self.lock();
             inner.sessions.insert(h.key, h.clone());
@@ -181,6 +187,7 @@ impl Hub {
 
     /// Adds topics to a registered session.
     pub async fn add_topics(&self, key: u64, topics: &[Topic]) {
+        let _order = self.sub_lock.lock().await;
         let new = add_topics(&mut self.lock(), key, topics.iter());
         if !new.is_empty()
             && let Err(e) = self.bus.subscribe(&new).await
@@ -191,6 +198,7 @@ impl Hub {
 
     /// Removes topics from a registered session.
     pub async fn remove_topics(&self, key: u64, topics: &[Topic]) {
+        let _order = self.sub_lock.lock().await;
         let gone = remove_topics(&mut self.lock(), key, topics.iter());
         if !gone.is_empty()
             && let Err(e) = self.bus.unsubscribe(&gone).await
@@ -201,6 +209,7 @@ impl Hub {
 
     /// Forgets a session and its topics.
     pub async fn unregister(&self, h: &Arc<SessionHandle>) {
+        let _order = self.sub_lock.lock().await;
         let (sid, topics) = {
             let s = h.lock();
             (
@@ -214,16 +223,7 @@ impl Hub {
             if inner.by_session_id.get(&sid) == Some(&h.key) {
                 inner.by_session_id.remove(&sid);
             }
-            // Topics may also have been registered before the session knew them.
-            let all: Vec<Topic> = inner
-                .topics
-                .iter()
-                .filter(|(_, set)| set.contains(&h.key))
-                .map(|(t, _)| t.clone())
-                .collect();
-            let mut gone = remove_topics(&mut inner, h.key, topics.iter());
-            gone.extend(remove_topics(&mut inner, h.key, all.iter()));
-            gone
+            remove_topics(&mut inner, h.key, topics.iter())
         };
         if !gone.is_empty()
             && let Err(e) = self.bus.unsubscribe(&gone).await

@@ -550,6 +550,8 @@ impl Conn {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%e, "directory unavailable at identify");
+                let t: Vec<_> = topics.into_iter().collect();
+                self.sh.hub.remove_topics(self.handle.key, &t).await;
                 return self.fail(close::GOING_AWAY, "try again");
             }
         };

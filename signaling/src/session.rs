@@ -811,12 +811,21 @@ impl Session {
         self.release_held(now, unix_ms);
     }
 
-    /// The directory failed to answer a scope refresh: close (resumable) rather than risk
-    /// delivering with a stale scope.
+    /// The directory failed to answer a scope refresh: close (not resumable) rather than
+    /// risk delivering with a stale scope.
     pub fn scope_failed(&mut self) {
+        self.invalidate();
+    }
+
+    /// Events of this session were lost: close it for good (the client identifies again and
+    /// refetches) rather than let a `resume` pretend nothing is missing.
+    pub fn invalidate(&mut self) {
         self.held.clear();
         self.scope_pending = false;
-        self.close(close::GOING_AWAY, "scope unavailable");
+        if self.attached {
+            self.close(close::INTERNAL_ERROR, "events lost, identify again");
+        }
+        self.resumable = false;
     }
 
     fn release_held(&mut self, now: Instant, unix_ms: u64) {
@@ -830,10 +839,8 @@ impl Session {
 
     fn hold(&mut self, ev: &Arc<RoutedEvent>) {
         if self.held.len() >= self.cfg.replay_max_events {
-            self.held.clear();
-            self.scope_pending = false;
-            // Too much arrived before we could filter it: the client must resume (or refetch).
-            self.close(close::SLOW_CONSUMER, "slow consumer");
+            // Too much arrived before we could filter it: those events are dropped.
+            self.invalidate();
             return;
         }
         self.held.push_back(ev.clone());

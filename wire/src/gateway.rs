@@ -168,13 +168,17 @@ pub mod close {
     /// The login session was revoked (logout, password change, refresh-token reuse).
     pub const SESSION_REVOKED: u16 = 4012;
 
+    /// The server lost events of this session (router overload, directory outage): identify again.
+    pub const INTERNAL_ERROR: u16 = 1011;
+
     /// Whether a client may `resume` after this close code (otherwise it must identify
-    /// again, or stop for 4004 / 4012 until it has a new token).
+    /// again, or stop for 4004 / 4012 until it has a new token). After an abrupt
+    /// disconnection (no close frame) a client should always try `resume` first.
     pub fn is_resumable(code: u16) -> bool {
         matches!(
             code,
             GOING_AWAY | SESSION_TIMED_OUT | SLOW_CONSUMER | RATE_LIMITED
-        ) || (code < 4000 && code != FRAME_TOO_BIG)
+        )
     }
 }
 
