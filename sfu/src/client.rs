@@ -54,6 +54,13 @@ pub struct NativeClient {
     buf: Vec<u8>,
     /// Datagrams sent (including STUN, DTLS, RTCP).
     pub sent: u64,
+    /// Loss injection: drop every n-th received datagram longer than 900 bytes (video).
+    pub drop_large_every: Option<u32>,
+    large_seen: u32,
+    /// Datagrams dropped by the loss injection.
+    pub dropped: u64,
+    /// Key frame requests (PLI/FIR) received from the SFU.
+    pub keyframe_requests: u64,
 }
 
 impl NativeClient {
@@ -97,6 +104,10 @@ impl NativeClient {
             seqs: HashMap::new(),
             buf: vec![0; 2048],
             sent: 0,
+            drop_large_every: None,
+            large_seen: 0,
+            dropped: 0,
+            keyframe_requests: 0,
         };
         Ok((client, offer.to_sdp_string()))
     }
@@ -126,6 +137,15 @@ impl NativeClient {
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(rtc_err)?;
         self.drain(Instant::now(), &mut |_| {})?;
         Ok(answer.to_sdp_string())
+    }
+
+    /// Asks the SFU for a key frame of the video it sends on `mid` (a PLI).
+    pub fn request_keyframe(&mut self, mid: Mid) -> Result<(), ClientError> {
+        let mut api = self.rtc.direct_api();
+        if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+        self.drain(Instant::now(), &mut |_| {})
     }
 
     /// True once ICE and DTLS are up.
@@ -165,6 +185,11 @@ impl NativeClient {
                 .ext_vals(ext)
                 .nackable(codec == Codec::Vp8),
         );
+        self.drain(now, &mut |_| {})?;
+        // The pacer releases queued packets on a timeout: send now rather than at the next tick.
+        self.rtc
+            .handle_input(Input::Timeout(now))
+            .map_err(rtc_err)?;
         self.drain(now, &mut |_| {})
     }
 
@@ -217,6 +242,15 @@ impl NativeClient {
         loop {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, source)) => {
+                    if let Some(every) = self.drop_large_every {
+                        if n > 900 {
+                            self.large_seen += 1;
+                            if self.large_seen % every.max(1) == 0 {
+                                self.dropped += 1;
+                                continue;
+                            }
+                        }
+                    }
                     let now = Instant::now();
                     let Ok(r) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n])
                     else {
@@ -261,6 +295,7 @@ impl NativeClient {
                         on_rtp(Received { mid, packet: &p });
                     }
                 }
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
                 Output::Event(_) => {}
             }
         }

@@ -246,6 +246,9 @@ pub struct RoomConfig {
     pub max_queued_events: usize,
     /// A participant who is not connected this long after joining is removed.
     pub connect_timeout: Duration,
+    /// Run str0m's bandwidth estimation (TWCC) towards subscribers. When off, layers are
+    /// chosen from `initial_bitrate` and the bandwidth cap only, and nothing is paced.
+    pub bwe: bool,
 }
 
 impl Default for RoomConfig {
@@ -261,6 +264,7 @@ impl Default for RoomConfig {
             max_queued_transmits: 16_384,
             max_queued_events: 1024,
             connect_timeout: Duration::from_secs(30),
+            bwe: true,
         }
     }
 }
@@ -362,6 +366,9 @@ pub struct Room {
     stats: RoomStats,
 }
 
+/// Most timeout rounds run for one participant in one call (each may release one packet).
+const MAX_TIMER_ROUNDS: usize = 256;
+
 /// How long a simulcast layer may be silent before it counts as stopped.
 const LAYER_ACTIVE_FOR: Duration = Duration::from_millis(1500);
 
@@ -450,14 +457,18 @@ impl Room {
     }
 
     fn rtc_config(&self) -> RtcConfig {
-        RtcConfig::new()
+        let c = RtcConfig::new()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate)))
-            .set_stats_interval(None)
+            .set_stats_interval(None);
+        if self.config.bwe {
+            c.enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate)))
+        } else {
+            c
+        }
     }
 
     /// Adds a participant from its SDP offer; returns the answer and maybe a server offer.
@@ -762,12 +773,7 @@ impl Room {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            if let Some(p) = self.participants.get_mut(&id)
-                && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
-            {
-                tracing::debug!(participant = %id, "timeout error: {e}");
-            }
-            self.drain(id, now);
+            self.run_timers(id, now);
         }
         if self.next_tick.is_some_and(|t| t <= now) {
             self.next_tick = Some(now + self.config.speaker.tick);
@@ -853,6 +859,26 @@ impl Room {
         }
         if !p.rtc.is_alive() {
             self.doomed.push((id, LeaveReason::Disconnected));
+        }
+    }
+
+    /// Feeds `Input::Timeout(now)` to a participant's `Rtc` while it is due, draining after
+    /// each. str0m's pacer releases queued packets only on timeouts (the leaky-bucket pacer used
+    /// with BWE one per timeout), so this is what actually sends forwarded media. Bounded.
+    fn run_timers(&mut self, id: ParticipantId, now: Instant) {
+        for _ in 0..MAX_TIMER_ROUNDS {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            if p.timeout > now {
+                return;
+            }
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(participant = %id, "timeout error: {e}");
+                self.doomed.push((id, LeaveReason::Disconnected));
+                return;
+            }
+            self.drain(id, now);
         }
     }
 
@@ -1282,6 +1308,8 @@ impl Room {
             );
             self.stats.rtp_forwarded += 1;
             self.drain(sid, now);
+            // Send it now rather than at the next timer pass.
+            self.run_timers(sid, now);
         }
         for sid in switched {
             self.push_event(RoomEvent::LayerSwitched {
