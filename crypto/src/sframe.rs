@@ -58,6 +58,10 @@ pub enum SframeError {
     /// The key for this KID was superseded and its grace window is over.
     #[error("the key for KID {0:#x} has expired")]
     KeyExpired(u64),
+    /// This frame counter was already received under this key (or is older than the
+    /// replay window).
+    #[error("replayed frame (counter {0})")]
+    Replayed(u64),
     /// Authentication failed: tampered frame or wrong key.
     #[error("frame authentication failed (tampered or wrong key)")]
     Authentication,
@@ -412,13 +416,63 @@ impl FrameSender {
     }
 }
 
+/// Sliding replay window over frame counters (like SRTP's): the highest counter seen and
+/// a bitmap of the [`REPLAY_WINDOW`] counters below it.
+#[derive(Default)]
+struct ReplayWindow {
+    highest: Option<u64>,
+    /// Bit i set = counter `highest - i` was seen.
+    bits: u128,
+}
+
+/// Frame counters tracked per key for replay detection; older frames are refused.
+pub const REPLAY_WINDOW: u64 = 128;
+
+impl ReplayWindow {
+    fn fresh(&self, ctr: u64) -> bool {
+        match self.highest {
+            None => true,
+            Some(h) if ctr > h => true,
+            Some(h) => {
+                let back = h - ctr;
+                back < REPLAY_WINDOW && self.bits & (1u128 << back) == 0
+            }
+        }
+    }
+
+    fn mark(&mut self, ctr: u64) {
+        match self.highest {
+            None => {
+                self.highest = Some(ctr);
+                self.bits = 1;
+            }
+            Some(h) if ctr > h => {
+                let shift = ctr - h;
+                self.bits = if shift >= REPLAY_WINDOW {
+                    0
+                } else {
+                    self.bits << shift
+                };
+                self.bits |= 1;
+                self.highest = Some(ctr);
+            }
+            Some(h) => {
+                let back = h - ctr;
+                if back < REPLAY_WINDOW {
+                    self.bits |= 1u128 << back;
+                }
+            }
+        }
+    }
+}
+
 struct Generation {
     generation: u64,
     /// Ratchet position of `base_key`.
     step: u64,
     base_key: Zeroizing<[u8; BASE_KEY_LEN]>,
     /// Derived keys for recent steps (at most 2^R), newest last.
-    keys: VecDeque<(u64, FrameKey)>,
+    keys: VecDeque<(u64, FrameKey, ReplayWindow)>,
     /// When this generation was superseded, if it was.
     retired_at_ms: Option<u64>,
 }
@@ -475,7 +529,11 @@ impl FrameReceiver {
         self.expire(now_ms);
         let mut keys = VecDeque::new();
         let kid0 = make_kid(generation, 0);
-        keys.push_back((kid0, FrameKey::derive(base_key.as_ref(), kid0)));
+        keys.push_back((
+            kid0,
+            FrameKey::derive(base_key.as_ref(), kid0),
+            ReplayWindow::default(),
+        ));
         self.generations.push_back(Generation {
             generation,
             step: 0,
@@ -531,31 +589,39 @@ impl FrameReceiver {
         {
             return Err(SframeError::KeyExpired(h.kid));
         }
-        let plaintext = if let Some((_, key)) = g.keys.iter().find(|(k, _)| *k == h.kid) {
-            key.open_body(h.ctr, aad, body)?
-        } else {
-            // A ratchet step ahead of ours: step forward at most 2^R - 1 times, and only
-            // keep the new state if the frame authenticates.
-            let ahead = low.wrapping_sub(g.step) & (RATCHET_WINDOW - 1);
-            if ahead == 0 {
-                return Err(SframeError::UnknownKey(h.kid));
-            }
-            let mut base = Zeroizing::new(*g.base_key);
-            for _ in 0..ahead {
-                base = ratchet_base_key(base.as_ref());
-            }
-            let key = FrameKey::derive(base.as_ref(), h.kid);
-            let pt = key.open_body(h.ctr, aad, body)?;
-            g.base_key = base;
-            g.step = g.step.wrapping_add(ahead);
-            // Older steps whose low bits now alias newer ones must go.
-            g.keys.retain(|(k, _)| *k != h.kid);
-            g.keys.push_back((h.kid, key));
-            while g.keys.len() > RATCHET_WINDOW as usize / 2 {
-                g.keys.pop_front();
-            }
-            pt
-        };
+        let plaintext =
+            if let Some((_, key, window)) = g.keys.iter_mut().find(|(k, _, _)| *k == h.kid) {
+                if !window.fresh(h.ctr) {
+                    return Err(SframeError::Replayed(h.ctr));
+                }
+                let pt = key.open_body(h.ctr, aad, body)?;
+                window.mark(h.ctr);
+                pt
+            } else {
+                // A ratchet step ahead of ours: step forward at most 2^R - 1 times, and only
+                // keep the new state if the frame authenticates.
+                let ahead = low.wrapping_sub(g.step) & (RATCHET_WINDOW - 1);
+                if ahead == 0 {
+                    return Err(SframeError::UnknownKey(h.kid));
+                }
+                let mut base = Zeroizing::new(*g.base_key);
+                for _ in 0..ahead {
+                    base = ratchet_base_key(base.as_ref());
+                }
+                let key = FrameKey::derive(base.as_ref(), h.kid);
+                let pt = key.open_body(h.ctr, aad, body)?;
+                g.base_key = base;
+                g.step = g.step.wrapping_add(ahead);
+                // Older steps whose low bits now alias newer ones must go.
+                g.keys.retain(|(k, _, _)| *k != h.kid);
+                let mut window = ReplayWindow::default();
+                window.mark(h.ctr);
+                g.keys.push_back((h.kid, key, window));
+                while g.keys.len() > RATCHET_WINDOW as usize / 2 {
+                    g.keys.pop_front();
+                }
+                pt
+            };
         let mut out = Vec::with_capacity(clear.len() + plaintext.len());
         out.extend_from_slice(clear);
         out.extend_from_slice(&plaintext);
@@ -680,6 +746,44 @@ mod tests {
         tx.ratchet();
         let f4 = tx.encrypt(Codec::Opus, b"four").unwrap();
         assert_eq!(rx.decrypt(Codec::Opus, &f4, 0).unwrap(), b"four");
+    }
+
+    #[test]
+    fn replayed_and_too_old_frames_are_refused() {
+        let key = [6u8; 32];
+        let mut tx = FrameSender::new(0, &key).unwrap();
+        let mut rx = FrameReceiver::default();
+        rx.add_key(0, &key, 0).unwrap();
+        let frames: Vec<Vec<u8>> = (0..200)
+            .map(|_| tx.encrypt(Codec::None, b"f").unwrap())
+            .collect();
+        assert!(rx.decrypt(Codec::None, &frames[5], 0).is_ok());
+        assert_eq!(
+            rx.decrypt(Codec::None, &frames[5], 0),
+            Err(SframeError::Replayed(5))
+        );
+        // Out of order within the window is fine, once.
+        assert!(rx.decrypt(Codec::None, &frames[2], 0).is_ok());
+        assert_eq!(
+            rx.decrypt(Codec::None, &frames[2], 0),
+            Err(SframeError::Replayed(2))
+        );
+        assert!(rx.decrypt(Codec::None, &frames[199], 0).is_ok());
+        // 199 - 3 >= 128: too old.
+        assert_eq!(
+            rx.decrypt(Codec::None, &frames[3], 0),
+            Err(SframeError::Replayed(3))
+        );
+        assert!(rx.decrypt(Codec::None, &frames[100], 0).is_ok());
+        // A tampered copy of an unseen frame does not burn its counter.
+        let mut bad = frames[150].clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert_eq!(
+            rx.decrypt(Codec::None, &bad, 0),
+            Err(SframeError::Authentication)
+        );
+        assert!(rx.decrypt(Codec::None, &frames[150], 0).is_ok());
     }
 
     #[test]
