@@ -46,7 +46,7 @@ pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
             let u = copains_api::accounts::find_user(&state.db, &user)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            copains_api::accounts::set_suspended(&state.db, u.id, Some(&reason))
+            copains_api::accounts::set_suspended(&state, u.id, Some(&reason))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("suspending")?;
@@ -56,7 +56,7 @@ pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
             let u = copains_api::accounts::find_user(&state.db, &user)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            copains_api::accounts::set_suspended(&state.db, u.id, None)
+            copains_api::accounts::set_suspended(&state, u.id, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("reinstated {}", u.username);

@@ -12,6 +12,8 @@ use serde::Serialize;
 use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::ToSchema;
 
+use copains_wire::events::{Audience, BusEvent, Event};
+
 use crate::error::{ApiError, ApiResult};
 use crate::policy::{self, RegistrationMode};
 use crate::secret;
@@ -382,7 +384,7 @@ pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> ApiR
            JOIN sessions s ON s.id = rt.session_id
            JOIN users u ON u.id = s.user_id
           WHERE rt.token_hash = $1
-          FOR UPDATE OF s",
+          FOR UPDATE OF rt, s",
     )
     .bind(&hash)
     .fetch_optional(&mut *tx)
@@ -419,10 +421,22 @@ pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> ApiR
             "this account is suspended",
         ));
     }
-    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+    // Conditional, so that of racing exchanges of one token exactly one wins even if the
+    // row lock above were ever weakened.
+    let won = sqlx::query(
+        "UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1 AND rotated_at IS NULL",
+    )
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !won {
+        return Err(ApiError::unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used",
+        ));
+    }
     let new_token = secret::new_token();
     sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
         .bind(secret::hash(&new_token))
@@ -472,17 +486,33 @@ pub async fn revoke_other_sessions(
     user_id: Id,
     keep: Option<Id>,
     reason: &str,
-) -> ApiResult<u64> {
-    let r = sqlx::query(
+) -> ApiResult<Vec<Id>> {
+    let ids: Vec<i64> = sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::BIGINT IS NULL OR id <> $2)",
+          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::BIGINT IS NULL OR id <> $2)
+          RETURNING id",
     )
     .bind(user_id.0)
     .bind(keep.map(|k| k.0))
     .bind(reason)
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok(r.rows_affected())
+    Ok(ids.into_iter().map(Id).collect())
+}
+
+/// Tells every gateway node that these sessions ended (their connections close with 4012).
+pub async fn announce_revoked(state: &AppState, user_id: Id, sessions: &[Id]) {
+    for sid in sessions {
+        state
+            .publish(BusEvent::new(
+                vec![Audience::User(user_id)],
+                Event::SessionRevoked {
+                    user_id,
+                    session_id: *sid,
+                },
+            ))
+            .await;
+    }
 }
 
 /// One live session, as the sessions list shows it.
@@ -560,8 +590,9 @@ pub async fn change_password(
     let hash = state.hasher.hash(new.to_owned()).await?;
     let mut tx = state.db.begin().await?;
     set_password_tx(&mut tx, auth_user, &hash).await?;
-    revoke_other_sessions(&mut *tx, auth_user, Some(keep), "password_changed").await?;
+    let ended = revoke_other_sessions(&mut *tx, auth_user, Some(keep), "password_changed").await?;
     tx.commit().await?;
+    announce_revoked(state, auth_user, &ended).await;
     Ok(())
 }
 
@@ -652,8 +683,9 @@ pub async fn reset_password(state: &AppState, token: &str, new: &str) -> ApiResu
         return Err(invalid());
     };
     set_password_tx(&mut tx, Id(user), &hash).await?;
-    revoke_other_sessions(&mut *tx, Id(user), None, "password_reset").await?;
+    let ended = revoke_other_sessions(&mut *tx, Id(user), None, "password_reset").await?;
     tx.commit().await?;
+    announce_revoked(state, Id(user), &ended).await;
     Ok(())
 }
 
@@ -670,8 +702,8 @@ pub async fn find_user(db: &PgPool, login: &str) -> ApiResult<User> {
 }
 
 /// Suspends (or, with `reason = None`, reinstates) an account instance-wide; suspension ends its sessions.
-pub async fn set_suspended(db: &PgPool, user: Id, reason: Option<&str>) -> ApiResult<()> {
-    let mut tx = db.begin().await?;
+pub async fn set_suspended(state: &AppState, user: Id, reason: Option<&str>) -> ApiResult<()> {
+    let mut tx = state.db.begin().await?;
     let r = sqlx::query(
         "UPDATE users SET suspended_at = CASE WHEN $2 THEN now() ELSE NULL END, suspended_reason = $3 WHERE id = $1",
     )
@@ -683,10 +715,13 @@ pub async fn set_suspended(db: &PgPool, user: Id, reason: Option<&str>) -> ApiRe
     if r.rows_affected() == 0 {
         return Err(ApiError::not_found("unknown user"));
     }
-    if reason.is_some() {
-        revoke_other_sessions(&mut *tx, user, None, "suspended").await?;
-    }
+    let ended = if reason.is_some() {
+        revoke_other_sessions(&mut *tx, user, None, "suspended").await?
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
+    announce_revoked(state, user, &ended).await;
     Ok(())
 }
 

@@ -370,7 +370,7 @@ pub async fn suspend_user(
     if user_id == a.0.user_id {
         return Err(ApiError::validation("admins cannot suspend themselves"));
     }
-    accounts::set_suspended(&state.db, user_id, Some(&req.reason)).await?;
+    accounts::set_suspended(&state, user_id, Some(&req.reason)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -382,7 +382,7 @@ pub async fn unsuspend_user(
     _a: AdminAuth,
     Path(user_id): Path<Id>,
 ) -> ApiResult<StatusCode> {
-    accounts::set_suspended(&state.db, user_id, None).await?;
+    accounts::set_suspended(&state, user_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

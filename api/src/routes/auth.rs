@@ -266,6 +266,7 @@ pub async fn refresh(
     responses((status = 204, description = "Logged out")))]
 pub async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     accounts::revoke_session(&state.db, auth.user_id, auth.session_id, "logout").await?;
+    accounts::announce_revoked(&state, auth.user_id, &[auth.session_id]).await;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Some(c) = refresh_cookie(&state, "", 0) {
         resp.headers_mut().append(header::SET_COOKIE, c);

@@ -166,6 +166,7 @@ pub async fn revoke_session(
     Path(session_id): Path<Id>,
 ) -> ApiResult<StatusCode> {
     accounts::revoke_session(&state.db, auth.user_id, session_id, "revoked_by_user").await?;
+    accounts::announce_revoked(&state, auth.user_id, &[session_id]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -700,3 +700,58 @@ async fn suspension_ends_sessions_and_blocks_login_until_lifted() {
             .contains("/reset-password?token=")
     );
 }
+
+#[tokio::test]
+async fn ended_sessions_are_announced_on_the_bus_for_the_gateway() {
+    use copains_signaling::Topic;
+    use copains_wire::events::Event;
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let uid = copains_wire::Id(a.id.parse().unwrap());
+    s.state.bus.subscribe(&[Topic::User(uid)]).await.unwrap();
+    let mut rx = s.state.bus.incoming();
+    let (_, other) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "alice", "password": a.password()}),
+        )
+        .await;
+    let other_sid = other["session_id"].as_str().unwrap().to_owned();
+    s.post(
+        "/api/v1/users/@me/password",
+        Some(&a.token),
+        json!({"current_password": a.password(), "new_password": "new-password-1"}),
+    )
+    .await;
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match &ev.event {
+        Event::SessionRevoked {
+            user_id,
+            session_id,
+        } => {
+            assert_eq!(*user_id, uid);
+            assert_eq!(
+                session_id.to_string(),
+                other_sid,
+                "the other session, not the current one"
+            );
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    s.req(
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&a.token),
+        None,
+    )
+    .await;
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev.event, Event::SessionRevoked { .. }));
+}
