@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;

@@ -13,7 +13,7 @@ use crate::error::ErrorBody;
     info(title = "Copains API", description = "Accounts, sessions and the instance policy of a Copains server. Errors are JSON `{code, message}`. Ids are decimal strings."),
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
-    tags((name = "auth", description = "Accounts and sessions"), (name = "users", description = "Profiles"), (name = "admin", description = "Instance administration"), (name = "servers", description = "Servers"), (name = "channels", description = "Channels and permission overwrites"), (name = "roles", description = "Roles and permissions"), (name = "members", description = "Server members"), (name = "invites", description = "Invites"), (name = "friends", description = "Friends and blocks"), (name = "moderation", description = "Kicks, bans, timeouts and the audit log"))
+    tags((name = "auth", description = "Accounts and sessions"), (name = "users", description = "Profiles"), (name = "admin", description = "Instance administration"), (name = "servers", description = "Servers"), (name = "channels", description = "Channels and permission overwrites"), (name = "roles", description = "Roles and permissions"), (name = "members", description = "Server members"), (name = "invites", description = "Invites"), (name = "friends", description = "Friends and blocks"), (name = "moderation", description = "Kicks, bans, timeouts and the audit log"), (name = "keys", description = "End-to-end encryption: device keys, prekey bundles, the to-device queue, key backup"))
 )]
 pub struct ApiDoc;
 

@@ -2,14 +2,18 @@
 
 pub mod admin;
 pub mod auth;
+pub mod devices;
 pub mod channels;
 pub mod friends;
 pub mod invites;
+pub mod key_backup;
+pub mod keys;
 pub mod members;
 pub mod moderation;
 pub mod ops;
 pub mod roles;
 pub mod servers;
+pub mod to_device;
 pub mod users;
 
 use axum::Router;
@@ -71,7 +75,11 @@ pub fn router(state: AppState) -> Router {
         .merge(members::router())
         .merge(invites::router())
         .merge(friends::router())
-        .merge(moderation::router());
+        .merge(moderation::router())
+        .merge(keys::router(&state))
+        .merge(devices::router())
+        .merge(to_device::router())
+        .merge(key_backup::router());
     let (v1, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

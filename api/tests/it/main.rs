@@ -6,4 +6,5 @@ mod support;
 
 mod accounts;
 mod errors;
+mod keys;
 mod policy;
