@@ -24,11 +24,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every role in one process: API, web app (and, as they land, gateway and SFU).
-    /// Starts a private PostgreSQL when DATABASE_URL is unset.
+    /// Run every role in one process: API, gateway and web app (the SFU joins as it lands).
+    /// Starts a private PostgreSQL when DATABASE_URL is unset; uses the in-process bus
+    /// unless COPAINS_REDIS_URL is set.
     Serve,
-    /// Run the API role only.
+    /// Run the API role only (publishes events on Redis when COPAINS_REDIS_URL is set).
     Api,
+    /// Run the gateway role only (WebSocket at /gateway; needs COPAINS_REDIS_URL to hear
+    /// the api nodes).
+    Gateway,
     /// Apply database migrations and exit.
     Migrate,
     /// Administer the instance from the server's shell.
@@ -81,8 +85,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.settings).context("reading the configuration")?;
     crate::serve::init_tracing(&config);
     match cli.command {
-        Command::Serve => crate::serve::serve(config, true).await,
-        Command::Api => crate::serve::serve(config, false).await,
+        Command::Serve => crate::serve::serve(config, crate::serve::Roles::ALL).await,
+        Command::Api => crate::serve::serve(config, crate::serve::Roles::API).await,
+        Command::Gateway => crate::serve::serve(config, crate::serve::Roles::GATEWAY).await,
         Command::Migrate => crate::serve::migrate_only(config).await,
         Command::Admin(cmd) => crate::admin::run(config, cmd).await,
         Command::ConfigReference => Ok(()),

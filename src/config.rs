@@ -72,6 +72,10 @@ pub struct Settings {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "COPAINS_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Comma-separated Origins allowed to open the gateway WebSocket
+    /// [default: the origin of COPAINS_PUBLIC_URL plus http://localhost:PORT and http://127.0.0.1:PORT].
+    #[arg(long, env = "COPAINS_ALLOWED_ORIGINS", global = true)]
+    pub allowed_origins: Option<String>,
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -106,6 +110,8 @@ pub struct Config {
     pub log_json: bool,
     /// PostgreSQL programs for the embedded cluster.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Origins allowed on the gateway WebSocket.
+    pub allowed_origins: Vec<String>,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -191,7 +197,32 @@ impl Config {
         if api.body_limit < 1024 {
             bail!("COPAINS_BODY_LIMIT must be at least 1024 bytes");
         }
+        let allowed_origins = match s.allowed_origins.as_deref() {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            None => {
+                let public = api.public_url.trim_end_matches('/');
+                // The origin of the public URL: scheme://host[:port], without a path.
+                let origin = match public.find("://") {
+                    Some(i) => match public[i + 3..].find('/') {
+                        Some(j) => public[..i + 3 + j].to_owned(),
+                        None => public.to_owned(),
+                    },
+                    None => public.to_owned(),
+                };
+                let port = http_addr.port();
+                vec![
+                    origin,
+                    format!("http://localhost:{port}"),
+                    format!("http://127.0.0.1:{port}"),
+                ]
+            }
+        };
         Ok(Config {
+            allowed_origins,
             database_url: s.database_url,
             http_addr,
             redis_url: s.redis_url,

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use axum::Router;
+use std::sync::Arc;
+
 use copains_api::AppState;
+use copains_signaling::EventBus;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -66,17 +69,116 @@ pub async fn state(config: &Config) -> anyhow::Result<(AppState, Option<Embedded
     Ok((state, pg))
 }
 
-/// `copains serve` (`with_web`: every role) and `copains api`.
-pub async fn serve(config: Config, with_web: bool) -> anyhow::Result<()> {
-    if config.redis_url.is_some() {
+/// Which roles one process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The REST API.
+    pub api: bool,
+    /// The WebSocket gateway.
+    pub gateway: bool,
+    /// The web app's static files.
+    pub web: bool,
+}
+
+impl Roles {
+    /// `copains serve`.
+    pub const ALL: Roles = Roles {
+        api: true,
+        gateway: true,
+        web: true,
+    };
+    /// `copains api`.
+    pub const API: Roles = Roles {
+        api: true,
+        gateway: false,
+        web: false,
+    };
+    /// `copains gateway`.
+    pub const GATEWAY: Roles = Roles {
+        api: false,
+        gateway: true,
+        web: false,
+    };
+
+    fn names(self) -> String {
+        let mut v = Vec::new();
+        if self.api {
+            v.push("api");
+        }
+        if self.gateway {
+            v.push("gateway");
+        }
+        if self.web {
+            v.push("web");
+        }
+        v.join("+")
+    }
+}
+
+/// The bus and presence store: Redis when configured (many nodes), else in-process.
+async fn bus_and_presence(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn EventBus>, Arc<dyn copains_signaling::PresenceStore>)> {
+    match &config.redis_url {
+        Some(url) => {
+            let bus = copains_signaling::RedisBus::connect(url, "copains")
+                .await
+                .context("connecting the Redis event bus")?;
+            let presence = copains_signaling::RedisPresence::connect(
+                url,
+                "copains",
+                std::time::Duration::from_secs(90),
+            )
+            .await
+            .context("connecting the Redis presence store")?;
+            tracing::info!("event bus: Redis pub/sub (multi-node)");
+            Ok((Arc::new(bus), Arc::new(presence)))
+        }
+        None => {
+            tracing::info!("event bus: in-process (single node, no Redis)");
+            Ok((
+                Arc::new(copains_signaling::InProcessBus::new()),
+                Arc::new(copains_signaling::MemoryPresence::new()),
+            ))
+        }
+    }
+}
+
+/// Runs the given roles until SIGTERM/SIGINT, then drains gateway connections and stops.
+pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    if roles.gateway && !roles.api && config.redis_url.is_none() {
         tracing::warn!(
-            "COPAINS_REDIS_URL is set, but no role of this build uses Redis yet (the gateway bus will)"
+            "a gateway without COPAINS_REDIS_URL hears no api node: set it when running roles apart"
         );
     }
+    let (bus, presence) = bus_and_presence(&config).await?;
     let (state, _pg) = state(&config).await?;
+    let state = state.with_bus(bus.clone());
     spawn_policy_refresh(state.clone());
-    let mut app: Router = copains_api::routes::router(state.clone());
-    if with_web {
+
+    let mut app: Router = if roles.api {
+        copains_api::routes::router(state.clone())
+    } else {
+        copains_api::routes::ops_router(state.clone())
+    };
+    let gateway = if roles.gateway {
+        let gs = copains_signaling::GatewayState {
+            verifier: state.verifier.clone(),
+            bus: bus.clone(),
+            directory: Arc::new(copains_api::directory::PgDirectory::new(state.db.clone())),
+            presence,
+            config: copains_signaling::GatewayConfig {
+                allowed_origins: Some(config.allowed_origins.clone()),
+                ..Default::default()
+            },
+        };
+        let gw = Arc::new(copains_signaling::Gateway::start(gs));
+        app = app.merge(gw.router());
+        Some(gw)
+    } else {
+        None
+    };
+    if roles.web {
         app = app.merge(crate::web::router(&config.web_dir));
     } else {
         app = app.fallback(copains_api::routes::no_route);
@@ -86,12 +188,19 @@ pub async fn serve(config: Config, with_web: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.http_addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, roles = if with_web { "api+web" } else { "api" }, "copains is serving on http://{addr}");
+    tracing::info!(%addr, roles = %roles.names(), "copains is serving on http://{addr}");
+    let drain = gateway.clone();
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(crate::shutdown::signal())
+    .with_graceful_shutdown(async move {
+        crate::shutdown::signal().await;
+        // Tell gateway clients to reconnect (elsewhere) before the listener closes.
+        if let Some(gw) = drain {
+            gw.shutdown(std::time::Duration::from_secs(5)).await;
+        }
+    })
     .await?;
     state.db.close().await;
     tracing::info!("stopped");

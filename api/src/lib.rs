@@ -12,6 +12,7 @@
 //! - [`ratelimit`]: per-client-IP limits on the auth routes (429 + Retry-After).
 //! - [`mail`]: password-reset mail over SMTP, when configured.
 //! - [`metrics`]: Prometheus counters.
+//! - [`directory`]: the gateway's view of the database (what each user may see).
 //! - [`routes`]: one file per resource; [`openapi`] gathers them into `/api/v1/openapi.json`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -19,10 +20,12 @@ pub mod accounts;
 pub mod communities;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod mail;
+pub mod messaging;
 pub mod metrics;
 pub mod openapi;
 pub mod password;

@@ -2,17 +2,24 @@
 
 pub mod admin;
 pub mod auth;
-pub mod devices;
 pub mod channels;
+pub mod devices;
+pub mod dms;
 pub mod friends;
 pub mod invites;
 pub mod key_backup;
 pub mod keys;
 pub mod members;
+pub mod messages;
 pub mod moderation;
 pub mod ops;
+pub mod pins;
+pub mod reactions;
+pub mod read_states;
 pub mod roles;
+pub mod search;
 pub mod servers;
+pub mod threads;
 pub mod to_device;
 pub mod users;
 
@@ -79,7 +86,14 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router(&state))
         .merge(devices::router())
         .merge(to_device::router())
-        .merge(key_backup::router());
+        .merge(key_backup::router())
+        .merge(messages::router())
+        .merge(reactions::router())
+        .merge(pins::router())
+        .merge(threads::router())
+        .merge(dms::router())
+        .merge(read_states::router())
+        .merge(search::router());
     let (v1, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();
@@ -115,6 +129,17 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Only the operational endpoints (`/healthz`, `/readyz`, `/metrics`, `/version`), for
+/// processes that run no api role.
+pub fn ops_router(state: AppState) -> Router {
+    ops::router()
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
