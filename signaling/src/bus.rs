@@ -120,6 +120,18 @@ pub trait EventBus: Send + Sync + 'static {
     fn incoming(&self) -> broadcast::Receiver<Arc<BusEvent>>;
 }
 
+/// The bus of this deployment: [`RedisBus`] when `redis_url` is given (`COPAINS_REDIS_URL`),
+/// else [`InProcessBus`]. `prefix` is `copains` in production.
+pub async fn from_url(
+    redis_url: Option<&str>,
+    prefix: &str,
+) -> Result<Arc<dyn EventBus>, BusError> {
+    Ok(match redis_url {
+        Some(url) => Arc::new(RedisBus::connect(url, prefix).await?),
+        None => Arc::new(InProcessBus::new()),
+    })
+}
+
 /// The single-node bus: publishing delivers directly to this process's router.
 pub struct InProcessBus {
     topics: Mutex<HashSet<Topic>>,

@@ -7,7 +7,7 @@
 //! a cap on live connections per user (4010); graceful shutdown (`reconnect`, then 1001).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -235,8 +235,13 @@ struct Conn {
     close: watch::Sender<Option<(u16, &'static str)>>,
     /// The user counted in the per-user cap by this connection.
     attached_user: Option<Id>,
-    /// Our own presence entry (user, key).
+    /// Our own presence entry: the user (the entry's key is `presence_key`).
     presence: Option<Id>,
+    /// This connection's presence entry key (unique per connection, not per session).
+    presence_key: u64,
+    /// The session epoch this connection attached with (shared with its writer, which only
+    /// takes frames of the session while it still belongs to this connection).
+    epoch: Arc<AtomicU64>,
     ended: bool,
 }
 
@@ -247,7 +252,8 @@ async fn connection(sh: Arc<Shared>, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (current, cur_rx) = watch::channel(handle.clone());
     let (close_tx, close_rx) = watch::channel(None);
-    let writer = tokio::spawn(writer(sink, cur_rx, close_rx));
+    let epoch = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(writer(sink, cur_rx, close_rx, epoch.clone()));
     let mut conn = Conn {
         sh,
         handle,
@@ -255,6 +261,8 @@ async fn connection(sh: Arc<Shared>, socket: WebSocket) {
         close: close_tx,
         attached_user: None,
         presence: None,
+        presence_key: rand::random(),
+        epoch,
         ended: false,
     };
     let client_resumable = conn.read_loop(&mut stream).await;
@@ -297,11 +305,12 @@ async fn writer(
     mut sink: Sink,
     mut cur: watch::Receiver<Arc<SessionHandle>>,
     mut close_rx: watch::Receiver<Option<(u16, &'static str)>>,
+    epoch: Arc<AtomicU64>,
 ) {
     loop {
         let h = cur.borrow_and_update().clone();
         loop {
-            let next = h.lock().pop_frame();
+            let next = take_frame(&h, &epoch);
             let Some(b) = next else { break };
             let Ok(text) = Utf8Bytes::try_from(b) else {
                 continue;
@@ -317,7 +326,7 @@ async fn writer(
         if let Some((code, reason)) = closing {
             // Frames queued just before the close (reconnect, invalid_session) go first.
             loop {
-                let next = h.lock().pop_frame();
+                let next = take_frame(&h, &epoch);
                 let Some(b) = next else { break };
                 if let Ok(text) = Utf8Bytes::try_from(b) {
                     let _ = sink.feed(Message::Text(text)).await;
@@ -336,6 +345,16 @@ async fn writer(
             r = cur.changed() => if r.is_err() { return },
             r = close_rx.changed() => if r.is_err() { return },
         }
+    }
+}
+
+/// The next frame of the session, unless another connection took the session over.
+fn take_frame(h: &SessionHandle, epoch: &AtomicU64) -> Option<bytes::Bytes> {
+    let mut s = h.lock();
+    if s.epoch() == epoch.load(Ordering::Relaxed) {
+        s.pop_frame()
+    } else {
+        None
     }
 }
 
@@ -471,7 +490,7 @@ impl Conn {
             Action::Heartbeat => {
                 if let Some(user) = self.presence {
                     let exp = unix_ms() + st.config.presence_ttl.as_millis() as u64;
-                    if let Err(e) = st.presence.refresh(user, self.handle.key, exp).await {
+                    if let Err(e) = st.presence.refresh(user, self.presence_key, exp).await {
                         tracing::warn!(%e, "presence refresh failed");
                     }
                 }
@@ -578,6 +597,7 @@ impl Conn {
                 ready,
             };
             s.identified(Instant::now(), unix_ms(), id);
+            self.epoch.store(s.epoch(), Ordering::Relaxed);
             self.handle.wake(&s);
         }
         self.set_presence(PresenceStatus::Online, None).await;
@@ -623,6 +643,7 @@ impl Conn {
                 let _ = self.current.send(old.clone());
                 {
                     let s = old.lock();
+                    self.epoch.store(s.epoch(), Ordering::Relaxed);
                     old.wake(&s);
                 }
                 self.set_presence(PresenceStatus::Online, None).await;
@@ -650,7 +671,7 @@ impl Conn {
             set_at_ms: now,
             expires_at_ms: now + st.config.presence_ttl.as_millis() as u64,
         };
-        match st.presence.set(user, self.handle.key, p).await {
+        match st.presence.set(user, self.presence_key, p).await {
             Ok((before, after)) => {
                 self.presence = Some(user);
                 self.publish_presence(before, after).await;
@@ -695,14 +716,17 @@ impl Conn {
         let h = self.handle.clone();
         let unregister = {
             let mut s = h.lock();
-            s.detach(Instant::now(), client_resumable);
-            !s.is_resumable()
+            s.detach(
+                Instant::now(),
+                client_resumable,
+                self.epoch.load(Ordering::Relaxed),
+            ) && !s.is_resumable()
         };
         if let Some(user) = self.attached_user.take() {
             self.sh.hub.detach_user(user);
         }
         if let Some(user) = self.presence.take() {
-            match self.sh.state.presence.remove(user, h.key).await {
+            match self.sh.state.presence.remove(user, self.presence_key).await {
                 Ok((before, after)) => self.publish_presence(before, after).await,
                 Err(e) => tracing::warn!(%e, "presence remove failed"),
             }

@@ -258,6 +258,8 @@ pub struct Session {
     attached: bool,
     detached_at: Option<Instant>,
     resumable: bool,
+    /// Which connection holds the session (see [`Session::epoch`]).
+    epoch: u64,
     /// The latest time given as input.
     last_now: Instant,
     last_heartbeat: Instant,
@@ -294,6 +296,7 @@ impl Session {
             attached: true,
             detached_at: None,
             resumable: false,
+            epoch: 0,
             last_now: now,
             last_heartbeat: now,
             bucket: Bucket {
@@ -425,7 +428,13 @@ impl Session {
 
     /// The connection ended (socket error, client close, shutdown) at `now`, with `resumable`
     /// telling whether a later `resume` may take the session over.
-    pub fn detach(&mut self, now: Instant, resumable: bool) {
+    ///
+    /// `epoch` is [`Session::epoch`] as the ending connection saw it: when the session was
+    /// resumed by another connection since, nothing happens and `false` is returned.
+    pub fn detach(&mut self, now: Instant, resumable: bool, epoch: u64) -> bool {
+        if epoch != self.epoch {
+            return false;
+        }
         if self.phase == Phase::Ready {
             if self.attached {
                 self.resumable = resumable;
@@ -440,6 +449,12 @@ impl Session {
             self.phase = Phase::Closed;
             self.resumable = false;
         }
+        true
+    }
+
+    /// Incremented each time a connection takes the session (identify, resume).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Server shutdown: send `reconnect` and close with 1001 (resumable elsewhere if the
@@ -726,6 +741,7 @@ impl Session {
             return;
         }
         self.phase = Phase::Ready;
+        self.epoch += 1;
         self.user_id = Some(id.user_id);
         self.token_session = Some(id.token_session);
         self.device_id = id.device_id;
@@ -754,6 +770,7 @@ impl Session {
             return ResumeOutcome::Invalid;
         }
         self.attached = true;
+        self.epoch += 1;
         self.detached_at = None;
         self.resumable = false;
         self.last_heartbeat = now;
@@ -1098,7 +1115,11 @@ mod tests {
         assert_eq!(seqs, vec![3, 4, 5]);
         assert_eq!(frames.last().unwrap()["op"], "resumed");
         // Overflow the replay buffer while detached: resume from 0 is impossible.
-        s.detach(now, true);
+        assert!(
+            !s.detach(now, true, 1),
+            "a stale connection must not detach the resumed session"
+        );
+        assert!(s.detach(now, true, s.epoch()));
         for _ in 0..10 {
             s.on_event(now, 0, &msg(11));
         }

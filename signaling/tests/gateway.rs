@@ -840,3 +840,191 @@ async fn delivery_recovers_by_itself_after_a_redis_restart() {
         restarted.elapsed()
     );
 }
+
+#[tokio::test]
+async fn to_device_goes_to_that_device_only_and_acks_reach_the_directory() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let dir = directory();
+    let node = start_node(bus.clone(), dir.clone(), pres, &s, GatewayConfig::default()).await;
+    let tok = token(&s, Id(1), Id(91), 600);
+    let mut d1 = connect(node.addr).await;
+    frame(&mut d1).await;
+    send(
+        &mut d1,
+        json!({"op": "identify", "token": tok, "device_id": "DEV1"}),
+    )
+    .await;
+    assert_eq!(frame(&mut d1).await["op"], "ready");
+    let mut d2 = connect(node.addr).await;
+    frame(&mut d2).await;
+    send(
+        &mut d2,
+        json!({"op": "identify", "token": tok, "device_id": "DEV2"}),
+    )
+    .await;
+    assert_eq!(frame(&mut d2).await["op"], "ready");
+    let to_device = |dev: &str, id: i64| {
+        BusEvent::to(
+            Audience::User(Id(1)),
+            Event::ToDevice {
+                device_id: dev.into(),
+                id,
+                sender_user_id: Id(2),
+                sender_device_id: "X".into(),
+                message: json!({"ciphertext": "opaque"}),
+            },
+        )
+    };
+    bus.publish(&to_device("DEV1", 5)).await.unwrap();
+    bus.publish(&to_device("DEV2", 6)).await.unwrap();
+    let f = dispatch_of(&mut d1, "to_device").await;
+    assert_eq!(f["d"]["id"], 5);
+    let f = dispatch_of(&mut d2, "to_device").await;
+    assert_eq!(f["d"]["id"], 6, "DEV2 received another device's message");
+    send(&mut d1, json!({"op": "to_device_ack", "up_to": 5})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dir.acks().is_empty() {
+        assert!(Instant::now() < deadline, "ack never reached the directory");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dir.acks(), vec![(Id(1), "DEV1".to_owned(), 5)]);
+}
+
+#[tokio::test]
+async fn voice_state_is_broadcast_and_signals_are_relayed_to_and_from_the_sfu() {
+    use copains_signaling::bus::Topic;
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let (mut a, a_ready) = identify(node.addr, &token(&s, Id(1), Id(95), 600)).await;
+    let a_session = a_ready["session_id"].as_str().unwrap().to_owned();
+    let (mut b, _) = identify(node.addr, &token(&s, Id(2), Id(96), 600)).await;
+    // The SFU serving the (public) voice channel listens on its voice topic.
+    let mut sfu = bus.incoming();
+    bus.subscribe(&[Topic::Voice(PUBLIC)]).await.unwrap();
+
+    // A signal before joining the channel is ignored.
+    send(&mut a, json!({"op": "voice_signal", "channel_id": PUBLIC, "kind": "offer", "data": {"sdp": "early"}})).await;
+    send(&mut a, json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": PUBLIC, "self_mute": true})).await;
+    let v = dispatch_of(&mut b, "voice_state_update").await;
+    assert_eq!(
+        (v["d"]["user_id"].as_str(), v["d"]["self_mute"].as_bool()),
+        (Some("1"), Some(true))
+    );
+    send(&mut a, json!({"op": "voice_signal", "channel_id": PUBLIC, "kind": "offer", "data": {"sdp": "v=0"}})).await;
+    let got = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), sfu.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::VoiceSignal { .. } = ev.event {
+            break ev;
+        }
+    };
+    let Event::VoiceSignal {
+        user_id,
+        session_id,
+        data,
+        ..
+    } = &got.event
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (*user_id, session_id.as_str(), data["sdp"].as_str()),
+        (Id(1), a_session.as_str(), Some("v=0"))
+    );
+    // The SFU answers that session only.
+    bus.publish(&BusEvent::to(
+        Audience::Session {
+            user_id: Id(1),
+            session_id: a_session.clone(),
+        },
+        Event::VoiceSignal {
+            channel_id: PUBLIC,
+            user_id: Id(1),
+            session_id: a_session.clone(),
+            kind: copains_wire::events::SignalKind::Answer,
+            data: json!({"sdp": "answer"}),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        dispatch_of(&mut a, "voice_signal").await["d"]["data"]["sdp"],
+        "answer"
+    );
+    bus.publish(&message(PUBLIC, 1)).await.unwrap();
+    loop {
+        let f = frame(&mut b).await;
+        assert_ne!(f["t"], "voice_signal", "another user's SDP leaked: {f}");
+        if f["t"] == "message_create" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_consumer_resumes_and_gets_everything_even_before_its_old_connection_is_gone() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let mut config = GatewayConfig::default();
+    config.session.outbound_max_frames = 16;
+    config.session.replay_max_events = 1000;
+    let node = start_node(bus.clone(), directory(), pres, &s, config).await;
+    let tok = token(&s, Id(2), Id(97), 600);
+    let (slow, ready) = identify(node.addr, &tok).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    let filler = "x".repeat(100 * 1024);
+    let total = 600u64; // ~60 MiB, far more than the socket buffers
+    for n in 1..=total {
+        let ev = BusEvent::to(
+            Audience::Channel {
+                server_id: Some(SERVER),
+                channel_id: PUBLIC,
+            },
+            Event::MessageCreate {
+                message: json!({"n": n, "filler": filler}),
+            },
+        );
+        bus.publish(&ev).await.unwrap();
+        if n % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let h = node.gw.hub().find(&session_id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.lock().detached_at().is_none() {
+        assert!(Instant::now() < deadline, "slow consumer never cut off");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Resume at once (the old connection may still be shutting down) from s = 0.
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"op": "resume", "token": tok, "session_id": session_id, "seq": 0}),
+    )
+    .await;
+    let mut ns = Vec::new();
+    loop {
+        let f = frame(&mut ws).await;
+        if f["op"] == "resumed" {
+            break;
+        }
+        if f["t"] == "message_create" {
+            ns.push(f["d"]["message"]["n"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(ns, (1..=total).collect::<Vec<_>>());
+    drop(slow);
+    // After the old connection's cleanup has surely run, the session still belongs to us.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    bus.publish(&message(PUBLIC, 9999)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut ws, "message_create").await["d"]["message"]["n"],
+        9999
+    );
+    assert!(h.lock().detached_at().is_none());
+}
