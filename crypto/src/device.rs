@@ -44,8 +44,9 @@ use crate::util::{self, UtilError};
 pub const MAX_ID_LEN: usize = 128;
 /// Most one-time keys accepted in one upload (vodozemac advises keeping 50 on the server).
 pub const MAX_ONE_TIME_KEYS_PER_UPLOAD: usize = 100;
-/// Longest accepted encrypted device pickle, in bytes.
-pub const MAX_PICKLE_LEN: usize = 1 << 20;
+/// Longest accepted encrypted device pickle, in bytes (a full account holding vodozemac's
+/// 5,000 private one-time keys must fit; the pickle comes from local storage).
+pub const MAX_PICKLE_LEN: usize = 8 << 20;
 /// Longest accepted upload JSON, in bytes.
 pub const MAX_UPLOAD_JSON_LEN: usize = 64 * 1024;
 
@@ -582,6 +583,22 @@ mod tests {
             Err(DeviceError::Unpickle)
         ));
         assert!(Device::unpickle("%%%", &key).is_err());
+    }
+
+    #[test]
+    fn pickle_of_a_full_account_fits_the_cap() {
+        let mut d = Device::new("u", "d").unwrap();
+        for _ in 0..110 {
+            d.generate_one_time_keys(50);
+            d.mark_keys_as_published();
+        }
+        let p = d.pickle(&[1u8; 32]).unwrap();
+        assert!(
+            p.len() < MAX_PICKLE_LEN / 4 * 3,
+            "pickle is {} bytes",
+            p.len()
+        );
+        Device::unpickle(&p, &[1u8; 32]).unwrap();
     }
 
     #[test]

@@ -295,6 +295,33 @@ impl OlmSessions {
             .and_then(|(_, s)| s.front_mut())
     }
 
+    /// Encrypt every session under a 32-byte local key: a JSON array of per-session
+    /// pickles, least recently used peer first.
+    pub fn pickle(&self, local_key: &[u8; 32]) -> Result<String, OlmError> {
+        let mut all = Vec::with_capacity(self.len());
+        for (_, sessions) in &self.peers {
+            // Oldest session of a peer first, so re-inserting restores the preference order.
+            for s in sessions.iter().rev() {
+                all.push(s.pickle(local_key)?);
+            }
+        }
+        serde_json::to_string(&all).map_err(|e| OlmError::Malformed(e.to_string()))
+    }
+
+    /// Restore from [`OlmSessions::pickle`].
+    pub fn unpickle(pickle: &str, local_key: &[u8; 32]) -> Result<Self, OlmError> {
+        util::check_len(pickle.len(), 64 << 20)?;
+        let all: Vec<String> = serde_json::from_str(pickle).map_err(|_| OlmError::Unpickle)?;
+        if all.len() > MAX_PEERS * MAX_SESSIONS_PER_PEER {
+            return Err(OlmError::Unpickle);
+        }
+        let mut store = Self::new();
+        for p in &all {
+            store.insert(OlmSession::unpickle(p, local_key)?);
+        }
+        Ok(store)
+    }
+
     /// Decrypt an incoming envelope with a stored session, or open a new inbound
     /// session when it is a pre-key message no stored session matches.
     pub fn decrypt(
@@ -443,6 +470,13 @@ mod tests {
             .unwrap()
             .encrypt(b"r")
             .unwrap();
+        // The store survives a pickle round trip.
+        let key = [4u8; 32];
+        let mut bob_store = OlmSessions::unpickle(&bob_store.pickle(&key).unwrap(), &key).unwrap();
+        assert_eq!(bob_store.len(), 1);
+        let m3 = a.encrypt(b"three").unwrap();
+        assert_eq!(bob_store.decrypt(&mut bob, &m3).unwrap(), b"three");
+        assert!(OlmSessions::unpickle(&bob_store.pickle(&key).unwrap(), &[0u8; 32]).is_err());
         let mut alice_store = OlmSessions::new();
         alice_store.insert(a);
         assert_eq!(alice_store.decrypt(&mut alice, &reply).unwrap(), b"r");

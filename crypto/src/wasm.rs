@@ -13,7 +13,7 @@ use crate::{
     backup::RecoveryKey,
     device::{ClaimedKey, Device, KeysUpload},
     megolm::{ExportedRoomKey, GroupMessage, InboundGroup, OutboundGroup, RoomKey, RotationPolicy},
-    olm::{OlmEnvelope, OlmSession},
+    olm::{OlmEnvelope, OlmSession, OlmSessions},
     sframe::{Codec, FrameReceiver, FrameSender},
     util::{key32, u64_from_js_number},
     verify::{self, EstablishedSas, SasInfo, SasVerification},
@@ -186,6 +186,80 @@ impl JsOlmSession {
         OlmSession::unpickle(pickle, &key32(local_key).map_err(err)?)
             .map(JsOlmSession)
             .map_err(err)
+    }
+}
+
+/// A bounded store of Olm sessions that routes incoming envelopes (and opens inbound
+/// sessions from pre-key messages).
+#[wasm_bindgen(js_name = OlmSessionStore)]
+pub struct JsOlmSessionStore(OlmSessions);
+
+#[wasm_bindgen(js_class = OlmSessionStore)]
+impl JsOlmSessionStore {
+    /// An empty store.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> JsOlmSessionStore {
+        JsOlmSessionStore(OlmSessions::new())
+    }
+
+    /// Add a session (the JS object is consumed).
+    pub fn insert(&mut self, session: JsOlmSession) {
+        self.0.insert(session.0);
+    }
+
+    /// Whether a session with this peer (curve25519 key) exists.
+    #[wasm_bindgen(js_name = hasSession)]
+    pub fn has_session(&mut self, peer_curve25519: &str) -> bool {
+        self.0.session_for(peer_curve25519).is_some()
+    }
+
+    /// Encrypt for a peer with its preferred session; returns the envelope JSON.
+    #[wasm_bindgen(js_name = encryptFor)]
+    pub fn encrypt_for(
+        &mut self,
+        peer_curve25519: &str,
+        plaintext: &[u8],
+    ) -> Result<String, JsError> {
+        let s = self
+            .0
+            .session_for(peer_curve25519)
+            .ok_or_else(|| JsError::new("no Olm session with this device"))?;
+        Ok(s.encrypt(plaintext).map_err(err)?.to_json())
+    }
+
+    /// Decrypt an incoming envelope JSON (may open a session and use up a one-time key:
+    /// re-pickle the device afterwards).
+    pub fn decrypt(
+        &mut self,
+        device: &mut JsDevice,
+        envelope_json: &str,
+    ) -> Result<Vec<u8>, JsError> {
+        let env = OlmEnvelope::from_json(envelope_json).map_err(err)?;
+        self.0.decrypt(&mut device.0, &env).map_err(err)
+    }
+
+    /// Number of sessions.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> u32 {
+        u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Encrypt all sessions under a 32-byte local key.
+    pub fn pickle(&self, local_key: &[u8]) -> Result<String, JsError> {
+        self.0.pickle(&key32(local_key).map_err(err)?).map_err(err)
+    }
+
+    /// Restore from `pickle()`.
+    pub fn unpickle(pickle: &str, local_key: &[u8]) -> Result<JsOlmSessionStore, JsError> {
+        OlmSessions::unpickle(pickle, &key32(local_key).map_err(err)?)
+            .map(JsOlmSessionStore)
+            .map_err(err)
+    }
+}
+
+impl Default for JsOlmSessionStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

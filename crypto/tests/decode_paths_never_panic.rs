@@ -41,6 +41,7 @@ proptest! {
     fn olm_decoders(s in any_text(), body in proptest::collection::vec(any::<u8>(), 0..400), t in 0u8..3) {
         let _ = OlmEnvelope::from_json(&s);
         let _ = OlmSession::unpickle(&s, &[0u8; 32]);
+        let _ = copains_crypto::olm::OlmSessions::unpickle(&s, &[0u8; 32]);
         let mut bob = Device::new("bob", "B").unwrap();
         bob.generate_one_time_keys(1);
         let alice = Device::new("alice", "A").unwrap();
