@@ -124,9 +124,16 @@ impl ApiClient {
     ) -> ClientResult<Self> {
         let http = http_client()?;
         let body = json!({"username": username, "email": email, "password": password});
-        let a: AuthAnswer =
-            Self::send(&http, base, Method::POST, "/auth/register", None, None, Some(&body))
-                .await?;
+        let a: AuthAnswer = Self::send(
+            &http,
+            base,
+            Method::POST,
+            "/auth/register",
+            None,
+            None,
+            Some(&body),
+        )
+        .await?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -139,8 +146,16 @@ impl ApiClient {
     pub async fn login(base: &str, login: &str, password: &str) -> ClientResult<Self> {
         let http = http_client()?;
         let body = json!({"login": login, "password": password});
-        let a: AuthAnswer =
-            Self::send(&http, base, Method::POST, "/auth/login", None, None, Some(&body)).await?;
+        let a: AuthAnswer = Self::send(
+            &http,
+            base,
+            Method::POST,
+            "/auth/login",
+            None,
+            None,
+            Some(&body),
+        )
+        .await?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -227,8 +242,8 @@ impl ApiClient {
         keys: &KeysUpload,
         display_name: Option<&str>,
     ) -> ClientResult<UploadResult> {
-        let mut body = serde_json::to_value(keys)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(keys).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if let (Some(obj), Some(name)) = (body.as_object_mut(), display_name) {
             obj.insert("display_name".into(), Value::String(name.to_owned()));
         }
@@ -295,12 +310,7 @@ impl ApiClient {
     /// `DELETE /devices/{id}`.
     pub async fn delete_device(&self, device_id: &str) -> ClientResult<()> {
         let _: Value = self
-            .request(
-                Method::DELETE,
-                &format!("/devices/{device_id}"),
-                None,
-                None,
-            )
+            .request(Method::DELETE, &format!("/devices/{device_id}"), None, None)
             .await?;
         Ok(())
     }
@@ -437,7 +447,11 @@ impl ApiClient {
 
     /// `POST /channels/{id}/messages` with an encrypted body. The messaging routes are not
     /// built yet: the body shape (`{"encrypted": <group message>}`) is provisional.
-    pub async fn post_channel_message(&self, channel_id: &str, body: &Value) -> ClientResult<Value> {
+    pub async fn post_channel_message(
+        &self,
+        channel_id: &str,
+        body: &Value,
+    ) -> ClientResult<Value> {
         self.request(
             Method::POST,
             &format!("/channels/{channel_id}/messages"),

@@ -226,7 +226,11 @@ impl E2eeClient {
     /// fallback key once the current one was handed out).
     pub async fn replenish_keys(&mut self) -> ClientResult<UploadResult> {
         let r = self.upload_keys().await?;
-        let have = r.one_time_key_counts.get("curve25519").copied().unwrap_or(0);
+        let have = r
+            .one_time_key_counts
+            .get("curve25519")
+            .copied()
+            .unwrap_or(0);
         let missing = usize::try_from(TARGET_ONE_TIME_KEYS - have).unwrap_or(0);
         if missing == 0 && r.fallback_key_unused {
             return Ok(r);
@@ -259,13 +263,15 @@ impl E2eeClient {
                 }
                 .verify()?;
                 let key = (user.clone(), device_id);
-                if let Some(old) = self.known.get(&key) {
-                    if *old != d.identity_keys {
-                        return Err(protocol(format!(
-                            "the identity keys of {}/{} changed",
-                            key.0, key.1
-                        )));
-                    }
+                if self
+                    .known
+                    .get(&key)
+                    .is_some_and(|old| *old != d.identity_keys)
+                {
+                    return Err(protocol(format!(
+                        "the identity keys of {}/{} changed",
+                        key.0, key.1
+                    )));
                 }
                 self.known.insert(key.clone(), d.identity_keys);
                 out.push(key);
@@ -359,8 +365,7 @@ impl E2eeClient {
                 recipient_ed25519: keys.ed25519.clone(),
                 content: content.clone(),
             };
-            let plaintext =
-                serde_json::to_vec(&payload).map_err(|e| protocol(e.to_string()))?;
+            let plaintext = serde_json::to_vec(&payload).map_err(|e| protocol(e.to_string()))?;
             let session = self
                 .olm
                 .session_for(&keys.curve25519)
@@ -439,7 +444,11 @@ impl E2eeClient {
     }
 
     /// Encrypts a channel message with the channel's outbound session.
-    pub fn encrypt_group(&mut self, channel_id: &str, plaintext: &[u8]) -> ClientResult<GroupMessage> {
+    pub fn encrypt_group(
+        &mut self,
+        channel_id: &str,
+        plaintext: &[u8],
+    ) -> ClientResult<GroupMessage> {
         Ok(self
             .outbound
             .get_mut(channel_id)
@@ -483,7 +492,8 @@ impl E2eeClient {
                 Ok(1)
             }
             GroupTransport::ToDevice(users) => {
-                self.send_group_ciphertext(channel_id, &message, users).await
+                self.send_group_ciphertext(channel_id, &message, users)
+                    .await
             }
         }
     }
@@ -523,12 +533,18 @@ impl E2eeClient {
         let mut out = Vec::new();
         loop {
             let device_id = self.device_id().to_owned();
-            let page = self.api.fetch_to_device(&device_id, self.since, 100).await?;
+            let page = self
+                .api
+                .fetch_to_device(&device_id, self.since, 100)
+                .await?;
             if page.messages.is_empty() {
                 break;
             }
             for m in page.messages {
-                let incoming = match self.handle(&m.sender_user_id, &m.sender_device_id, &m.kind, &m.content).await {
+                let incoming = match self
+                    .handle(&m.sender_user_id, &m.sender_device_id, &m.kind, &m.content)
+                    .await
+                {
                     Ok(i) => i,
                     Err(e) => Incoming::Undecryptable {
                         sender: m.sender_user_id.clone(),
@@ -588,7 +604,9 @@ impl E2eeClient {
             .cloned()
             .ok_or_else(|| protocol("message from a device with no published keys"))?;
         if keys.curve25519 != envelope.sender_key {
-            return Err(protocol("the Olm sender key is not the sending device's key"));
+            return Err(protocol(
+                "the Olm sender key is not the sending device's key",
+            ));
         }
         let plaintext = self.olm.decrypt(&mut self.device, &envelope)?;
         let payload: OlmPayload = serde_json::from_slice(&plaintext)
@@ -601,7 +619,9 @@ impl E2eeClient {
             || payload.recipient_device != self.device_id()
             || payload.recipient_ed25519 != me.ed25519
         {
-            return Err(protocol("the Olm payload names another sender or recipient"));
+            return Err(protocol(
+                "the Olm payload names another sender or recipient",
+            ));
         }
         match payload.kind.as_str() {
             DM_TYPE => {
@@ -620,10 +640,12 @@ impl E2eeClient {
             ROOM_KEY_TYPE => {
                 let room_key = RoomKey::from_json(&payload.content.to_string())?;
                 let inbound = InboundGroup::from_room_key(&room_key)?;
-                if let Some(prev) = self.inbound_senders.get(&room_key.session_id) {
-                    if *prev != key {
-                        return Err(protocol("a room key already shared by another device"));
-                    }
+                if self
+                    .inbound_senders
+                    .get(&room_key.session_id)
+                    .is_some_and(|prev| *prev != key)
+                {
+                    return Err(protocol("a room key already shared by another device"));
                 }
                 self.inbound_senders
                     .insert(room_key.session_id.clone(), key.clone());

@@ -5,7 +5,7 @@
 //! - [`e2ee`]: one encrypted device ([`E2eeClient`]): publish keys, open Olm sessions, send
 //!   DMs and Megolm room keys over the to-device queue, receive and decrypt, Megolm channel
 //!   messages with rotation.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the error type, [`ClientError`].
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;

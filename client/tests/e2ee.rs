@@ -34,15 +34,28 @@ async fn two_users_two_devices_each_exchange_dms_and_the_database_holds_no_plain
     let alice = alice_api.user_id().to_owned();
     let bob = bob_api.user_id().to_owned();
 
-    let mut a1 = E2eeClient::create_device(alice_api, "ALICE_LAPTOP", 10).await.unwrap();
-    let mut a2 = E2eeClient::create_device(s.login("alice").await, "ALICE_PHONE", 10).await.unwrap();
-    let mut b1 = E2eeClient::create_device(bob_api, "BOB_LAPTOP", 10).await.unwrap();
-    let mut b2 = E2eeClient::create_device(s.login("bob").await, "BOB_PHONE", 10).await.unwrap();
+    let mut a1 = E2eeClient::create_device(alice_api, "ALICE_LAPTOP", 10)
+        .await
+        .unwrap();
+    let mut a2 = E2eeClient::create_device(s.login("alice").await, "ALICE_PHONE", 10)
+        .await
+        .unwrap();
+    let mut b1 = E2eeClient::create_device(bob_api, "BOB_LAPTOP", 10)
+        .await
+        .unwrap();
+    let mut b2 = E2eeClient::create_device(s.login("bob").await, "BOB_PHONE", 10)
+        .await
+        .unwrap();
 
     // Round 1 opens sessions (pre-key messages); round 2 uses them (normal messages).
     let mut sent: Vec<(String, String, String)> = Vec::new();
     for round in 1..=2 {
-        for (dev, to) in [(&mut a1, &bob), (&mut a2, &bob), (&mut b1, &alice), (&mut b2, &alice)] {
+        for (dev, to) in [
+            (&mut a1, &bob),
+            (&mut a2, &bob),
+            (&mut b1, &alice),
+            (&mut b2, &alice),
+        ] {
             let body = format!(
                 "plaintext-secret round {round} from {} to {to}: rendez-vous at the old mill",
                 dev.device_id()
@@ -59,11 +72,23 @@ async fn two_users_two_devices_each_exchange_dms_and_the_database_holds_no_plain
             .unwrap();
         assert_eq!(queued, 12);
         let dump = s.dump().await;
-        assert!(dump.contains("ALICE_PHONE"), "the dump covers the keys tables");
-        assert!(dump.contains("copains.olm"), "the dump covers the queued messages");
+        assert!(
+            dump.contains("ALICE_PHONE"),
+            "the dump covers the keys tables"
+        );
+        assert!(
+            dump.contains("copains.olm"),
+            "the dump covers the queued messages"
+        );
         for (_, _, body) in &sent {
-            assert!(!dump.contains(body.as_str()), "plaintext found in the database");
-            assert!(!dump.contains("rendez-vous"), "plaintext found in the database");
+            assert!(
+                !dump.contains(body.as_str()),
+                "plaintext found in the database"
+            );
+            assert!(
+                !dump.contains("rendez-vous"),
+                "plaintext found in the database"
+            );
         }
 
         for dev in [&mut a1, &mut a2, &mut b1, &mut b2] {
@@ -94,9 +119,16 @@ async fn two_users_two_devices_each_exchange_dms_and_the_database_holds_no_plain
     let got = dms(&b1.sync().await.unwrap());
     assert_eq!(
         got,
-        BTreeSet::from([(alice.clone(), "ALICE_LAPTOP".to_owned(), "after removal".to_owned())])
+        BTreeSet::from([(
+            alice.clone(),
+            "ALICE_LAPTOP".to_owned(),
+            "after removal".to_owned()
+        )])
     );
-    assert!(b2.sync().await.is_err(), "a deleted device can no longer fetch its queue");
+    assert!(
+        b2.sync().await.is_err(),
+        "a deleted device can no longer fetch its queue"
+    );
 }
 
 #[tokio::test]
@@ -107,9 +139,15 @@ async fn megolm_channel_key_shared_with_three_members_then_rotated_on_removal() 
     for name in ["bob", "carol", "dave"] {
         let api = s.register(name).await;
         befriend(&alice_api, &api).await;
-        members.push(E2eeClient::create_device(api, &format!("{}_DEV", name.to_uppercase()), 5).await.unwrap());
+        members.push(
+            E2eeClient::create_device(api, &format!("{}_DEV", name.to_uppercase()), 5)
+                .await
+                .unwrap(),
+        );
     }
-    let mut alice = E2eeClient::create_device(alice_api, "ALICE_DEV", 5).await.unwrap();
+    let mut alice = E2eeClient::create_device(alice_api, "ALICE_DEV", 5)
+        .await
+        .unwrap();
     let ids: Vec<String> = members.iter().map(|m| m.user_id().to_owned()).collect();
     let channel = "channel-42";
 
@@ -129,12 +167,22 @@ async fn megolm_channel_key_shared_with_three_members_then_rotated_on_removal() 
     }
     let hello = b"megolm plaintext before removal";
     assert_eq!(
-        alice.send_group(channel, hello, GroupTransport::ToDevice(&ids)).await.unwrap(),
+        alice
+            .send_group(channel, hello, GroupTransport::ToDevice(&ids))
+            .await
+            .unwrap(),
         3
     );
     for m in &mut members {
         match &m.sync().await.unwrap()[..] {
-            [Incoming::Group { plaintext, channel_id, sender_device, .. }] => {
+            [
+                Incoming::Group {
+                    plaintext,
+                    channel_id,
+                    sender_device,
+                    ..
+                },
+            ] => {
                 assert_eq!(plaintext, hello);
                 assert_eq!(channel_id, channel);
                 assert_eq!(sender_device, "ALICE_DEV");
@@ -145,12 +193,21 @@ async fn megolm_channel_key_shared_with_three_members_then_rotated_on_removal() 
 
     // Dave is removed: a new session, shared only with Bob and Carol.
     let remaining = &ids[..2];
-    let second = alice.rotate_group_session(channel, remaining).await.unwrap();
+    let second = alice
+        .rotate_group_session(channel, remaining)
+        .await
+        .unwrap();
     assert_ne!(second, first);
     let secret = b"megolm plaintext after dave left";
     let msg = alice.encrypt_group(channel, secret).unwrap();
     // The ciphertext still reaches Dave (as a channel broadcast or a leak would).
-    assert_eq!(alice.send_group_ciphertext(channel, &msg, &ids).await.unwrap(), 3);
+    assert_eq!(
+        alice
+            .send_group_ciphertext(channel, &msg, &ids)
+            .await
+            .unwrap(),
+        3
+    );
     for m in &mut members[..2] {
         let got = m.sync().await.unwrap();
         assert!(
@@ -169,20 +226,35 @@ async fn megolm_channel_key_shared_with_three_members_then_rotated_on_removal() 
     match &got[0] {
         Incoming::Undecryptable { kind, error, .. } => {
             assert_eq!(kind, copains_client::e2ee::MEGOLM_TYPE);
-            assert!(error.contains("unknown") || error.contains("Unknown"), "{error}");
+            assert!(
+                error.contains("unknown") || error.contains("Unknown"),
+                "{error}"
+            );
         }
         other => panic!("Dave decrypted a message sent after his removal: {other:?}"),
     }
-    assert!(dave.decrypt_group(alice.user_id(), "ALICE_DEV", &msg).is_err());
+    assert!(
+        dave.decrypt_group(alice.user_id(), "ALICE_DEV", &msg)
+            .is_err()
+    );
 
     // A replayed Megolm message is refused; a forged sender is refused.
     let bob = &mut members[0];
-    assert!(bob.decrypt_group(alice.user_id(), "ALICE_DEV", &msg).is_err(), "replay accepted");
+    assert!(
+        bob.decrypt_group(alice.user_id(), "ALICE_DEV", &msg)
+            .is_err(),
+        "replay accepted"
+    );
     let next = alice.encrypt_group(channel, b"third").unwrap();
     let carol_id = ids[1].clone();
-    assert!(bob.decrypt_group(&carol_id, "CAROL_DEV", &next).is_err(), "forged sender accepted");
+    assert!(
+        bob.decrypt_group(&carol_id, "CAROL_DEV", &next).is_err(),
+        "forged sender accepted"
+    );
     assert_eq!(
-        bob.decrypt_group(alice.user_id(), "ALICE_DEV", &next).unwrap().plaintext,
+        bob.decrypt_group(alice.user_id(), "ALICE_DEV", &next)
+            .unwrap()
+            .plaintext,
         b"third"
     );
 
@@ -211,7 +283,10 @@ async fn tampered_olm_envelopes_are_reported_not_fatal() {
             serde_json::json!({"type": 0, "body": "AAAA", "sender_key": a.identity_keys().curve25519}),
         )]),
     );
-    a.api().send_to_device("A", "garbage-1", "copains.olm", &garbage).await.unwrap();
+    a.api()
+        .send_to_device("A", "garbage-1", "copains.olm", &garbage)
+        .await
+        .unwrap();
     a.send_dm(&bob_id, "real one").await.unwrap();
     let got = b.sync().await.unwrap();
     assert_eq!(got.len(), 2, "{got:?}");

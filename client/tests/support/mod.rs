@@ -101,7 +101,10 @@ impl TestServer {
         .fetch_all(&self.state.db)
         .await
         .unwrap();
-        assert!(tables.len() > 5, "expected the whole schema, got {tables:?}");
+        assert!(
+            tables.len() > 5,
+            "expected the whole schema, got {tables:?}"
+        );
         let mut out = String::new();
         for t in tables {
             let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT x::text FROM {t} x"))
@@ -115,7 +118,11 @@ impl TestServer {
             }
         }
         for bin in ["/usr/lib/postgresql/15/bin/pg_dump", "pg_dump"] {
-            if let Ok(o) = std::process::Command::new(bin).arg("--data-only").arg(&self.db_url).output() {
+            if let Ok(o) = std::process::Command::new(bin)
+                .arg("--data-only")
+                .arg(&self.db_url)
+                .output()
+            {
                 if o.status.success() {
                     out.push_str(&String::from_utf8_lossy(&o.stdout));
                     break;
@@ -130,7 +137,10 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -149,11 +159,21 @@ impl Drop for TestServer {
 /// Makes two users friends (both send a request; the second accepts).
 pub async fn befriend(a: &ApiClient, b: &ApiClient) {
     let _: Value = a
-        .request(Method::POST, "/users/@me/relationships", None, Some(&json!({"user_id": b.user_id()})))
+        .request(
+            Method::POST,
+            "/users/@me/relationships",
+            None,
+            Some(&json!({"user_id": b.user_id()})),
+        )
         .await
         .unwrap();
     let _: Value = b
-        .request(Method::POST, "/users/@me/relationships", None, Some(&json!({"user_id": a.user_id()})))
+        .request(
+            Method::POST,
+            "/users/@me/relationships",
+            None,
+            Some(&json!({"user_id": a.user_id()})),
+        )
         .await
         .unwrap();
 }
