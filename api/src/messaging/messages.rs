@@ -1,0 +1,498 @@
+//! Creating, editing, deleting and reading messages.
+//!
+//! Ordering: every insert upserts its place's `channel_heads` row first (a row lock held until
+//! commit) and takes `max(generated id, last id + 1)` as its id, so within a place ids become
+//! visible in increasing order and a reader paging with `after` never skips a late commit.
+//!
+//! Idempotency: with a `nonce`, the insert claims `(author, nonce)` in `message_nonces`
+//! (`INSERT … ON CONFLICT DO UPDATE … WHERE older than 10 minutes`); a retry that finds a
+//! fresh claim rolls back and answers the original message. Concurrent retries serialize on
+//! the unique key, so exactly one message is created.
+
+use copains_wire::Id;
+use copains_wire::events::{BusEvent, Event};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use super::mentions::{self, Parsed};
+use super::place::{Place, PlaceKind};
+use super::{Envelope, MESSAGE_COLUMNS, Message, MessageRow, NONCE_WINDOW_SECS};
+use crate::communities::events::value;
+use crate::communities::permissions::Permissions;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// `POST /channels/{id}/messages` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// Plaintext (1–4000 characters); plaintext places only (422 in encrypted places).
+    pub content: Option<String>,
+    /// The encrypted envelope; encrypted places only (DMs, group DMs, encrypted channels).
+    pub encrypted: Option<Envelope>,
+    /// Client nonce (1–64 printable ASCII): a retry with the same nonce within 10 minutes
+    /// returns the original message (200) instead of creating another (201).
+    pub nonce: Option<String>,
+    /// A message of the same place this one replies to (another place's id: 422).
+    #[schema(value_type = Option<String>)]
+    pub reply_to: Option<Id>,
+    /// Encrypted places only: the user ids the (encrypted) text mentions (at most 100).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub mentions: Option<Vec<Id>>,
+    /// Encrypted places only: the text mentions everyone (needs MENTION_EVERYONE).
+    pub mention_everyone: Option<bool>,
+}
+
+/// `PATCH /channels/{id}/messages/{message_id}` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    /// New plaintext (plaintext places).
+    pub content: Option<String>,
+    /// New envelope (encrypted places).
+    pub encrypted: Option<Envelope>,
+    /// Encrypted places: the mentioned user ids of the new text.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub mentions: Option<Vec<Id>>,
+}
+
+/// A validated body: plaintext or an envelope, with its filtered mentions.
+struct Body {
+    content: Option<String>,
+    envelope: Option<Envelope>,
+    mentions: Parsed,
+}
+
+async fn body(
+    db: &PgPool,
+    place: &Place,
+    content: Option<String>,
+    envelope: Option<Envelope>,
+    declared: Option<Vec<Id>>,
+    declared_everyone: bool,
+) -> ApiResult<Body> {
+    if place.encrypted {
+        if content.is_some() {
+            return Err(ApiError::validation(
+                "this place is end-to-end encrypted: send `encrypted`, never `content`",
+            ));
+        }
+        let env = envelope.ok_or_else(|| {
+            ApiError::validation("this place is end-to-end encrypted: `encrypted` is required")
+        })?;
+        env.validate()?;
+        let declared = declared.unwrap_or_default();
+        if declared.len() > super::MAX_MENTIONS {
+            return Err(ApiError::validation(format!(
+                "at most {} mentions",
+                super::MAX_MENTIONS
+            )));
+        }
+        let parsed = Parsed {
+            users: declared.into_iter().map(|i| i.0).collect(),
+            roles: Vec::new(),
+            everyone: declared_everyone,
+        };
+        Ok(Body {
+            content: None,
+            envelope: Some(env),
+            mentions: mentions::filter(db, place, parsed).await?,
+        })
+    } else {
+        if envelope.is_some() {
+            return Err(ApiError::validation(
+                "this channel is not encrypted: send `content`, not `encrypted`",
+            ));
+        }
+        if declared.is_some() {
+            return Err(ApiError::validation(
+                "`mentions` is declared only in encrypted places; here they are parsed from content",
+            ));
+        }
+        let text = super::content(
+            content
+                .as_deref()
+                .ok_or_else(|| ApiError::validation("`content` is required"))?,
+        )?;
+        let parsed = mentions::parse(&text);
+        Ok(Body {
+            content: Some(text),
+            envelope: None,
+            mentions: mentions::filter(db, place, parsed).await?,
+        })
+    }
+}
+
+/// Loads message `id` of place `channel_id` (404 if it is in no such place).
+pub async fn row(db: &PgPool, channel_id: Id, id: Id) -> ApiResult<MessageRow> {
+    sqlx::query_as::<_, MessageRow>(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.channel_id = $2"
+    ))
+    .bind(id.0)
+    .bind(channel_id.0)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("unknown message"))
+}
+
+/// One message rendered for `viewer`.
+pub async fn get(db: &PgPool, viewer: Id, channel_id: Id, id: Id) -> ApiResult<Message> {
+    let r = row(db, channel_id, id).await?;
+    Ok(super::render_all(db, viewer, vec![r])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("unknown message"))?)
+}
+
+/// Refuses sending where the caller may not: timed out (403 `timed_out`), no SEND_MESSAGES
+/// (403 `missing_permission`), not a text place (422).
+pub fn check_can_send(place: &Place) -> ApiResult<()> {
+    if !place.is_text {
+        return Err(ApiError::validation("messages live only in text channels"));
+    }
+    if place.timed_out {
+        return Err(ApiError::forbidden(
+            "timed_out",
+            format!(
+                "you are timed out in this server for {} more seconds",
+                place.timeout_left_secs
+            ),
+        ));
+    }
+    place.require_perm(Permissions::SEND_MESSAGES)
+}
+
+/// Creates a message; returns it and whether it is new (`false`: a nonce retry).
+pub async fn create(
+    state: &AppState,
+    author: Id,
+    place: &Place,
+    req: NewMessage,
+) -> ApiResult<(Message, bool)> {
+    check_can_send(place)?;
+    if place.kind == PlaceKind::Dm {
+        super::dms::check_not_blocked(&state.db, place.id, author).await?;
+    }
+    let nonce = req.nonce.as_deref().map(super::nonce).transpose()?;
+    let b = body(
+        &state.db,
+        place,
+        req.content,
+        req.encrypted,
+        req.mentions,
+        req.mention_everyone.unwrap_or(false),
+    )
+    .await?;
+    if let Some(r) = req.reply_to {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND channel_id = $2")
+                .bind(r.0)
+                .bind(place.id.0)
+                .fetch_optional(&state.db)
+                .await?;
+        if found.is_none() {
+            return Err(ApiError::validation(
+                "reply_to names no message of this channel",
+            ));
+        }
+    }
+    let exempt = place.permissions.contains(Permissions::MANAGE_MESSAGES)
+        || place.permissions.contains(Permissions::MANAGE_CHANNELS)
+        || place.is_dm();
+
+    let generated = state.ids.next();
+    let mut tx = state.db.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($1, $2)
+         ON CONFLICT (channel_id) DO UPDATE
+            SET last_message_id = GREATEST(channel_heads.last_message_id + 1, EXCLUDED.last_message_id)
+         RETURNING last_message_id",
+    )
+    .bind(place.id.0)
+    .bind(generated.0)
+    .fetch_one(&mut *tx)
+    .await?;
+
+    if let Some(n) = &nonce {
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO message_nonces (author_id, nonce, message_id, channel_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (author_id, nonce) DO UPDATE
+                SET message_id = EXCLUDED.message_id, channel_id = EXCLUDED.channel_id, created_at = now()
+              WHERE message_nonces.created_at < now() - make_interval(secs => $5)
+             RETURNING message_id",
+        )
+        .bind(author.0)
+        .bind(n)
+        .bind(id)
+        .bind(place.id.0)
+        .bind(NONCE_WINDOW_SECS as f64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            tx.rollback().await?;
+            return original(state, author, place, n).await.map(|m| (m, false));
+        }
+    }
+
+    if place.slowmode_secs > 0 && !exempt {
+        let since: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM messages
+              WHERE channel_id = $1 AND author_id = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(place.id.0)
+        .bind(author.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(since) = since {
+            let wait = f64::from(place.slowmode_secs) - since;
+            if wait > 0.0 {
+                tx.rollback().await?;
+                return Err(ApiError::RateLimited(wait.ceil() as u64));
+            }
+        }
+    }
+
+    let users = &b.mentions.users;
+    let roles = &b.mentions.roles;
+    let env = b.envelope.as_ref();
+    let r: MessageRow = sqlx::query_as(&format!(
+        "INSERT INTO messages AS m (id, channel_id, server_id, author_id, content, enc_algorithm,
+                enc_sender_device, enc_session_id, enc_ciphertext, nonce, reply_to,
+                mention_everyone, mention_users, mention_roles)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         RETURNING {MESSAGE_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(place.id.0)
+    .bind(place.server_id.map(|s| s.0))
+    .bind(author.0)
+    .bind(&b.content)
+    .bind(env.map(|e| &e.algorithm))
+    .bind(env.map(|e| &e.sender_device_id))
+    .bind(env.map(|e| &e.session_id))
+    .bind(env.map(|e| &e.ciphertext))
+    .bind(&nonce)
+    .bind(req.reply_to.map(|r| r.0))
+    .bind(b.mentions.everyone)
+    .bind(users)
+    .bind(roles)
+    .fetch_one(&mut *tx)
+    .await?;
+    if place.kind == PlaceKind::Thread {
+        sqlx::query("UPDATE threads SET last_activity_at = now() WHERE id = $1")
+            .bind(place.id.0)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let msg = r.render(Vec::new());
+    publish(
+        state,
+        place,
+        Event::MessageCreate {
+            message: value(&msg),
+        },
+    )
+    .await?;
+    Ok((msg, true))
+}
+
+/// The message a fresh nonce claim names (409 `nonce_reused` when it was used in another
+/// place or its message is gone).
+async fn original(state: &AppState, author: Id, place: &Place, nonce: &str) -> ApiResult<Message> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT message_id, channel_id FROM message_nonces WHERE author_id = $1 AND nonce = $2",
+    )
+    .bind(author.0)
+    .bind(nonce)
+    .fetch_optional(&state.db)
+    .await?;
+    let reused = || {
+        ApiError::conflict(
+            "nonce_reused",
+            "this nonce was used for another message in the last 10 minutes",
+        )
+    };
+    let (mid, cid) = row.ok_or_else(reused)?;
+    if cid != place.id.0 {
+        return Err(reused());
+    }
+    get(&state.db, author, place.id, Id(mid))
+        .await
+        .map_err(|_| reused())
+}
+
+/// Publishes `event` to the place's audience.
+pub async fn publish(state: &AppState, place: &Place, event: Event) -> ApiResult<()> {
+    let audience = place.audience(&state.db).await?;
+    state.publish(BusEvent::new(audience, event)).await;
+    Ok(())
+}
+
+/// Edits a message (its author only: 403 `not_author`).
+pub async fn edit(
+    state: &AppState,
+    user: Id,
+    place: &Place,
+    id: Id,
+    req: EditMessage,
+) -> ApiResult<Message> {
+    let current = row(&state.db, place.id, id).await?;
+    if current.author_id != Some(user.0) {
+        return Err(ApiError::forbidden(
+            "not_author",
+            "only the author may edit a message",
+        ));
+    }
+    let b = body(
+        &state.db,
+        place,
+        req.content,
+        req.encrypted,
+        req.mentions,
+        current.mention_everyone,
+    )
+    .await?;
+    let env = b.envelope.as_ref();
+    let r: MessageRow = sqlx::query_as(&format!(
+        "UPDATE messages AS m SET content = $3, enc_algorithm = $4, enc_sender_device = $5,
+                enc_session_id = $6, enc_ciphertext = $7, mention_everyone = $8,
+                mention_users = $9, mention_roles = $10, edited_at = now()
+          WHERE m.id = $1 AND m.channel_id = $2
+         RETURNING {MESSAGE_COLUMNS}"
+    ))
+    .bind(id.0)
+    .bind(place.id.0)
+    .bind(&b.content)
+    .bind(env.map(|e| &e.algorithm))
+    .bind(env.map(|e| &e.sender_device_id))
+    .bind(env.map(|e| &e.session_id))
+    .bind(env.map(|e| &e.ciphertext))
+    .bind(b.mentions.everyone)
+    .bind(&b.mentions.users)
+    .bind(&b.mentions.roles)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("unknown message"))?;
+    let msg = super::render_all(&state.db, user, vec![r])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("unknown message"))?;
+    publish(
+        state,
+        place,
+        Event::MessageUpdate {
+            message: value(&msg),
+        },
+    )
+    .await?;
+    Ok(msg)
+}
+
+/// Deletes a message: its author, or (in server places) a holder of MANAGE_MESSAGES.
+pub async fn delete(state: &AppState, user: Id, place: &Place, id: Id) -> ApiResult<()> {
+    let current = row(&state.db, place.id, id).await?;
+    let is_author = current.author_id == Some(user.0);
+    if !is_author {
+        if place.is_dm() {
+            return Err(ApiError::forbidden(
+                "not_author",
+                "only the author may delete a message in a DM",
+            ));
+        }
+        place.require_perm(Permissions::MANAGE_MESSAGES)?;
+    }
+    let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND channel_id = $2")
+        .bind(id.0)
+        .bind(place.id.0)
+        .execute(&state.db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found("unknown message"));
+    }
+    publish(
+        state,
+        place,
+        Event::MessageDelete {
+            channel_id: place.id,
+            message_id: id,
+        },
+    )
+    .await
+}
+
+/// `GET /channels/{id}/messages` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Messages older than this id.
+    #[param(value_type = Option<String>)]
+    pub before: Option<Id>,
+    /// Messages newer than this id.
+    #[param(value_type = Option<String>)]
+    pub after: Option<Id>,
+    /// Messages around this id (it included when it exists): `limit / 2` up to and including
+    /// it, the rest after.
+    #[param(value_type = Option<String>)]
+    pub around: Option<Id>,
+    /// Page size, 1–100 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// A history page, oldest first.
+pub async fn history(
+    db: &PgPool,
+    viewer: Id,
+    place: &Place,
+    q: HistoryQuery,
+) -> ApiResult<Vec<Message>> {
+    place.require_perm(Permissions::READ_HISTORY)?;
+    let limit = crate::communities::limit(q.limit, super::DEFAULT_PAGE, super::MAX_PAGE)?;
+    let set = [q.before.is_some(), q.after.is_some(), q.around.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set > 1 {
+        return Err(ApiError::validation(
+            "use at most one of before, after and around",
+        ));
+    }
+    let rows = if let Some(a) = q.after {
+        page(db, place.id, ">", a.0, limit).await?
+    } else if let Some(c) = q.around {
+        let half = (limit + 1) / 2;
+        let mut before = page(db, place.id, "<=", c.0, half).await?;
+        before.reverse();
+        let after = page(db, place.id, ">", c.0, limit - half).await?;
+        before.extend(after);
+        before
+    } else {
+        let cursor = q.before.map(|b| b.0).unwrap_or(i64::MAX);
+        let mut rows = page(db, place.id, "<", cursor, limit).await?;
+        rows.reverse();
+        rows
+    };
+    super::render_all(db, viewer, rows).await
+}
+
+/// Up to `n` messages of `place` with `id <op> cursor`, nearest the cursor first.
+async fn page(
+    db: &PgPool,
+    place: Id,
+    op: &'static str,
+    cursor: i64,
+    n: i64,
+) -> ApiResult<Vec<MessageRow>> {
+    let order = if op.starts_with('>') { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
+          ORDER BY m.id {order} LIMIT $3"
+    );
+    Ok(sqlx::query_as::<_, MessageRow>(&sql)
+        .bind(place.0)
+        .bind(cursor)
+        .bind(n)
+        .fetch_all(db)
+        .await?)
+}
