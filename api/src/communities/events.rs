@@ -1,55 +1,34 @@
-//! Publishing the typed bus events ([`copains_wire::events`]) of community changes.
-//!
-//! `AppState` has no bus handle yet, so [`publish`] hands every event to a process-wide
-//! broadcast channel: whoever runs the gateway in the same process (or a test) receives them
-//! with [`subscribe`] and forwards them to the `EventBus`. When the lead adds the bus to
-//! `AppState`, only the body of [`publish`] changes. Publishing never blocks and never fails
-//! the request: with no subscriber the event is dropped (clients resynchronise on reconnect).
-
-use std::sync::{Arc, OnceLock};
+//! Publishing the typed bus events ([`copains_wire::events`]) of community changes on
+//! the state's event bus (`AppState::publish`), for the gateway to deliver. Publishing happens
+//! after the change is committed and never fails the request (a bus failure is logged;
+//! clients catch up by refetching on reconnect).
 
 use copains_wire::Id;
 use copains_wire::events::{Audience, BusEvent, Event};
-use tokio::sync::broadcast;
 
 use crate::state::AppState;
 
-/// Events buffered for a slow subscriber before it starts missing some.
-const CAPACITY: usize = 4096;
-
-fn channel() -> &'static broadcast::Sender<Arc<BusEvent>> {
-    static TX: OnceLock<broadcast::Sender<Arc<BusEvent>>> = OnceLock::new();
-    TX.get_or_init(|| broadcast::channel(CAPACITY).0)
-}
-
-/// Receives every event published by the api in this process from now on.
-pub fn subscribe() -> broadcast::Receiver<Arc<BusEvent>> {
-    channel().subscribe()
-}
-
-/// Publishes `event` for `audience` (see the module docs for where it goes today).
-pub fn publish(_state: &AppState, audience: Vec<Audience>, event: Event) {
+/// Publishes `event` for `audience` (nothing when the audience is empty).
+pub async fn publish(state: &AppState, audience: Vec<Audience>, event: Event) {
     if audience.is_empty() {
         return;
     }
-    let ev = BusEvent::new(audience, event);
-    tracing::debug!(event = ev.event.name(), "publish");
-    let _ = channel().send(Arc::new(ev));
+    state.publish(BusEvent::new(audience, event)).await;
 }
 
 /// Tells the gateway that `users`' visible servers or channels changed.
-pub fn scope_changed(state: &AppState, users: &[Id]) {
+pub async fn scope_changed(state: &AppState, users: &[Id]) {
     for u in users {
         publish(
             state,
             vec![Audience::User(*u)],
             Event::ScopeChanged { user_id: *u },
-        );
+        )
+        .await;
     }
 }
 
-/// Renders an api object for an event payload (`Null` if it cannot be, which never happens
-/// for our plain structs).
+/// Renders an api object for an event payload.
 pub fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }

@@ -76,9 +76,11 @@ pub async fn is_blocked(db: &PgPool, a: Id, b: Id) -> ApiResult<bool> {
     Ok(row.is_some())
 }
 
+type RelationshipRow = (i64, String, Option<String>, String, DateTime<Utc>);
+
 /// My relationships, oldest first (at most [`super::MAX_RELATIONSHIPS_PER_USER`]).
 pub async fn list(db: &PgPool, me: Id) -> ApiResult<Vec<Relationship>> {
-    let rows: Vec<(i64, String, Option<String>, String, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<RelationshipRow> = sqlx::query_as(
         "SELECT u.id, u.username, u.display_name, r.kind, r.created_at
            FROM relationships r JOIN users u ON u.id = r.other_id
           WHERE r.user_id = $1 ORDER BY r.created_at, r.other_id LIMIT $2",
@@ -193,7 +195,8 @@ async fn notify(state: &AppState, me: Id, other: Id) {
                 Event::RelationshipUpdate {
                     relationship: events::value(&v),
                 },
-            );
+            )
+            .await;
         }
     }
 }

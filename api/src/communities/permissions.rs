@@ -357,7 +357,7 @@ pub async fn server_access(
            LEFT JOIN member_roles mr ON mr.server_id = s.id AND mr.user_id = m.user_id
            LEFT JOIN roles r ON r.id = mr.role_id
           WHERE s.id = $1
-          GROUP BY s.owner_id, m.timeout_until",
+          GROUP BY s.id, s.owner_id, m.timeout_until",
     )
     .bind(server_id.0)
     .bind(user_id.0)
@@ -542,9 +542,9 @@ mod tests {
             seen |= p.0;
         }
         assert_eq!(seen, P::ALL.0);
-        assert!(P::ALL.0 < (1 << 53));
+        const { assert!(P::ALL.0 < (1 << 53)) };
         assert!(P::from_request("p", 1 << 40).is_err());
-        assert_eq!(P::from_request("p", 3).unwrap(), P(3));
+        assert_eq!(P::from_request("p", 3).unwrap(), Permissions(3));
         assert_eq!(P::from_db(-1), P::NONE);
     }
 

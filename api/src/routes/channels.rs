@@ -245,7 +245,8 @@ pub async fn create_channel(
         Event::ChannelCreate {
             channel: events::value(&channel),
         },
-    );
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(channel)))
 }
 
@@ -341,11 +342,11 @@ pub async fn update_channel(
     .await?;
     tx.commit().await?;
     let channel = channels::get(&state.db, channel_id).await?;
-    publish_update(&state, &channel);
+    publish_update(&state, &channel).await;
     Ok(axum::Json(channel))
 }
 
-fn publish_update(state: &AppState, channel: &Channel) {
+async fn publish_update(state: &AppState, channel: &Channel) {
     events::publish(
         state,
         vec![Audience::Channel {
@@ -355,7 +356,8 @@ fn publish_update(state: &AppState, channel: &Channel) {
         Event::ChannelUpdate {
             channel: events::value(channel),
         },
-    );
+    )
+    .await;
 }
 
 /// Delete a channel (MANAGE_CHANNELS in it). Channels of a deleted category stay, uncategorised.
@@ -399,7 +401,8 @@ pub async fn delete_channel(
             server_id: Some(server_id),
             channel_id,
         },
-    );
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -513,7 +516,7 @@ pub async fn put_overwrite(
     .await?;
     tx.commit().await?;
     let channel = channels::get(&state.db, channel_id).await?;
-    publish_update(&state, &channel);
+    publish_update(&state, &channel).await;
     overwrite_scope_changed(&state, server_id, target_id, req.kind).await?;
     Ok(axum::Json(channel))
 }
@@ -528,7 +531,7 @@ async fn overwrite_scope_changed(
         OverwriteKind::Member => vec![target_id],
         OverwriteKind::Role => servers::member_ids(&state.db, server_id, 100_000).await?,
     };
-    events::scope_changed(state, &users);
+    events::scope_changed(state, &users).await;
     Ok(())
 }
 
@@ -580,7 +583,7 @@ pub async fn delete_overwrite(
     .await?;
     tx.commit().await?;
     let channel = channels::get(&state.db, channel_id).await?;
-    publish_update(&state, &channel);
+    publish_update(&state, &channel).await;
     let kind = if kind == "member" {
         OverwriteKind::Member
     } else {

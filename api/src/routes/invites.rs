@@ -139,7 +139,8 @@ pub async fn join_invite(
                         server_id,
                         member: events::value(&m),
                     },
-                );
+                )
+                .await;
             }
             events::publish(
                 &state,
@@ -147,8 +148,9 @@ pub async fn join_invite(
                 Event::ServerCreate {
                     server: events::value(&server),
                 },
-            );
-            events::scope_changed(&state, &[auth.user_id]);
+            )
+            .await;
+            events::scope_changed(&state, &[auth.user_id]).await;
             Ok((StatusCode::CREATED, axum::Json(server)))
         }
     }

@@ -269,7 +269,9 @@ pub async fn update_member(
             .execute(&mut *tx)
             .await?;
     }
-    if !changes.is_empty() && !(is_self && new_roles.is_none() && req.timeout_until.is_none()) {
+    // A member renaming themselves is not a management action; everything else is logged.
+    let self_rename_only = is_self && new_roles.is_none() && req.timeout_until.is_none();
+    if !changes.is_empty() && !self_rename_only {
         audit::record(
             &mut *tx,
             &state,
@@ -293,9 +295,10 @@ pub async fn update_member(
             server_id,
             member: events::value(&member),
         },
-    );
+    )
+    .await;
     if new_roles.is_some() || req.timeout_until.is_some() {
-        events::scope_changed(&state, &[user_id]);
+        events::scope_changed(&state, &[user_id]).await;
     }
     Ok(axum::Json(member))
 }
@@ -344,21 +347,23 @@ pub async fn kick_member(
     )
     .await?;
     tx.commit().await?;
-    removed(&state, server_id, user_id);
+    removed(&state, server_id, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Publishes that `user_id` is no longer a member of `server_id` (left, kicked or banned).
-pub fn removed(state: &AppState, server_id: Id, user_id: Id) {
+pub async fn removed(state: &AppState, server_id: Id, user_id: Id) {
     events::publish(
         state,
         vec![Audience::Server(server_id), Audience::User(user_id)],
         Event::MemberRemove { server_id, user_id },
-    );
+    )
+    .await;
     events::publish(
         state,
         vec![Audience::User(user_id)],
         Event::ServerDelete { server_id },
-    );
-    events::scope_changed(state, &[user_id]);
+    )
+    .await;
+    events::scope_changed(state, &[user_id]).await;
 }

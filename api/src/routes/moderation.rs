@@ -162,7 +162,7 @@ pub async fn ban(
     .await?;
     tx.commit().await?;
     if was_member {
-        super::members::removed(&state, server_id, user_id);
+        super::members::removed(&state, server_id, user_id).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -194,7 +194,8 @@ pub async fn create_role(
             server_id,
             role: events::value(&role),
         },
-    );
+    )
+    .await;
     Ok((StatusCode::CREATED, axum::Json(role)))
 }
 
@@ -272,7 +273,8 @@ pub async fn update_role(
             server_id,
             role: events::value(&role),
         },
-    );
+    )
+    .await;
     if perms.is_some() {
         role_scope_changed(&state, server_id, role_id).await?;
     }
@@ -292,7 +294,7 @@ async fn role_scope_changed(state: &AppState, server_id: Id, role_id: Id) -> Api
         .await?;
         rows.into_iter().map(|(u,)| Id(u)).collect()
     };
-    events::scope_changed(state, &users);
+    events::scope_changed(state, &users).await;
     Ok(())
 }
 
@@ -362,9 +364,10 @@ pub async fn delete_role(
         &state,
         vec![Audience::Server(server_id)],
         Event::RoleDelete { server_id, role_id },
-    );
+    )
+    .await;
     let holders: Vec<Id> = holders.into_iter().map(|(u,)| Id(u)).collect();
-    events::scope_changed(&state, &holders);
+    events::scope_changed(&state, &holders).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -483,11 +486,13 @@ pub async fn reorder_roles(
                 server_id,
                 role: events::value(r),
             },
-        );
+        )
+        .await;
     }
     events::scope_changed(
         &state,
         &servers::member_ids(&state.db, server_id, 100_000).await?,
-    );
+    )
+    .await;
     Ok(axum::Json(all))
 }

@@ -91,8 +91,9 @@ pub async fn create_server(
         Event::ServerCreate {
             server: events::value(&server),
         },
-    );
-    events::scope_changed(&state, &[auth.user_id]);
+    )
+    .await;
+    events::scope_changed(&state, &[auth.user_id]).await;
     Ok((StatusCode::CREATED, axum::Json(server)))
 }
 
@@ -184,7 +185,8 @@ pub async fn update_server(
         Event::ServerUpdate {
             server: events::value(&server),
         },
-    );
+    )
+    .await;
     Ok(axum::Json(server))
 }
 
@@ -216,8 +218,9 @@ pub async fn delete_server(
             Audience::Users(members.clone()),
         ],
         Event::ServerDelete { server_id },
-    );
-    events::scope_changed(&state, &members);
+    )
+    .await;
+    events::scope_changed(&state, &members).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -274,8 +277,9 @@ pub async fn transfer_server(
         Event::ServerUpdate {
             server: events::value(&server),
         },
-    );
-    events::scope_changed(&state, &[auth.user_id, req.user_id]);
+    )
+    .await;
+    events::scope_changed(&state, &[auth.user_id, req.user_id]).await;
     Ok(axum::Json(server))
 }
 
@@ -300,6 +304,6 @@ pub async fn leave_server(
         .bind(auth.user_id.0)
         .execute(&state.db)
         .await?;
-    crate::routes::members::removed(&state, server_id, auth.user_id);
+    crate::routes::members::removed(&state, server_id, auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

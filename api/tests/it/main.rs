@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod communities;
 mod errors;
 mod keys;
 mod policy;
