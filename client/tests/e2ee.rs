@@ -2,7 +2,7 @@
 //! two users with two devices each (every device decrypts every message; the database never
 //! holds a plaintext), and a Megolm channel session shared with three members and rotated when
 //! one is removed (the removed member cannot decrypt what follows, the others can).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod support;
 

@@ -123,13 +123,15 @@ pub async fn upload(
             "device_id must be 1 to 64 characters of A-Z a-z 0-9 _ -",
         ));
     }
-    if let Some(d) = &req.display_name {
-        if d.chars().count() > 64 || d.chars().any(char::is_control) {
-            return Err(KeysError::unprocessable(
-                "validation",
-                "display_name must be at most 64 characters with no control characters",
-            ));
-        }
+    if req
+        .display_name
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 64 || d.chars().any(char::is_control))
+    {
+        return Err(KeysError::unprocessable(
+            "validation",
+            "display_name must be at most 64 characters with no control characters",
+        ));
     }
     let key_ids_ok = req
         .one_time_keys

@@ -118,15 +118,13 @@ impl TestServer {
             }
         }
         for bin in ["/usr/lib/postgresql/15/bin/pg_dump", "pg_dump"] {
-            if let Ok(o) = std::process::Command::new(bin)
+            let dumped = std::process::Command::new(bin)
                 .arg("--data-only")
                 .arg(&self.db_url)
-                .output()
-            {
-                if o.status.success() {
-                    out.push_str(&String::from_utf8_lossy(&o.stdout));
-                    break;
-                }
+                .output();
+            if let Some(o) = dumped.ok().filter(|o| o.status.success()) {
+                out.push_str(&String::from_utf8_lossy(&o.stdout));
+                break;
             }
         }
         out
