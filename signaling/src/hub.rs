@@ -60,7 +60,9 @@ impl SessionHandle {
 struct Inner {
     sessions: HashMap<u64, Arc<SessionHandle>>,
     by_session_id: HashMap<String, u64>,
-    topics: HashMap<Topic, HashSet<u64>>,
+    topics: HashMap<Topic, HashMap<u64, Arc<SessionHandle>>>,
+    /// The topics each session holds here (what `unregister` releases).
+    session_topics: HashMap<u64, Vec<Topic>>,
     attached_per_user: HashMap<Id, usize>,
     recent: HashSet<u64>,
     recent_order: VecDeque<u64>,
@@ -132,15 +134,28 @@ impl Hub {
             {
                 inner.recent.remove(&old);
             }
-            let mut keys: HashSet<u64> = HashSet::new();
-            for t in Topic::for_event(&ev) {
-                if let Some(set) = inner.topics.get(&t) {
-                    keys.extend(set.iter().copied());
+            let topics = Topic::for_event(&ev);
+            if let [t] = topics.as_slice() {
+                // The common case: one topic, no de-duplication needed.
+                inner
+                    .topics
+                    .get(t)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default()
+            } else {
+                let mut seen: HashSet<u64> = HashSet::new();
+                let mut out = Vec::new();
+                for t in &topics {
+                    if let Some(m) = inner.topics.get(t) {
+                        for (k, h) in m {
+                            if seen.insert(*k) {
+                                out.push(h.clone());
+                            }
+                        }
+                    }
                 }
+                out
             }
-            keys.iter()
-                .filter_map(|k| inner.sessions.get(k).cloned())
-                .collect()
         };
         if targets.is_empty() {
             return;
@@ -210,19 +225,14 @@ impl Hub {
     /// Forgets a session and its topics.
     pub async fn unregister(&self, h: &Arc<SessionHandle>) {
         let _order = self.sub_lock.lock().await;
-        let (sid, topics) = {
-            let s = h.lock();
-            (
-                s.session_id().to_owned(),
-                s.topics().iter().cloned().collect::<Vec<_>>(),
-            )
-        };
+        let sid = h.lock().session_id().to_owned();
         let gone = {
             let mut inner = self.lock();
             inner.sessions.remove(&h.key);
             if inner.by_session_id.get(&sid) == Some(&h.key) {
                 inner.by_session_id.remove(&sid);
             }
+            let topics = inner.session_topics.remove(&h.key).unwrap_or_default();
             remove_topics(&mut inner, h.key, topics.iter())
         };
         if !gone.is_empty()
@@ -268,6 +278,11 @@ impl Hub {
         self.lock().sessions.values().cloned().collect()
     }
 
+    /// How many topics this node is subscribed to (for tests and metrics).
+    pub fn topic_count(&self) -> usize {
+        self.lock().topics.len()
+    }
+
     /// How many sessions are registered.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
@@ -280,12 +295,17 @@ fn add_topics<'a>(
     topics: impl Iterator<Item = &'a Topic>,
 ) -> Vec<Topic> {
     let mut new = Vec::new();
+    let Some(h) = inner.sessions.get(&key).cloned() else {
+        return new;
+    };
     for t in topics {
         let set = inner.topics.entry(t.clone()).or_default();
         if set.is_empty() {
             new.push(t.clone());
         }
-        set.insert(key);
+        if set.insert(key, h.clone()).is_none() {
+            inner.session_topics.entry(key).or_default().push(t.clone());
+        }
     }
     new
 }
@@ -298,11 +318,15 @@ fn remove_topics<'a>(
     let mut gone = Vec::new();
     for t in topics {
         if let Some(set) = inner.topics.get_mut(t)
-            && set.remove(&key)
-            && set.is_empty()
+            && set.remove(&key).is_some()
         {
-            inner.topics.remove(t);
-            gone.push(t.clone());
+            if set.is_empty() {
+                inner.topics.remove(t);
+                gone.push(t.clone());
+            }
+            if let Some(mine) = inner.session_topics.get_mut(&key) {
+                mine.retain(|x| x != t);
+            }
         }
     }
     gone

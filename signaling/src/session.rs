@@ -157,13 +157,46 @@ enum Phase {
     Closed,
 }
 
+/// A dispatched event kept for resume. The frame is built when written, so sessions share
+/// the event (one allocation per event, not per session and event).
 #[derive(Debug)]
 struct Replayed {
     seq: u64,
     at: Instant,
     /// Unix ms after which the event must not be delivered any more (typing).
     expires_ms: Option<u64>,
-    frame: Bytes,
+    ev: Arc<RoutedEvent>,
+}
+
+/// A frame waiting to be written.
+#[derive(Debug)]
+enum Out {
+    /// Already serialized (hello, ready, acks…).
+    Raw(Bytes),
+    /// A dispatch, serialized when popped (by the writer, off the router's thread).
+    Dispatch(u64, Arc<RoutedEvent>),
+    /// A typing event that expired before it could be replayed.
+    Noop(u64),
+}
+
+impl Out {
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Out::Raw(b) => b,
+            Out::Dispatch(seq, ev) => {
+                let tail = ev.tail.as_deref().unwrap_or("\"t\":\"noop\",\"d\":{}}");
+                let mut f = String::with_capacity(40 + tail.len());
+                f.push_str(r#"{"op":"dispatch","s":"#);
+                f.push_str(&seq.to_string());
+                f.push(',');
+                f.push_str(tail);
+                Bytes::from(f)
+            }
+            Out::Noop(seq) => Bytes::from(format!(
+                r#"{{"op":"dispatch","s":{seq},"t":"noop","d":{{}}}}"#
+            )),
+        }
+    }
 }
 
 /// Token bucket.
@@ -249,9 +282,11 @@ pub struct Session {
     scope_pending: bool,
     /// Events received before `ready` or while the scope is being recomputed.
     held: VecDeque<Arc<RoutedEvent>>,
+    /// Ids of channel-structure events that already triggered a scope refresh (bounded).
+    refreshed_for: HashSet<u64>,
     seq: u64,
     replay: VecDeque<Replayed>,
-    outbound: VecDeque<Bytes>,
+    outbound: VecDeque<Out>,
     /// Frames queued by a replay, allowed on top of the outbound limit.
     replay_credit: usize,
     actions: VecDeque<Action>,
@@ -288,6 +323,7 @@ impl Session {
             topics: HashSet::new(),
             scope_pending: false,
             held: VecDeque::new(),
+            refreshed_for: HashSet::new(),
             seq: 0,
             replay: VecDeque::new(),
             outbound: VecDeque::new(),
@@ -310,7 +346,7 @@ impl Session {
         let hello = ServerFrame::Hello {
             heartbeat_interval_ms: s.cfg.heartbeat_interval.as_millis() as u64,
         };
-        s.outbound.push_back(frame(&hello));
+        s.outbound.push_back(Out::Raw(frame(&hello)));
         s
     }
 
@@ -380,11 +416,9 @@ impl Session {
 
     /// The next frame to write.
     pub fn pop_frame(&mut self) -> Option<Bytes> {
-        let f = self.outbound.pop_front();
-        if f.is_some() {
-            self.replay_credit = self.replay_credit.saturating_sub(1);
-        }
-        f
+        let f = self.outbound.pop_front()?;
+        self.replay_credit = self.replay_credit.saturating_sub(1);
+        Some(f.into_bytes())
     }
 
     /// Whether frames are waiting to be written.
@@ -406,7 +440,7 @@ impl Session {
     }
 
     fn send(&mut self, f: &ServerFrame) {
-        self.outbound.push_back(frame(f));
+        self.outbound.push_back(Out::Raw(frame(f)));
     }
 
     /// Closes this connection. A `ready` session stays resumable after a resumable code.
@@ -782,10 +816,9 @@ impl Session {
         for r in self.replay.iter().filter(|r| r.seq > seq) {
             if r.expires_ms.is_some_and(|e| unix_ms >= e) {
                 // An expired typing event: send a no-op placeholder so `s` stays gapless.
-                let f = format!(r#"{{"op":"dispatch","s":{},"t":"noop","d":{{}}}}"#, r.seq);
-                self.outbound.push_back(Bytes::from(f));
+                self.outbound.push_back(Out::Noop(r.seq));
             } else {
-                self.outbound.push_back(r.frame.clone());
+                self.outbound.push_back(Out::Dispatch(r.seq, r.ev.clone()));
             }
         }
         self.replay_credit = self.outbound.len();
@@ -895,7 +928,18 @@ impl Session {
     }
 
     fn deliver(&mut self, now: Instant, unix_ms: u64, r: &Arc<RoutedEvent>) {
-        if self.phase != Phase::Ready || !r.ev.audience.iter().any(|a| self.matches(a)) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        if self.needs_scope_refresh(r) {
+            // A channel of one of my servers was created or changed (overwrites may have
+            // shown or hidden it): recompute what I see, then filter this event again.
+            self.scope_pending = true;
+            self.actions.push_back(Action::RefreshScope);
+            self.hold(r);
+            return;
+        }
+        if !r.ev.audience.iter().any(|a| self.matches(a)) {
             return;
         }
         let mut expires_ms = None;
@@ -935,28 +979,49 @@ impl Session {
             }
             _ => {}
         }
-        let Some(tail) = &r.tail else { return };
+        if r.tail.is_none() {
+            return;
+        }
         self.seq += 1;
-        let mut f = String::with_capacity(32 + tail.len());
-        f.push_str(r#"{"op":"dispatch","s":"#);
-        f.push_str(itoa(self.seq).as_str());
-        f.push(',');
-        f.push_str(tail);
-        let bytes = Bytes::from(f);
         self.replay.push_back(Replayed {
             seq: self.seq,
             at: now,
             expires_ms,
-            frame: bytes.clone(),
+            ev: r.clone(),
         });
         self.trim_replay(now);
         if self.attached {
             if self.outbound.len() >= self.cfg.outbound_max_frames + self.replay_credit {
                 self.close(close::SLOW_CONSUMER, "slow consumer");
             } else {
-                self.outbound.push_back(bytes);
+                self.outbound.push_back(Out::Dispatch(self.seq, r.clone()));
             }
         }
+    }
+
+    /// Whether `r` creates or changes a channel of one of my servers and has not yet made
+    /// this session refresh its scope (each such event triggers at most one refresh).
+    fn needs_scope_refresh(&mut self, r: &Arc<RoutedEvent>) -> bool {
+        if !matches!(
+            r.ev.event,
+            Event::ChannelCreate { .. } | Event::ChannelUpdate { .. }
+        ) {
+            return false;
+        }
+        let mine = r.ev.audience.iter().any(|a| match a {
+            Audience::Channel {
+                server_id: Some(s), ..
+            } => self.scope.servers.contains(s),
+            _ => false,
+        });
+        if !mine || self.refreshed_for.contains(&r.ev.id) {
+            return false;
+        }
+        if self.refreshed_for.len() >= 1024 {
+            self.refreshed_for.clear();
+        }
+        self.refreshed_for.insert(r.ev.id);
+        true
     }
 
     fn trim_replay(&mut self, now: Instant) {
@@ -969,10 +1034,6 @@ impl Session {
             self.replay.pop_front();
         }
     }
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]
@@ -1160,6 +1221,43 @@ mod tests {
             s.poll_action(),
             Some(Action::Unsubscribe(vec![Topic::Server(Id(10))]))
         );
+    }
+
+    #[test]
+    fn channel_create_refreshes_the_scope_then_is_filtered_by_it() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        let created = Arc::new(RoutedEvent::new(Arc::new(BusEvent::to(
+            Audience::Channel {
+                server_id: Some(Id(10)),
+                channel_id: Id(12),
+            },
+            Event::ChannelCreate {
+                channel: serde_json::json!({"id": "12"}),
+            },
+        ))));
+        s.on_event(now, 0, &created);
+        assert_eq!(s.poll_action(), Some(Action::RefreshScope));
+        assert!(!s.has_frames());
+        let v = Visibility {
+            servers: vec![Id(10)],
+            channels: vec![
+                VisibleChannel {
+                    id: Id(11),
+                    server_id: Id(10),
+                },
+                VisibleChannel {
+                    id: Id(12),
+                    server_id: Id(10),
+                },
+            ],
+            ..Default::default()
+        };
+        s.set_scope(now, 0, &v);
+        let f: Value = serde_json::from_slice(&s.pop_frame().unwrap()).unwrap();
+        assert_eq!(f["t"], "channel_create");
+        // The same event does not trigger a second refresh.
+        assert_eq!(s.poll_action(), None);
     }
 
     #[test]

@@ -1028,3 +1028,27 @@ async fn slow_consumer_resumes_and_gets_everything_even_before_its_old_connectio
     );
     assert!(h.lock().detached_at().is_none());
 }
+
+#[tokio::test]
+async fn closed_sessions_release_their_topics() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let (mut a, _) = identify(node.addr, &token(&s, Id(1), Id(98), 600)).await;
+    let (mut b, _) = identify(node.addr, &token(&s, Id(2), Id(99), 600)).await;
+    send(
+        &mut a,
+        json!({"op": "subscribe_members", "server_id": SERVER}),
+    )
+    .await;
+    assert_eq!(node.gw.hub().session_count(), 2);
+    assert!(node.gw.hub().topic_count() >= 3); // user:1, user:2, server:100
+    a.close(None).await.unwrap();
+    b.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.gw.hub().session_count() > 0 || node.gw.hub().topic_count() > 0 {
+        assert!(Instant::now() < deadline, "sessions or topics leaked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.gw.live_connections(), 0);
+}
