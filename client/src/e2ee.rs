@@ -19,15 +19,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use copains_crypto::backup::RecoveryKey;
 use copains_crypto::device::{Device, IdentityKeys, KeysUpload};
 use copains_crypto::megolm::{
-    Decrypted, GroupMessage, InboundGroup, InboundGroupStore, OutboundGroup, RoomKey,
+    Decrypted, ExportedRoomKey, GroupMessage, InboundGroup, InboundGroupStore, OutboundGroup,
+    RoomKey,
 };
 use copains_crypto::olm::{OlmEnvelope, OlmSession, OlmSessions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{ApiClient, UploadResult};
+use crate::api::{ApiClient, BackupSession, UploadResult};
 use crate::error::{ClientError, ClientResult};
 
 /// To-device type of an Olm envelope.
@@ -106,6 +108,18 @@ struct OlmPayload {
     recipient_ed25519: String,
     content: Value,
 }
+
+/// What one key-backup blob holds once decrypted: the exported session key and the device
+/// that shared it (so a restored session is still only accepted from that device).
+#[derive(Debug, Serialize, Deserialize)]
+struct BackedUpKey {
+    key: ExportedRoomKey,
+    sender: String,
+    sender_device: String,
+}
+
+/// `auth_data` of backups made by this client.
+pub const BACKUP_AUTH_DATA: &str = "copains.backup.v1";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct MegolmCarrier {
@@ -559,6 +573,66 @@ impl E2eeClient {
             self.since = page.next_since;
         }
         Ok(out)
+    }
+
+    /// Every Megolm session key this device holds, exported from its first known index.
+    pub fn export_room_keys(&self) -> Vec<ExportedRoomKey> {
+        self.inbound.export_all()
+    }
+
+    /// Backs every Megolm session key this device holds up to the server, each encrypted
+    /// under `recovery` (the server stores opaque blobs). Creates a backup version when there
+    /// is none. Returns how many keys were backed up.
+    pub async fn backup_room_keys(&self, recovery: &RecoveryKey) -> ClientResult<usize> {
+        let version = match self.api.get_backup().await {
+            Ok((v, _)) => v,
+            Err(e) if e.status() == Some(404) => self.api.create_backup(BACKUP_AUTH_DATA).await?,
+            Err(e) => return Err(e),
+        };
+        let mut blobs = Vec::new();
+        for key in self.inbound.export_all() {
+            let Some((sender, sender_device)) = self.inbound_senders.get(&key.session_id).cloned()
+            else {
+                continue;
+            };
+            let (channel_id, session_id) = (key.channel_id.clone(), key.session_id.clone());
+            let plain = serde_json::to_vec(&BackedUpKey {
+                key,
+                sender,
+                sender_device,
+            })
+            .map_err(|e| protocol(e.to_string()))?;
+            let data = copains_crypto::base64_encode(recovery.encrypt(&plain)?);
+            blobs.push(BackupSession {
+                channel_id,
+                session_id,
+                data,
+            });
+        }
+        for chunk in blobs.chunks(500) {
+            self.api.put_backup_sessions(version, chunk).await?;
+        }
+        Ok(blobs.len())
+    }
+
+    /// Restores Megolm session keys from the server's backup with `recovery`. Returns how
+    /// many were imported; a wrong recovery key is an error.
+    pub async fn restore_room_keys(&mut self, recovery: &RecoveryKey) -> ClientResult<usize> {
+        let blobs = self.api.get_backup_sessions().await?;
+        let mut n = 0;
+        for b in blobs {
+            let sealed = copains_crypto::base64_decode(&b.data)
+                .map_err(|e| protocol(format!("backup blob: {e}")))?;
+            let plain = recovery.decrypt(&sealed)?;
+            let k: BackedUpKey = serde_json::from_slice(&plain)
+                .map_err(|e| protocol(format!("backup blob: {e}")))?;
+            let inbound = InboundGroup::from_exported(&k.key)?;
+            self.inbound_senders
+                .insert(k.key.session_id.clone(), (k.sender, k.sender_device));
+            self.inbound.insert(inbound);
+            n += 1;
+        }
+        Ok(n)
     }
 
     async fn handle(

@@ -1,5 +1,6 @@
 //! The client's one error type.
 
+use copains_crypto::backup::BackupError;
 use copains_crypto::device::DeviceError;
 use copains_crypto::megolm::MegolmError;
 use copains_crypto::olm::OlmError;
@@ -29,6 +30,9 @@ pub enum ClientError {
     /// A Megolm operation failed.
     #[error(transparent)]
     Megolm(#[from] MegolmError),
+    /// A key-backup operation failed (wrong recovery key, corrupted blob).
+    #[error(transparent)]
+    Backup(#[from] BackupError),
     /// The server or a peer sent something inconsistent (keys that do not match, a message
     /// claiming another sender...).
     #[error("protocol: {0}")]

@@ -293,3 +293,51 @@ async fn tampered_olm_envelopes_are_reported_not_fatal() {
     assert!(matches!(got[0], Incoming::Undecryptable { .. }));
     assert!(matches!(&got[1], Incoming::Dm { body, .. } if body == "real one"));
 }
+
+#[tokio::test]
+async fn megolm_keys_survive_a_new_device_through_the_encrypted_backup() {
+    let s = TestServer::start().await;
+    let a_api = s.register("alice").await;
+    let b_api = s.register("bob").await;
+    befriend(&a_api, &b_api).await;
+    let bob_id = b_api.user_id().to_owned();
+    let mut alice = E2eeClient::create_device(a_api, "A", 3).await.unwrap();
+    let mut bob = E2eeClient::create_device(b_api, "B_OLD", 3).await.unwrap();
+    alice.create_group_session("chan").unwrap();
+    alice
+        .share_group_session("chan", &[bob_id.clone()])
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    let msg = alice
+        .encrypt_group("chan", b"history worth keeping")
+        .unwrap();
+
+    let recovery = copains_crypto::backup::RecoveryKey::generate().unwrap();
+    assert_eq!(bob.backup_room_keys(&recovery).await.unwrap(), 1);
+
+    // A new device of Bob's, which never received the room key over Olm.
+    let mut bob_new = E2eeClient::create_device(s.login("bob").await, "B_NEW", 3)
+        .await
+        .unwrap();
+    assert!(bob_new.decrypt_group(alice.user_id(), "A", &msg).is_err());
+    let wrong = copains_crypto::backup::RecoveryKey::generate().unwrap();
+    assert!(
+        bob_new.restore_room_keys(&wrong).await.is_err(),
+        "wrong recovery key accepted"
+    );
+    assert_eq!(bob_new.restore_room_keys(&recovery).await.unwrap(), 1);
+    let d = bob_new.decrypt_group(alice.user_id(), "A", &msg).unwrap();
+    assert_eq!(d.plaintext, b"history worth keeping");
+
+    // The server holds the blob but not the session key.
+    let exported = bob.export_room_keys();
+    assert_eq!(exported.len(), 1);
+    let dump = s.dump().await;
+    assert!(
+        dump.contains("copains.backup.v1"),
+        "the backup is in the dump"
+    );
+    assert!(!dump.contains(&exported[0].exported_key));
+    assert!(!dump.contains("history worth keeping"));
+}
