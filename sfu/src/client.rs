@@ -242,13 +242,13 @@ impl NativeClient {
         loop {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, source)) => {
-                    if let Some(every) = self.drop_large_every {
-                        if n > 900 {
-                            self.large_seen += 1;
-                            if self.large_seen % every.max(1) == 0 {
-                                self.dropped += 1;
-                                continue;
-                            }
+                    if let Some(every) = self.drop_large_every
+                        && n > 900
+                    {
+                        self.large_seen += 1;
+                        if self.large_seen.is_multiple_of(every.max(1)) {
+                            self.dropped += 1;
+                            continue;
                         }
                     }
                     let now = Instant::now();

@@ -611,6 +611,20 @@ impl Room {
         p.outs
             .retain(|_, o| !matches!(o.state, OutState::NegotiatingStop(_)));
         self.drain(participant, now);
+        // NACK answers must not be dropped because BWE padding (spurious resends) raised the
+        // resend ratio: keep str0m's cache size and age, without the ratio cap.
+        for id in &opened {
+            let Some(p) = self.participants.get_mut(&participant) else {
+                break;
+            };
+            let Some(OutState::Open(mid)) = p.outs.get(id).map(|o| o.state) else {
+                continue;
+            };
+            if let Some(tx) = p.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                tx.set_rtx_cache(1024, Duration::from_secs(3), None);
+            }
+            self.drain(participant, now);
+        }
         self.process(now);
         self.update_targets(participant, now);
         for id in opened {

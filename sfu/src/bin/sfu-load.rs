@@ -183,6 +183,9 @@ struct Schedule {
     seqs: [u32; 4],
     last_key: Instant,
     key_wanted: bool,
+    /// Packets sent per stream at or after `measure_from_us` (for the loss figure).
+    measured: [u64; 4],
+    measure_from_us: u64,
 }
 
 impl Schedule {
@@ -196,6 +199,8 @@ impl Schedule {
             seqs: [0; 4],
             last_key: start,
             key_wanted: true,
+            measured: [0; 4],
+            measure_from_us: 0,
         }
     }
 
@@ -205,6 +210,9 @@ impl Schedule {
             self.seqs[0] += 1;
             let t = self.next_audio.saturating_duration_since(self.start);
             let sent = now.saturating_duration_since(epoch).as_micros() as u64;
+            if sent >= self.measure_from_us {
+                self.measured[0] += 1;
+            }
             out.push(Pkt {
                 stream: AUDIO,
                 rid: None,
@@ -234,6 +242,9 @@ impl Schedule {
                 for i in 0..n {
                     let seq = self.seqs[stream as usize];
                     self.seqs[stream as usize] += 1;
+                    if sent >= self.measure_from_us {
+                        self.measured[stream as usize] += 1;
+                    }
                     out.push(Pkt {
                         stream,
                         rid: Some(rid),
@@ -277,34 +288,21 @@ impl Tally {
         }
     }
 
-    /// (received, expected) over each stream's [min, max] sequence range, for the layers the
-    /// sinks were meant to get (audio and "f").
-    fn loss(&self) -> (u64, u64) {
-        let mut got = 0;
-        let mut want = 0;
-        for ((_, _, stream), seqs) in &self.seen {
-            if *stream != AUDIO && *stream != 3 {
-                continue;
-            }
-            let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) else {
-                continue;
-            };
-            got += seqs.len() as u64;
-            want += u64::from(hi - lo + 1);
-        }
-        (got, want)
-    }
-
-    /// Missing video ("f") packets inside each stream's range.
-    fn video_missing(&self) -> u64 {
+    /// Unique packets received of the audio and "f" streams (what sinks are meant to get).
+    fn got_audio_f(&self) -> u64 {
         self.seen
             .iter()
-            .filter(|((_, _, s), _)| *s == 3)
-            .map(|(_, seqs)| {
-                let lo = seqs.iter().min().copied().unwrap_or(0);
-                let hi = seqs.iter().max().copied().unwrap_or(0);
-                u64::from(hi - lo + 1) - seqs.len() as u64
-            })
+            .filter(|((_, _, st), _)| *st == AUDIO || *st == 3)
+            .map(|(_, v)| v.len() as u64)
+            .sum()
+    }
+
+    /// Unique "f" packets received.
+    fn got_f(&self) -> u64 {
+        self.seen
+            .iter()
+            .filter(|((_, _, st), _)| *st == 3)
+            .map(|(_, v)| v.len() as u64)
             .sum()
     }
 }
@@ -459,7 +457,13 @@ fn floor_relay(args: &Args) -> Res<RelayResult> {
     sink_thread.join().map_err(|_| "sink thread panicked")?;
     let fwd = *forwarded.lock().map_err(|_| "poisoned")?;
     let mut t = std::mem::take(&mut *tally.lock().map_err(|_| "poisoned")?);
-    let (got, want) = t.loss();
+    let fanout = u64::from(args.publishers + args.subscribers - 1);
+    let want: u64 = scheds
+        .iter()
+        .map(|s| s.measured[0] + s.measured[3])
+        .sum::<u64>()
+        * fanout;
+    let got = t.got_audio_f();
     Ok(RelayResult {
         us_per_forwarded: ticks as f64 * TICK_US / fwd.max(1) as f64,
         forwarded: fwd,
@@ -632,6 +636,9 @@ fn floor_srtp() -> Res<SrtpResult> {
 
 // ------------------------------------------------------------------ the SFU run
 
+/// What the sink thread hands back: tally, PLI→key frame times, datagrams dropped, clients.
+type SinkResult = (Tally, Vec<f64>, u64, Vec<(ParticipantId, NativeClient)>);
+
 struct SfuRun {
     forwarded: u64,
     cpu_us: f64,
@@ -684,9 +691,10 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
                         }
                     }
                 }
-                RoomEvent::TrackPublished { track, kind } if kind == TrackKind::Video => {
-                    videos.push(track)
-                }
+                RoomEvent::TrackPublished {
+                    track,
+                    kind: TrackKind::Video,
+                } => videos.push(track),
                 _ => {}
             }
         }
@@ -742,8 +750,9 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
     // Sink thread: counts, times, and asks for key frames to time PLI → key frame.
     let sink_thread = {
         let stop = stop.clone();
-        std::thread::Builder::new().name("sinks".into()).spawn(
-            move || -> Res<(Tally, Vec<f64>, u64, Vec<(ParticipantId, NativeClient)>)> {
+        std::thread::Builder::new()
+            .name("sinks".into())
+            .spawn(move || -> Res<SinkResult> {
                 let mut t = Tally::default();
                 let mut pli: Vec<f64> = Vec::new();
                 let mut pli_pending: Option<(Instant, str0m::media::Mid)> = None;
@@ -771,20 +780,19 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
                             if video_mid.is_none() {
                                 video_mid = mid_seen;
                             }
-                            if let (Some((at, mid)), Some(k)) = (pli_pending, found_key) {
-                                if k == mid {
-                                    pli.push(at.elapsed().as_secs_f64() * 1000.0);
-                                    pli_pending = None;
-                                }
+                            if let (Some((at, mid)), Some(k)) = (pli_pending, found_key)
+                                && k == mid
+                            {
+                                pli.push(at.elapsed().as_secs_f64() * 1000.0);
+                                pli_pending = None;
                             }
                             if pli_pending.is_none()
                                 && last_pli.elapsed() > Duration::from_millis(1500)
+                                && let Some(mid) = video_mid
                             {
-                                if let Some(mid) = video_mid {
-                                    s.request_keyframe(mid)?;
-                                    pli_pending = Some((Instant::now(), mid));
-                                    last_pli = Instant::now();
-                                }
+                                s.request_keyframe(mid)?;
+                                pli_pending = Some((Instant::now(), mid));
+                                last_pli = Instant::now();
                             }
                         }
                     }
@@ -792,8 +800,7 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
                 }
                 let dropped = sinks.iter().map(|(_, s)| s.dropped).sum();
                 Ok((t, pli, dropped, sinks))
-            },
-        )?
+            })?
     };
 
     // Publishers in this thread.
@@ -801,6 +808,9 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
     let mut scheds: Vec<Schedule> = (0..args.publishers)
         .map(|i| Schedule::new(i + 1, start))
         .collect();
+    for s in scheds.iter_mut() {
+        s.measure_from_us = measure_from_us;
+    }
     let mut kf_seen: Vec<u64> = vec![0; n_pub];
     let end = start + warmup + Duration::from_secs(args.secs);
     let mut pkts = Vec::new();
@@ -846,7 +856,15 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
     let (mut tally, pli, dropped, _sinks) =
         sink_thread.join().map_err(|_| "sink thread panicked")??;
     sfu.shutdown();
-    let (got, want) = tally.loss();
+    // Every sink should get every measured audio and "f" packet of every publisher.
+    let want: u64 = scheds
+        .iter()
+        .map(|s| s.measured[0] + s.measured[3])
+        .sum::<u64>()
+        * u64::from(args.subscribers);
+    let got = tally.got_audio_f();
+    let want_f: u64 =
+        scheds.iter().map(|s| s.measured[3]).sum::<u64>() * u64::from(args.subscribers);
     Ok(SfuRun {
         forwarded: fwd,
         cpu_us: ticks as f64 * TICK_US,
@@ -855,7 +873,7 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
         p99_ms: pct(&mut tally.lat_us, 0.99),
         loss: 1.0 - got as f64 / want.max(1) as f64,
         dropped,
-        video_missing: tally.video_missing(),
+        video_missing: want_f.saturating_sub(tally.got_f()),
         pli_to_key_ms: pli,
         received: tally.packets,
         duplicates: tally.duplicates,
