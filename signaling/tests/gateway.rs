@@ -1052,3 +1052,56 @@ async fn closed_sessions_release_their_topics() {
     }
     assert_eq!(node.gw.live_connections(), 0);
 }
+
+#[tokio::test]
+async fn when_a_node_goes_away_its_clients_continue_on_the_other_node() {
+    if !redis_reachable(6379) {
+        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the node failover test");
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let p = prefix();
+    let s = signer();
+    let dir = directory();
+    let n1 = redis_node(url, &p, dir.clone(), &s).await;
+    let n2 = redis_node(url, &p, dir.clone(), &s).await;
+    let api = RedisBus::connect(url, &p).await.unwrap();
+    let tok = token(&s, Id(1), Id(101), 600);
+    let (mut a, ready) = identify(n1.addr, &tok).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    api.publish(&message(PUBLIC, 1)).await.unwrap();
+    let last = dispatch_of(&mut a, "message_create").await["s"]
+        .as_u64()
+        .unwrap();
+    // Node 1 shuts down: reconnect, then close 1001.
+    n1.gw.shutdown(Duration::from_secs(3)).await;
+    let mut saw_reconnect = false;
+    let code = loop {
+        match next(&mut a, Duration::from_secs(5)).await {
+            Some(Got::Frame(f)) => saw_reconnect |= f["op"] == "reconnect",
+            Some(Got::Closed(c)) => break c,
+            None => panic!("node 1 did not close"),
+        }
+    };
+    assert!(saw_reconnect);
+    assert_eq!(code, Some(1001));
+    // On node 2 the session is unknown: invalid_session, then identify works.
+    let mut b = connect(n2.addr).await;
+    frame(&mut b).await;
+    send(
+        &mut b,
+        json!({"op": "resume", "token": tok, "session_id": session_id, "seq": last}),
+    )
+    .await;
+    assert_eq!(
+        frame(&mut b).await,
+        json!({"op": "invalid_session", "resumable": false})
+    );
+    send(&mut b, json!({"op": "identify", "token": tok})).await;
+    assert_eq!(frame(&mut b).await["op"], "ready");
+    api.publish(&message(PUBLIC, 2)).await.unwrap();
+    assert_eq!(
+        dispatch_of(&mut b, "message_create").await["d"]["message"]["n"],
+        2
+    );
+}
