@@ -305,7 +305,7 @@ async fn megolm_keys_survive_a_new_device_through_the_encrypted_backup() {
     let mut bob = E2eeClient::create_device(b_api, "B_OLD", 3).await.unwrap();
     alice.create_group_session("chan").unwrap();
     alice
-        .share_group_session("chan", &[bob_id.clone()])
+        .share_group_session("chan", std::slice::from_ref(&bob_id))
         .await
         .unwrap();
     bob.sync().await.unwrap();
