@@ -88,16 +88,19 @@ async fn user_exists(db: &PgPool, user: Id) -> ApiResult<bool> {
     Ok(found.is_some())
 }
 
+type DmRow = (i64, String, Option<i64>, Option<String>, Option<i64>);
+
 /// Loads a DM channel (no membership check).
 pub async fn load(db: &PgPool, id: Id) -> ApiResult<DmChannel> {
-    let row: Option<(i64, String, Option<i64>, Option<String>, Option<i64>)> = sqlx::query_as(
+    let row: Option<DmRow> = sqlx::query_as(
         "SELECT d.id, d.kind, d.owner_id, d.name, h.last_message_id
            FROM dm_channels d LEFT JOIN channel_heads h ON h.channel_id = d.id WHERE d.id = $1",
     )
     .bind(id.0)
     .fetch_optional(db)
     .await?;
-    let (id, kind, owner, name, last) = row.ok_or_else(|| ApiError::not_found("unknown channel"))?;
+    let (id, kind, owner, name, last) =
+        row.ok_or_else(|| ApiError::not_found("unknown channel"))?;
     let users: Vec<(i64, String, Option<String>)> = sqlx::query_as(
         "SELECT u.id, u.username, u.display_name FROM dm_recipients r JOIN users u ON u.id = r.user_id
           WHERE r.channel_id = $1 ORDER BY r.added_at, u.id",
@@ -146,6 +149,18 @@ async fn announce(state: &AppState, ch: &DmChannel, event: Event, extra: &[Id]) 
     state
         .publish(BusEvent::to(Audience::Users(users), event))
         .await;
+}
+
+/// Tells the gateway that `users`' visible channels changed (a DM appeared or went away).
+async fn scope_changed(state: &AppState, users: &[Id]) {
+    for u in users {
+        state
+            .publish(BusEvent::to(
+                Audience::User(*u),
+                Event::ScopeChanged { user_id: *u },
+            ))
+            .await;
+    }
 }
 
 /// Gets or creates a DM (one recipient) or creates a group DM (2–9 recipients).
@@ -219,6 +234,7 @@ pub async fn open(state: &AppState, me: Id, req: NewDm) -> ApiResult<(DmChannel,
         tx.commit().await?;
         let ch = load(&state.db, Id(id)).await?;
         if created.is_some() {
+            scope_changed(state, &[me, other]).await;
             announce(
                 state,
                 &ch,
@@ -252,6 +268,8 @@ pub async fn open(state: &AppState, me: Id, req: NewDm) -> ApiResult<(DmChannel,
     .await?;
     tx.commit().await?;
     let ch = load(&state.db, id).await?;
+    let everyone: Vec<Id> = all.iter().map(|u| Id(*u)).collect();
+    scope_changed(state, &everyone).await;
     announce(
         state,
         &ch,
@@ -314,6 +332,7 @@ pub async fn add(state: &AppState, me: Id, id: Id, user: Id) -> ApiResult<DmChan
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    scope_changed(state, &[user]).await;
     let ch = load(&state.db, id).await?;
     announce(
         state,
@@ -363,6 +382,7 @@ pub async fn remove(state: &AppState, me: Id, id: Id, user: Id) -> ApiResult<()>
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    scope_changed(state, &[user]).await;
     state
         .publish(BusEvent::to(
             Audience::User(user),

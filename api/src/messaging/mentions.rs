@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn parses_users_roles_everyone() {
-        let p = parse("hi <@12> and <@!13>, <@&7> @everyone <@12> <@x> <@99999999999999999999> <@5");
+        let p =
+            parse("hi <@12> and <@!13>, <@&7> @everyone <@12> <@x> <@99999999999999999999> <@5");
         assert_eq!(p.users, vec![12, 13]);
         assert_eq!(p.roles, vec![7]);
         assert!(p.everyone);

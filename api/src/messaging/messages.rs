@@ -139,10 +139,10 @@ pub async fn row(db: &PgPool, channel_id: Id, id: Id) -> ApiResult<MessageRow> {
 /// One message rendered for `viewer`.
 pub async fn get(db: &PgPool, viewer: Id, channel_id: Id, id: Id) -> ApiResult<Message> {
     let r = row(db, channel_id, id).await?;
-    Ok(super::render_all(db, viewer, vec![r])
+    super::render_all(db, viewer, vec![r])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found("unknown message"))?)
+        .ok_or_else(|| ApiError::not_found("unknown message"))
 }
 
 /// Refuses sending where the caller may not: timed out (403 `timed_out`), no SEND_MESSAGES

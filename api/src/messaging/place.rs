@@ -126,9 +126,8 @@ impl Place {
         let Some(access) = permissions::server_access(db, user, server_id).await? else {
             return Ok(None);
         };
-        let ow =
-            permissions::overwrites_for(db, server_id, perm_channel, user, &access.role_ids)
-                .await?;
+        let ow = permissions::overwrites_for(db, server_id, perm_channel, user, &access.role_ids)
+            .await?;
         let perms = permissions::channel_permissions_for(&access.inputs, &ow);
         if !perms.contains(Permissions::VIEW_CHANNEL) {
             return Ok(None);

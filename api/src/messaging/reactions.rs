@@ -59,7 +59,10 @@ pub async fn add(state: &AppState, me: Id, place: &Place, message: Id, e: &str) 
     let e = emoji(e)?;
     place.require_perm(Permissions::READ_HISTORY)?;
     if place.timed_out {
-        return Err(ApiError::forbidden("timed_out", "you are timed out in this server"));
+        return Err(ApiError::forbidden(
+            "timed_out",
+            "you are timed out in this server",
+        ));
     }
     place.require_perm(Permissions::ADD_REACTIONS)?;
     super::messages::row(&state.db, place.id, message).await?;
@@ -121,15 +124,14 @@ pub async fn remove(
     let e = emoji(e)?;
     place.require_perm(Permissions::READ_HISTORY)?;
     super::messages::row(&state.db, place.id, message).await?;
-    let gone = sqlx::query(
-        "DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
-    )
-    .bind(message.0)
-    .bind(&e)
-    .bind(me.0)
-    .execute(&state.db)
-    .await?
-    .rows_affected();
+    let gone =
+        sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3")
+            .bind(message.0)
+            .bind(&e)
+            .bind(me.0)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
     if gone > 0 {
         super::messages::publish(
             state,

@@ -72,14 +72,16 @@ pub async fn states(
     Ok(rows
         .into_iter()
         .zip(places)
-        .map(|((id, last_read, last_msg, unread, mentions), (_, server))| ReadState {
-            channel_id: Id(id),
-            server_id: *server,
-            last_read_id: last_read.map(Id),
-            last_message_id: last_msg.map(Id),
-            unread_count: unread,
-            mention_count: mentions,
-        })
+        .map(
+            |((id, last_read, last_msg, unread, mentions), (_, server))| ReadState {
+                channel_id: Id(id),
+                server_id: *server,
+                last_read_id: last_read.map(Id),
+                last_message_id: last_msg.map(Id),
+                unread_count: unread,
+                mention_count: mentions,
+            },
+        )
         .collect())
 }
 
@@ -105,10 +107,15 @@ pub async fn ack(state: &AppState, me: Id, place: &Place, message: Id) -> ApiRes
             },
         ))
         .await;
-    states(&state.db, me, &[(place.id, place.server_id)], &place.role_ids)
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("read state vanished".into()))
+    states(
+        &state.db,
+        me,
+        &[(place.id, place.server_id)],
+        &place.role_ids,
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| ApiError::Internal("read state vanished".into()))
 }
 
 /// My read states: every DM and group DM I am in, and every text channel I can read in my

@@ -63,22 +63,16 @@ pub async fn readable_places(db: &PgPool, user: Id, server: Id) -> ApiResult<Vec
             ids.push(c.id.0);
         }
     }
-    let threads: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM threads WHERE parent_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(db)
-            .await?;
+    let threads: Vec<i64> = sqlx::query_scalar("SELECT id FROM threads WHERE parent_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(db)
+        .await?;
     ids.extend(threads);
     Ok(ids)
 }
 
 /// Runs a search for `user` in `server`.
-pub async fn search(
-    db: &PgPool,
-    user: Id,
-    server: Id,
-    q: SearchQuery,
-) -> ApiResult<SearchResults> {
+pub async fn search(db: &PgPool, user: Id, server: Id, q: SearchQuery) -> ApiResult<SearchResults> {
     let text = q.q.trim();
     if text.is_empty() || text.chars().count() > 200 {
         return Err(ApiError::validation("q must be 1 to 200 characters"));

@@ -128,21 +128,16 @@ pub async fn create(
     .await
     .map_err(|e| crate::communities::db_conflict(e, "this message already has a thread"))?;
     let t = from_row(row);
-    super::messages::publish(
-        state,
-        place,
-        Event::ChannelCreate {
-            channel: value(&t),
-        },
-    )
-    .await?;
+    super::messages::publish(state, place, Event::ChannelCreate { channel: value(&t) }).await?;
     Ok(t)
 }
 
 /// The threads of channel `place`: active ones, or archived ones when `archived`.
 pub async fn list(db: &PgPool, place: &Place, archived: bool) -> ApiResult<Vec<Thread>> {
     if place.kind != PlaceKind::Channel {
-        return Err(ApiError::validation("only server text channels have threads"));
+        return Err(ApiError::validation(
+            "only server text channels have threads",
+        ));
     }
     let rows: Vec<ThreadRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM threads WHERE parent_id = $1

@@ -8,4 +8,5 @@ mod accounts;
 mod communities;
 mod errors;
 mod keys;
+mod messages;
 mod policy;

@@ -1,0 +1,1392 @@
+//! Messaging acceptance tests against a live server and PostgreSQL: nonce idempotency under
+//! concurrent retries, pagination under concurrent inserts, ids from other channels,
+//! encrypted places, DMs and blocks, reactions, pins, read states, search visibility,
+//! threads, slow mode and timeouts. Every request helper asserts no 5xx.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use copains_api::communities::permissions::Permissions as P;
+use copains_signaling::Topic;
+use copains_wire::Id;
+use copains_wire::events::Event;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, TestUser};
+
+fn id_of(v: &Value) -> String {
+    assert!(v["id"].is_string(), "no id in {v}");
+    v["id"].as_str().unwrap_or_default().to_owned()
+}
+
+fn wid(s: &str) -> Id {
+    Id(s.parse().unwrap())
+}
+
+async fn create_server(ts: &TestServer, owner: &TestUser) -> String {
+    let (s, v) = ts
+        .post(
+            "/api/v1/servers",
+            Some(&owner.token),
+            json!({"name": "msgs"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    id_of(&v)
+}
+
+async fn join_server(ts: &TestServer, owner: &TestUser, server: &str, who: &TestUser) {
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/servers/{server}/invites"),
+            Some(&owner.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let code = v["code"].as_str().unwrap().to_owned();
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/invites/{code}"),
+            Some(&who.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+async fn channel(ts: &TestServer, owner: &TestUser, server: &str, body: Value) -> String {
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/servers/{server}/channels"),
+            Some(&owner.token),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    id_of(&v)
+}
+
+async fn overwrite(ts: &TestServer, owner: &TestUser, ch: &str, target: &str, kind: &str, deny: P) {
+    let (s, v) = ts
+        .put(
+            &format!("/api/v1/channels/{ch}/overwrites/{target}"),
+            &owner.token,
+            Some(json!({"kind": kind, "allow": 0, "deny": deny.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+async fn send(ts: &TestServer, who: &TestUser, ch: &str, body: Value) -> (StatusCode, Value) {
+    ts.post(
+        &format!("/api/v1/channels/{ch}/messages"),
+        Some(&who.token),
+        body,
+    )
+    .await
+}
+
+async fn say(ts: &TestServer, who: &TestUser, ch: &str, text: &str) -> String {
+    let (s, v) = send(ts, who, ch, json!({"content": text})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    id_of(&v)
+}
+
+fn envelope(ct: &str) -> Value {
+    json!({"algorithm": "m.megolm.v1.aes-sha2", "sender_device_id": "DEVA",
+           "session_id": "sess-1", "ciphertext": ct})
+}
+
+/// A server with an owner, a plain member and a text channel.
+struct World {
+    owner: TestUser,
+    member: TestUser,
+    server: String,
+    text: String,
+}
+
+async fn world(ts: &TestServer, prefix: &str) -> World {
+    let owner = ts.register(&format!("{prefix}owner")).await;
+    let member = ts.register(&format!("{prefix}member")).await;
+    let server = create_server(ts, &owner).await;
+    join_server(ts, &owner, &server, &member).await;
+    let text = channel(ts, &owner, &server, json!({"name": "chat", "kind": "text"})).await;
+    World {
+        owner,
+        member,
+        server,
+        text,
+    }
+}
+
+fn drain(
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<copains_wire::events::BusEvent>>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        out.push(ev.event.clone());
+    }
+    out
+}
+
+#[tokio::test]
+async fn messages_crud_replies_mentions_events_and_foreign_ids() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "crud").await;
+    ts.state
+        .bus
+        .subscribe(&[Topic::Server(wid(&w.server))])
+        .await
+        .unwrap();
+    let mut rx = ts.state.bus.incoming();
+    let other = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "other", "kind": "text"}),
+    )
+    .await;
+
+    // Create, with a mention of the owner and an @everyone the member may not make.
+    let (s, m) = send(
+        &ts,
+        &w.member,
+        &w.text,
+        json!({"content": format!("hi <@{}> and <@999> @everyone", w.owner.id)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let mid = id_of(&m);
+    assert_eq!(
+        m["content"],
+        format!("hi <@{}> and <@999> @everyone", w.owner.id)
+    );
+    assert_eq!(m["author_id"], w.member.id.as_str());
+    assert_eq!(m["mentions"], json!([w.owner.id]));
+    assert_eq!(m["mention_everyone"], false);
+    assert!(m["encrypted"].is_null());
+    // The owner holds MENTION_EVERYONE.
+    let (_, m2) = send(
+        &ts,
+        &w.owner,
+        &w.text,
+        json!({"content": "@everyone listen"}),
+    )
+    .await;
+    assert_eq!(m2["mention_everyone"], true);
+
+    // Replies: same channel fine; a message of another channel is refused.
+    let (s, r) = send(
+        &ts,
+        &w.owner,
+        &w.text,
+        json!({"content": "re", "reply_to": mid}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["reply_to"], mid.as_str());
+    let foreign = say(&ts, &w.owner, &other, "elsewhere").await;
+    let (s, _) = send(
+        &ts,
+        &w.owner,
+        &w.text,
+        json!({"content": "re", "reply_to": foreign}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A message id of another channel answers 404 everywhere.
+    let wrong = format!("/api/v1/channels/{}/messages/{foreign}", w.text);
+    assert_eq!(
+        ts.get(&wrong, &w.owner.token).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.patch(&wrong, &w.owner.token, json!({"content": "x"}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.delete(&wrong, &w.owner.token).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.post(&format!("{wrong}/ack"), Some(&w.owner.token), json!({}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.put(
+            &format!("/api/v1/channels/{}/pins/{foreign}", w.text),
+            &w.owner.token,
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    // Unknown channel, garbage ids.
+    assert_eq!(
+        ts.get("/api/v1/channels/123456/messages", &w.owner.token)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.get(
+            &format!("/api/v1/channels/{}/messages/abc", w.text),
+            &w.owner.token
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Fetch, edit (author only), delete (author or MANAGE_MESSAGES).
+    let path = format!("/api/v1/channels/{}/messages/{mid}", w.text);
+    let (s, got) = ts.get(&path, &w.owner.token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got["id"], mid.as_str());
+    let (s, e) = ts
+        .patch(&path, &w.owner.token, json!({"content": "hijack"}))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_author"))
+    );
+    let (s, e) = ts
+        .patch(
+            &path,
+            &w.member.token,
+            json!({"content": "edited <@" .to_owned() + &w.member.id + ">"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert!(e["edited_at"].is_string());
+    assert_eq!(e["mentions"], json!([w.member.id]));
+    let theirs = say(&ts, &w.owner, &w.text, "owner's").await;
+    let (s, _) = ts
+        .delete(
+            &format!("/api/v1/channels/{}/messages/{theirs}", w.text),
+            &w.member.token,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ts.delete(&path, &w.owner.token).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(ts.get(&path, &w.owner.token).await.0, StatusCode::NOT_FOUND);
+
+    // Bad bodies: blank, too long, unknown fields, encrypted in a plaintext channel.
+    for body in [
+        json!({"content": "   "}),
+        json!({"content": "x".repeat(4001)}),
+        json!({}),
+        json!({"content": "a", "bogus": 1}),
+        json!({"encrypted": envelope("aGk=")}),
+        json!({"content": "a", "mentions": [w.owner.id]}),
+        json!({"content": "a", "nonce": ""}),
+    ] {
+        let (s, v) = send(&ts, &w.member, &w.text, body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {v}");
+    }
+    // Messages live only in text channels.
+    let voice = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "v", "kind": "voice"}),
+    )
+    .await;
+    assert_eq!(
+        send(&ts, &w.owner, &voice, json!({"content": "x"})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Every change was published.
+    let evs = drain(&mut rx);
+    let creates = evs
+        .iter()
+        .filter(|e| matches!(e, Event::MessageCreate { .. }))
+        .count();
+    assert_eq!(creates, 5, "{evs:?}");
+    assert!(evs.iter().any(|e| matches!(e, Event::MessageUpdate { .. })));
+    assert!(evs.iter().any(
+        |e| matches!(e, Event::MessageDelete { message_id, .. } if message_id.to_string() == mid)
+    ));
+}
+
+#[tokio::test]
+async fn messages_nonce_concurrent_retries_create_one() {
+    let ts = Arc::new(TestServer::start().await);
+    let w = world(&ts, "nonce").await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let ts = ts.clone();
+        let (m, ch) = (w.member.clone(), w.text.clone());
+        tasks.push(tokio::spawn(async move {
+            send(&ts, &m, &ch, json!({"content": "once", "nonce": "n-123"})).await
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s} {v}");
+        if s == StatusCode::CREATED {
+            created += 1;
+        }
+        assert_eq!(v["nonce"], "n-123");
+        ids.insert(id_of(&v));
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    let (_, hist) = ts
+        .get(
+            &format!("/api/v1/channels/{}/messages", w.text),
+            &w.member.token,
+        )
+        .await;
+    assert_eq!(hist.as_array().unwrap().len(), 1);
+    // Another user may use the same nonce; the same user in another channel may not.
+    let (s, _) = send(
+        &ts,
+        &w.owner,
+        &w.text,
+        json!({"content": "mine", "nonce": "n-123"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let other = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "o", "kind": "text"}),
+    )
+    .await;
+    let (s, v) = send(
+        &ts,
+        &w.member,
+        &other,
+        json!({"content": "x", "nonce": "n-123"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("nonce_reused"))
+    );
+    // After the 10-minute window the nonce names a new message.
+    sqlx::query("UPDATE message_nonces SET created_at = now() - interval '11 minutes'")
+        .execute(&ts.state.db)
+        .await
+        .unwrap();
+    let (s, v) = send(
+        &ts,
+        &w.member,
+        &w.text,
+        json!({"content": "again", "nonce": "n-123"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(!ids.contains(&id_of(&v)));
+}
+
+#[tokio::test]
+async fn messages_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates() {
+    let ts = Arc::new(TestServer::start().await);
+    let w = world(&ts, "page").await;
+    const WRITERS: usize = 4;
+    const EACH: usize = 25;
+    let mut writers = Vec::new();
+    for k in 0..WRITERS {
+        let ts = ts.clone();
+        let who = if k % 2 == 0 {
+            w.owner.clone()
+        } else {
+            w.member.clone()
+        };
+        let ch = w.text.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                ids.push(say(&ts, &who, &ch, &format!("w{k} m{i}")).await);
+            }
+            ids
+        }));
+    }
+    // Page forward with `after` while the writers run.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut cursor = "1".to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen.len() < WRITERS * EACH {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reader stalled at {}",
+            seen.len()
+        );
+        let (s, page) = ts
+            .get(
+                &format!(
+                    "/api/v1/channels/{}/messages?after={cursor}&limit=7",
+                    w.text
+                ),
+                &w.member.token,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        for m in page.as_array().unwrap() {
+            let id: i64 = id_of(m).parse().unwrap();
+            assert!(
+                seen.last().is_none_or(|l| *l < id),
+                "out of order or duplicate"
+            );
+            seen.push(id);
+            cursor = id.to_string();
+        }
+    }
+    let mut written: Vec<i64> = Vec::new();
+    for t in writers {
+        written.extend(t.await.unwrap().iter().map(|s| s.parse::<i64>().unwrap()));
+    }
+    written.sort_unstable();
+    assert_eq!(
+        seen, written,
+        "the forward reader missed or duplicated messages"
+    );
+
+    // Backwards with `before` covers everything exactly once too.
+    let mut back: Vec<i64> = Vec::new();
+    let mut url = format!("/api/v1/channels/{}/messages?limit=100", w.text);
+    loop {
+        let (_, page) = ts.get(&url, &w.member.token).await;
+        let page: Vec<i64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| id_of(m).parse().unwrap())
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        assert!(
+            page.windows(2).all(|p| p[0] < p[1]),
+            "a page is oldest first"
+        );
+        back.splice(0..0, page.iter().copied());
+        url = format!(
+            "/api/v1/channels/{}/messages?before={}&limit=30",
+            w.text, page[0]
+        );
+    }
+    assert_eq!(back, written);
+    // `around` includes the anchor and is centred on it.
+    let mid = written[50];
+    let (_, page) = ts
+        .get(
+            &format!("/api/v1/channels/{}/messages?around={mid}&limit=10", w.text),
+            &w.member.token,
+        )
+        .await;
+    let page: Vec<i64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| id_of(m).parse().unwrap())
+        .collect();
+    assert_eq!(page, written[46..56].to_vec());
+    // Limits and exclusive cursors.
+    for q in ["limit=0", "limit=101", "before=1&after=2", "limit=abc"] {
+        let (s, _) = ts
+            .get(
+                &format!("/api/v1/channels/{}/messages?{q}", w.text),
+                &w.member.token,
+            )
+            .await;
+        assert!(
+            s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST,
+            "{q}: {s}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn messages_visibility_history_send_timeout_and_slowmode() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "perm").await;
+    let m = &w.member;
+    let hidden = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "hidden", "kind": "text"}),
+    )
+    .await;
+    overwrite(&ts, &w.owner, &hidden, &m.id, "member", P::VIEW_CHANNEL).await;
+    let secret = say(&ts, &w.owner, &hidden, "secret").await;
+    // No VIEW_CHANNEL: the channel does not exist for them (404 everywhere).
+    for path in [
+        format!("/api/v1/channels/{hidden}/messages"),
+        format!("/api/v1/channels/{hidden}/messages/{secret}"),
+        format!("/api/v1/channels/{hidden}/pins"),
+    ] {
+        assert_eq!(
+            ts.get(&path, &m.token).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        send(&ts, m, &hidden, json!({"content": "x"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ts.put(
+            &format!("/api/v1/channels/{hidden}/messages/{secret}/reactions/%F0%9F%91%8D/@me"),
+            &m.token,
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // No READ_HISTORY: may send, may not read (403 missing_permission).
+    let blind = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "blind", "kind": "text"}),
+    )
+    .await;
+    overwrite(&ts, &w.owner, &blind, &m.id, "member", P::READ_HISTORY).await;
+    let old = say(&ts, &w.owner, &blind, "before").await;
+    assert_eq!(
+        send(&ts, m, &blind, json!({"content": "x"})).await.0,
+        StatusCode::CREATED
+    );
+    let (s, e) = ts
+        .get(&format!("/api/v1/channels/{blind}/messages"), &m.token)
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission"))
+    );
+    assert_eq!(
+        ts.get(
+            &format!("/api/v1/channels/{blind}/messages/{old}"),
+            &m.token
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // No SEND_MESSAGES: 403.
+    let ro = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "ro", "kind": "text"}),
+    )
+    .await;
+    overwrite(&ts, &w.owner, &ro, &w.server, "role", P::SEND_MESSAGES).await;
+    let (s, e) = send(&ts, m, &ro, json!({"content": "x"})).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission"))
+    );
+    assert_eq!(
+        send(&ts, &w.owner, &ro, json!({"content": "x"})).await.0,
+        StatusCode::CREATED
+    );
+
+    // Slow mode: 429 with Retry-After; the owner is exempt.
+    let slow = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "slow", "kind": "text", "slowmode_secs": 60}),
+    )
+    .await;
+    assert_eq!(
+        send(&ts, m, &slow, json!({"content": "1"})).await.0,
+        StatusCode::CREATED
+    );
+    let resp = ts
+        .http
+        .post(ts.url(&format!("/api/v1/channels/{slow}/messages")))
+        .bearer_auth(&m.token)
+        .json(&json!({"content": "2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    for _ in 0..2 {
+        assert_eq!(
+            send(&ts, &w.owner, &slow, json!({"content": "o"})).await.0,
+            StatusCode::CREATED
+        );
+    }
+
+    // Timeout: 403 timed_out, reading still allowed.
+    let until = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{}/members/{}", w.server, m.id),
+            &w.owner.token,
+            json!({"timeout_until": until}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, e) = send(&ts, m, &w.text, json!({"content": "x"})).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("timed_out"))
+    );
+    assert_eq!(
+        ts.get(&format!("/api/v1/channels/{}/messages", w.text), &m.token)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A stranger sees nothing.
+    let stranger = ts.register("permstranger").await;
+    assert_eq!(
+        ts.get(
+            &format!("/api/v1/channels/{}/messages", w.text),
+            &stranger.token
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    // No token: 401.
+    let (s, _) = ts
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/channels/{}/messages", w.text),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn messages_encrypted_places_reject_plaintext_and_relay_envelopes() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "enc").await;
+    let enc = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "e2ee", "kind": "text", "encrypted": true}),
+    )
+    .await;
+    let (s, e) = send(&ts, &w.member, &enc, json!({"content": "plaintext!"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (s, e) = send(
+        &ts,
+        &w.member,
+        &enc,
+        json!({"content": "x", "encrypted": envelope("aGk=")}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(
+        send(&ts, &w.member, &enc, json!({})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        send(
+            &ts,
+            &w.member,
+            &enc,
+            json!({"encrypted": envelope("not base64 !!")})
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut extra = envelope("aGk=");
+    extra["body"] = json!("sneaky plaintext");
+    assert_eq!(
+        send(&ts, &w.member, &enc, json!({"encrypted": extra}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    use base64::Engine as _;
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 64 * 1024 + 3]);
+    let (s, _) = send(&ts, &w.member, &enc, json!({"encrypted": envelope(&big)})).await;
+    assert!(
+        s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::PAYLOAD_TOO_LARGE,
+        "{s}"
+    );
+    let ct = base64::engine::general_purpose::STANDARD.encode(b"\x00\x01opaque ciphertext");
+    let (s, m) = send(
+        &ts,
+        &w.member,
+        &enc,
+        json!({"encrypted": envelope(&ct), "mentions": [w.owner.id, "12345"], "nonce": "e1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    assert_eq!(m["encrypted"], envelope(&ct));
+    assert!(m["content"].is_null());
+    assert_eq!(
+        m["mentions"],
+        json!([w.owner.id]),
+        "declared mentions are filtered to members"
+    );
+    let (_, hist) = ts
+        .get(&format!("/api/v1/channels/{enc}/messages"), &w.owner.token)
+        .await;
+    assert_eq!(hist[0]["encrypted"]["ciphertext"], ct.as_str());
+    // Edits stay encrypted.
+    let path = format!("/api/v1/channels/{enc}/messages/{}", id_of(&m));
+    assert_eq!(
+        ts.patch(&path, &w.member.token, json!({"content": "leak"}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        ts.patch(
+            &path,
+            &w.member.token,
+            json!({"encrypted": envelope("bmV3")})
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    // Nothing readable was stored: no content column set in the encrypted channel.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE channel_id = $1 AND content IS NOT NULL",
+    )
+    .bind(wid(&enc).0)
+    .fetch_one(&ts.state.db)
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+
+    // DMs are always encrypted.
+    let (s, dm) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&w.member.token),
+            json!({"recipients": [w.owner.id]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dm}");
+    let dm = id_of(&dm);
+    assert_eq!(
+        send(&ts, &w.member, &dm, json!({"content": "hello"}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (s, v) = send(
+        &ts,
+        &w.member,
+        &dm,
+        json!({"encrypted": envelope(&ct), "mentions": [w.owner.id, w.member.id, "777"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["server_id"].is_null());
+    assert_eq!(v["mentions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn messages_dms_get_or_create_race_blocks_and_group_membership() {
+    let ts = Arc::new(TestServer::start().await);
+    let a = ts.register("dma").await;
+    let b = ts.register("dmb").await;
+    let c = ts.register("dmc").await;
+    // Both sides race to open the same DM: one channel.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let ts = ts.clone();
+        let (me, other) = if i % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            ts.post(
+                "/api/v1/users/@me/channels",
+                Some(&me.token),
+                json!({"recipients": [other.id]}),
+            )
+            .await
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s} {v}");
+        created += usize::from(s == StatusCode::CREATED);
+        assert_eq!(v["kind"], "dm");
+        assert_eq!(v["encrypted"], true);
+        assert_eq!(v["recipients"].as_array().unwrap().len(), 2);
+        ids.insert(id_of(&v));
+    }
+    assert_eq!((ids.len(), created), (1, 1));
+    let dm = ids.into_iter().next().unwrap();
+    let (s, list) = ts.get("/api/v1/users/@me/channels", &b.token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], dm.as_str());
+    // A third user cannot see it.
+    assert_eq!(
+        ts.get(&format!("/api/v1/channels/{dm}/messages"), &c.token)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&ts, &c, &dm, json!({"encrypted": envelope("aGk=")}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Bad requests.
+    for body in [
+        json!({"recipients": []}),
+        json!({"recipients": [a.id]}),
+        json!({"recipients": ["abc"]}),
+    ] {
+        let (s, _) = ts
+            .post("/api/v1/users/@me/channels", Some(&a.token), body.clone())
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let (s, _) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.token),
+            json!({"recipients": ["424242"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Blocks: neither can open a DM nor send in the existing one.
+    assert_eq!(
+        send(&ts, &a, &dm, json!({"encrypted": envelope("aGk=")}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        ts.put(
+            &format!("/api/v1/users/@me/blocks/{}", a.id),
+            &b.token,
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        let (s, e) = ts
+            .post(
+                "/api/v1/users/@me/channels",
+                Some(&me.token),
+                json!({"recipients": [other.id]}),
+            )
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("blocked"))
+        );
+        let (s, e) = send(&ts, me, &dm, json!({"encrypted": envelope("aGk=")})).await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("blocked"))
+        );
+    }
+    // …nor be put together in a group DM.
+    let (s, _) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.token),
+            json!({"recipients": [b.id, c.id]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Group DMs: the owner adds and removes, at most 10 members.
+    // One other recipient (deduplicated) is a 1:1 DM, which has no name.
+    let (s, _) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.token),
+            json!({"recipients": [c.id, c.id], "name": "pals"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, g) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.token),
+            json!({"recipients": [c.id, c.id]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert_eq!(g["kind"], "dm");
+    let mut others = Vec::new();
+    for i in 0..9 {
+        others.push(ts.register(&format!("dmgroup{i}")).await);
+    }
+    let (s, g) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.token),
+            json!({"recipients": [c.id, others[0].id], "name": "pals"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert_eq!(
+        (g["kind"].as_str(), g["owner_id"].as_str()),
+        (Some("group_dm"), Some(a.id.as_str()))
+    );
+    let gid = id_of(&g);
+    let rec = |u: &TestUser| format!("/api/v1/channels/{gid}/recipients/{}", u.id);
+    assert_eq!(
+        ts.put(&rec(&others[1]), &c.token, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for u in &others[1..8] {
+        assert_eq!(ts.put(&rec(u), &a.token, None).await.0, StatusCode::OK);
+    }
+    let (s, _) = ts.put(&rec(&others[8]), &a.token, None).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the 11th member is refused"
+    );
+    assert_eq!(
+        ts.put(&rec(&b), &a.token, None).await.0,
+        StatusCode::FORBIDDEN,
+        "blocked"
+    );
+    // A member sends; the owner removes them; they no longer see it.
+    assert_eq!(
+        send(
+            &ts,
+            &others[1],
+            &gid,
+            json!({"encrypted": envelope("aGk=")})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        ts.delete(&rec(&others[1]), &c.token).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ts.delete(&rec(&others[1]), &a.token).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ts.get(
+            &format!("/api/v1/channels/{gid}/messages"),
+            &others[1].token
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    // Anyone may leave; the owner leaving hands the group over.
+    assert_eq!(
+        ts.delete(&rec(&c), &c.token).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ts.delete(&rec(&a), &a.token).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, l) = ts.get("/api/v1/users/@me/channels", &others[0].token).await;
+    let g = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == gid.as_str())
+        .unwrap()
+        .clone();
+    assert_ne!(g["owner_id"], a.id.as_str());
+    assert!(g["owner_id"].is_string());
+}
+
+#[tokio::test]
+async fn messages_reactions_pins_and_read_state_counts() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "rx").await;
+    let (o, m) = (&w.owner, &w.member);
+    let first = say(&ts, o, &w.text, "first").await;
+    let base = format!("/api/v1/channels/{}/messages/{first}", w.text);
+    // Reactions: idempotent add, counts with `me`, list, remove.
+    for u in [o, m, m] {
+        assert_eq!(
+            ts.put(
+                &format!("{base}/reactions/%F0%9F%91%8D/@me"),
+                &u.token,
+                None
+            )
+            .await
+            .0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        ts.put(&format!("{base}/reactions/party/@me"), &m.token, None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, msg) = ts.get(&base, &o.token).await;
+    assert_eq!(
+        msg["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}, {"emoji": "party", "count": 1, "me": false}])
+    );
+    let (s, users) = ts
+        .get(&format!("{base}/reactions/%F0%9F%91%8D"), &o.token)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    assert_eq!(
+        ts.delete(&format!("{base}/reactions/%F0%9F%91%8D/@me"), &m.token)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, msg) = ts.get(&base, &m.token).await;
+    assert_eq!(
+        msg["reactions"][0],
+        json!({"emoji": "👍", "count": 1, "me": false})
+    );
+    assert_eq!(
+        ts.put(&format!("{base}/reactions/a%20b/@me"), &m.token, None)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Pins: MANAGE_MESSAGES only.
+    let pin = format!("/api/v1/channels/{}/pins/{first}", w.text);
+    let (s, e) = ts.put(&pin, &m.token, None).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission"))
+    );
+    assert_eq!(ts.put(&pin, &o.token, None).await.0, StatusCode::NO_CONTENT);
+    let (_, pins) = ts
+        .get(&format!("/api/v1/channels/{}/pins", w.text), &m.token)
+        .await;
+    assert_eq!(pins.as_array().unwrap().len(), 1);
+    assert_eq!(pins[0]["pinned"], true);
+    assert_eq!(ts.delete(&pin, &o.token).await.0, StatusCode::NO_CONTENT);
+    let (_, pins) = ts
+        .get(&format!("/api/v1/channels/{}/pins", w.text), &m.token)
+        .await;
+    assert_eq!(pins.as_array().unwrap().len(), 0);
+
+    // Read states. The member acks `first`; the owner then sends 3 messages, 2 of which
+    // mention the member (directly and via @everyone).
+    let ack = |id: &str| format!("/api/v1/channels/{}/messages/{id}/ack", w.text);
+    let (s, rs) = ts.post(&ack(&first), Some(&m.token), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{rs}");
+    assert_eq!(
+        (rs["unread_count"].as_i64(), rs["mention_count"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let _a = say(&ts, o, &w.text, "no mention").await;
+    let b = say(&ts, o, &w.text, &format!("hey <@{}>", m.id)).await;
+    let _c = say(&ts, o, &w.text, "@everyone meeting").await;
+    say(&ts, m, &w.text, "my own message does not count").await;
+    let all = mine(&ts, m).await;
+    let st = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == w.text.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (st["unread_count"].as_i64(), st["mention_count"].as_i64()),
+        (Some(3), Some(2)),
+        "{st}"
+    );
+    assert_eq!(st["last_read_id"], first.as_str());
+    // After acking `b`: one unread, which mentions everyone.
+    let (_, rs) = ts.post(&ack(&b), Some(&m.token), json!({})).await;
+    assert_eq!(
+        (rs["unread_count"].as_i64(), rs["mention_count"].as_i64()),
+        (Some(1), Some(1))
+    );
+    // Acking backwards marks unread again.
+    let (_, rs) = ts.post(&ack(&first), Some(&m.token), json!({})).await;
+    assert_eq!(
+        (rs["unread_count"].as_i64(), rs["mention_count"].as_i64()),
+        (Some(3), Some(2))
+    );
+    // A channel never acked: everything by others is unread.
+    let other = channel(&ts, o, &w.server, json!({"name": "o", "kind": "text"})).await;
+    say(&ts, o, &other, "x").await;
+    let all = mine(&ts, m).await;
+    let st = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == other.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (st["unread_count"].as_i64(), st["last_read_id"].clone()),
+        (Some(1), Value::Null)
+    );
+    // DMs are listed too.
+    let (_, dm) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&o.token),
+            json!({"recipients": [m.id]}),
+        )
+        .await;
+    let (_, sent) = send(
+        &ts,
+        o,
+        &id_of(&dm),
+        json!({"encrypted": envelope("aGk="), "mentions": [m.id]}),
+    )
+    .await;
+    let all = mine(&ts, m).await;
+    let st = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["channel_id"] == dm["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (st["unread_count"].as_i64(), st["mention_count"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(st["last_message_id"], sent["id"]);
+}
+
+#[tokio::test]
+async fn messages_search_only_returns_what_the_searcher_may_see() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "srch").await;
+    let (o, m) = (&w.owner, &w.member);
+    let hidden = channel(&ts, o, &w.server, json!({"name": "hidden", "kind": "text"})).await;
+    overwrite(&ts, o, &hidden, &m.id, "member", P::VIEW_CHANNEL).await;
+    let nohist = channel(&ts, o, &w.server, json!({"name": "nohist", "kind": "text"})).await;
+    overwrite(&ts, o, &nohist, &m.id, "member", P::READ_HISTORY).await;
+    let visible = say(&ts, o, &w.text, "the banana split recipe").await;
+    let by_member = say(&ts, m, &w.text, "I love banana bread").await;
+    let secret = say(&ts, o, &hidden, "secret banana plans").await;
+    let unreadable = say(&ts, o, &nohist, "banana history").await;
+    say(&ts, o, &w.text, "nothing to see").await;
+    // Another server the member is not in.
+    let other_server = create_server(&ts, o).await;
+    let far = channel(
+        &ts,
+        o,
+        &other_server,
+        json!({"name": "far", "kind": "text"}),
+    )
+    .await;
+    say(&ts, o, &far, "banana abroad").await;
+
+    let ids = |v: &Value| -> HashSet<String> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect()
+    };
+    let (s, r) = search(&ts, &w.server, m, "q=banana").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(ids(&r), HashSet::from([visible.clone(), by_member.clone()]));
+    let (_, r) = search(&ts, &w.server, o, "q=banana").await;
+    assert_eq!(
+        ids(&r),
+        HashSet::from([visible.clone(), by_member.clone(), secret, unreadable])
+    );
+    // Filters: author, channel, dates.
+    let (_, r) = search(&ts, &w.server, o, &format!("q=banana&author_id={}", m.id)).await;
+    assert_eq!(ids(&r), HashSet::from([by_member.clone()]));
+    let (_, r) = search(
+        &ts,
+        &w.server,
+        o,
+        &format!("q=banana&channel_id={}", w.text),
+    )
+    .await;
+    assert_eq!(ids(&r).len(), 2);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let enc = |s: &str| s.replace('+', "%2B").replace(':', "%3A");
+    let (_, r) = search(
+        &ts,
+        &w.server,
+        o,
+        &format!("q=banana&after={}", enc(&future)),
+    )
+    .await;
+    assert_eq!(ids(&r).len(), 0);
+    let (_, r) = search(&ts, &w.server, o, &format!("q=banana&after={}", enc(&past))).await;
+    assert_eq!(ids(&r).len(), 4);
+    let (_, r) = search(
+        &ts,
+        &w.server,
+        o,
+        &format!("q=banana&before={}", enc(&past)),
+    )
+    .await;
+    assert_eq!(ids(&r).len(), 0);
+    // The member naming a hidden or unreadable channel gets 404, never its messages.
+    for ch in [&hidden, &nohist] {
+        let (s, _) = search(&ts, &w.server, m, &format!("q=banana&channel_id={ch}")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    // Not a member of the server: 404; bad queries: 4xx.
+    let stranger = ts.register("srchstranger").await;
+    assert_eq!(
+        search(&ts, &w.server, &stranger, "q=banana").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        search(&ts, &w.server, m, "q=").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        search(&ts, &w.server, m, "nope=1").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (s, _) = search(&ts, &w.server, m, "q=%22unterminated%20-%20or%20%21%21").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn messages_threads_inherit_permissions_and_auto_archive() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "thr").await;
+    let (o, m) = (&w.owner, &w.member);
+    let root = say(&ts, m, &w.text, "let's discuss").await;
+    let (s, t) = ts
+        .post(
+            &format!("/api/v1/channels/{}/messages/{root}/threads", w.text),
+            Some(&m.token),
+            json!({"name": "discussion", "auto_archive_secs": 3600}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let tid = id_of(&t);
+    assert_eq!(t["parent_id"], w.text.as_str());
+    let (s, _) = ts
+        .post(
+            &format!("/api/v1/channels/{}/messages/{root}/threads", w.text),
+            Some(&o.token),
+            json!({"name": "again"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let in_thread = say(&ts, o, &tid, "in the thread").await;
+    let (_, hist) = ts
+        .get(&format!("/api/v1/channels/{tid}/messages"), &m.token)
+        .await;
+    assert_eq!(hist[0]["id"], in_thread.as_str());
+    assert_eq!(hist[0]["channel_id"], tid.as_str());
+    let (_, active) = ts
+        .get(&format!("/api/v1/channels/{}/threads", w.text), &m.token)
+        .await;
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    // Hiding the parent hides the thread.
+    overwrite(&ts, o, &w.text, &m.id, "member", P::VIEW_CHANNEL).await;
+    assert_eq!(
+        ts.get(&format!("/api/v1/channels/{tid}/messages"), &m.token)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&ts, m, &tid, json!({"content": "x"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Inactivity archives it (a query-time rule); a new message revives it.
+    sqlx::query("UPDATE threads SET last_activity_at = now() - interval '2 hours'")
+        .execute(&ts.state.db)
+        .await
+        .unwrap();
+    let (_, active) = ts
+        .get(&format!("/api/v1/channels/{}/threads", w.text), &o.token)
+        .await;
+    assert_eq!(active.as_array().unwrap().len(), 0);
+    let (_, archived) = ts
+        .get(
+            &format!("/api/v1/channels/{}/threads?archived=true", w.text),
+            &o.token,
+        )
+        .await;
+    assert_eq!(archived[0]["archived"], true);
+    say(&ts, o, &tid, "revive").await;
+    let (_, active) = ts
+        .get(&format!("/api/v1/channels/{}/threads", w.text), &o.token)
+        .await;
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    // Threads cannot nest; DMs have none.
+    let (s, _) = ts
+        .post(
+            &format!("/api/v1/channels/{tid}/messages/{in_thread}/threads"),
+            Some(&o.token),
+            json!({"name": "nested"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Deleting the parent channel deletes the thread and every message.
+    assert_eq!(
+        ts.delete(&format!("/api/v1/channels/{}", w.text), &o.token)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&ts.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+async fn search(ts: &TestServer, server: &str, u: &TestUser, q: &str) -> (StatusCode, Value) {
+    ts.get(
+        &format!("/api/v1/servers/{server}/messages/search?{q}"),
+        &u.token,
+    )
+    .await
+}
+
+async fn mine(ts: &TestServer, u: &TestUser) -> Value {
+    let (s, v) = ts.get("/api/v1/users/@me/read-states", &u.token).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
