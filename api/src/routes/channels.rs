@@ -149,7 +149,7 @@ pub async fn list_channels(
 #[utoipa::path(post, path = "/servers/{server_id}/channels", tag = "channels", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
-    request_body = NewChannel, responses((status = 201, body = Channel)))]
+    request_body = NewChannel, responses((status = 201, body = Channel), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn create_channel(
     State(state): State<AppState>,
     auth: Auth,
@@ -413,7 +413,7 @@ pub async fn delete_channel(
 #[utoipa::path(put, path = "/channels/{channel_id}/overwrites/{target_id}", tag = "channels", security(("bearer" = [])),
     params(("channel_id" = String, Path, description = "Channel id"), ("target_id" = String, Path, description = "Role id or user id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
-    request_body = PutOverwrite, responses((status = 200, body = Channel)))]
+    request_body = PutOverwrite, responses((status = 200, body = Channel), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn put_overwrite(
     State(state): State<AppState>,
     auth: Auth,

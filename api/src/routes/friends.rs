@@ -119,7 +119,7 @@ pub async fn remove_relationship(
 /// Block a user: any friendship or request ends; they cannot send me requests or DMs.
 #[utoipa::path(put, path = "/users/@me/blocks/{user_id}", tag = "friends", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "User id")),
-    responses((status = 204, description = "Blocked")))]
+    responses((status = 204, description = "Blocked"), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn block_user(
     State(state): State<AppState>,
     auth: Auth,

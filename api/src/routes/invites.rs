@@ -41,7 +41,7 @@ pub struct NewInvite {
 #[utoipa::path(post, path = "/servers/{server_id}/invites", tag = "invites", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
-    request_body = NewInvite, responses((status = 201, body = Invite)))]
+    request_body = NewInvite, responses((status = 201, body = Invite), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn create_invite(
     State(state): State<AppState>,
     auth: Auth,
@@ -118,7 +118,7 @@ pub async fn preview_invite(
 /// 403 `banned` for banned users; 404 for unknown, expired or used-up codes.
 #[utoipa::path(post, path = "/invites/{code}", tag = "invites", security(("bearer" = [])),
     params(("code" = String, Path, description = "Invite code")),
-    responses((status = 201, body = Server), (status = 200, body = Server)))]
+    responses((status = 201, body = Server), (status = 200, body = Server), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn join_invite(
     State(state): State<AppState>,
     auth: Auth,

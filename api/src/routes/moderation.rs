@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use copains_wire::Id;
+use copains_wire::events::{Audience, Event};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +16,7 @@ use crate::communities::audit::{self, Action, AuditEntry, AuditReason, Entry};
 use crate::communities::invites;
 use crate::communities::moderation::{self, Ban, MAX_DELETE_MESSAGE_SECS};
 use crate::communities::permissions::{self, Permissions};
-use crate::communities::{self as c, members};
+use crate::communities::{self as c, events, members};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Path, Query};
 use crate::state::AppState;
@@ -81,7 +82,8 @@ pub async fn list_bans(
 }
 
 /// Ban a user (BAN_MEMBERS; a member's highest role must be below yours). They are removed
-/// and no invite lets them back until unbanned. The reason is the `X-Audit-Log-Reason` header.
+/// and no invite lets them back until unbanned; their messages in this server from the last
+/// `delete_message_secs` seconds are deleted. The reason is the `X-Audit-Log-Reason` header.
 #[utoipa::path(put, path = "/servers/{server_id}/bans/{user_id}", tag = "moderation", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"), ("user_id" = String, Path, description = "User id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded with the ban and in the audit log")),
@@ -147,6 +149,23 @@ pub async fn ban(
         .await?
         .rows_affected()
         > 0;
+    // Their messages of the last `window` seconds in this server go with the ban
+    // (threads included: `perm` is the channel whose permissions govern the message).
+    let deleted: Vec<(i64, i64, i64)> = if window > 0 {
+        sqlx::query_as(
+            "DELETE FROM messages m WHERE m.server_id = $1 AND m.author_id = $2
+                AND m.created_at > now() - make_interval(secs => $3)
+             RETURNING m.channel_id, m.id,
+                COALESCE((SELECT t.parent_id FROM threads t WHERE t.id = m.channel_id), m.channel_id)",
+        )
+        .bind(server_id.0)
+        .bind(user_id.0)
+        .bind(f64::from(window))
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
     audit::record(
         &mut *tx,
         &state,
@@ -155,7 +174,8 @@ pub async fn ban(
             actor: auth.user_id,
             action: Action::MemberBan,
             target: Some(user_id),
-            changes: json!({"delete_message_secs": window, "was_member": was_member}),
+            changes: json!({"delete_message_secs": window, "was_member": was_member,
+                "messages_deleted": deleted.len()}),
             reason: &reason,
         },
     )
@@ -163,6 +183,20 @@ pub async fn ban(
     tx.commit().await?;
     if was_member {
         super::members::removed(&state, server_id, user_id).await;
+    }
+    for (channel_id, message_id, perm) in deleted {
+        events::publish(
+            &state,
+            vec![Audience::Channel {
+                server_id: Some(server_id),
+                channel_id: Id(perm),
+            }],
+            Event::MessageDelete {
+                channel_id: Id(channel_id),
+                message_id: Id(message_id),
+            },
+        )
+        .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

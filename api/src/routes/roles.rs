@@ -121,7 +121,7 @@ pub async fn list_roles(
 #[utoipa::path(post, path = "/servers/{server_id}/roles", tag = "roles", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
-    request_body = NewRole, responses((status = 201, body = Role)))]
+    request_body = NewRole, responses((status = 201, body = Role), (status = 409, description = "Limit reached or conflicting state", body = crate::error::ErrorBody)))]
 pub async fn create_role(
     State(state): State<AppState>,
     auth: Auth,

@@ -286,7 +286,7 @@ pub async fn transfer_server(
 /// Leave a server (the owner must transfer it or delete it instead).
 #[utoipa::path(delete, path = "/users/@me/servers/{server_id}", tag = "servers", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id")),
-    responses((status = 204, description = "Left")))]
+    responses((status = 204, description = "Left"), (status = 409, description = "The owner cannot leave", body = crate::error::ErrorBody)))]
 pub async fn leave_server(
     State(state): State<AppState>,
     auth: Auth,

@@ -2,6 +2,7 @@
 //! invites, friends and moderation — an authorization matrix over every route that takes an
 //! object id, permission resolution end to end, bans, kicks, timeouts, the audit log, and
 //! invite limits under concurrent joins.
+#![allow(clippy::panic)]
 
 use std::collections::HashSet;
 
@@ -1157,7 +1158,33 @@ async fn communities_ban_blocks_every_invite_and_kicked_members_can_rejoin() {
         "kicked members can rejoin"
     );
 
+    // Two of their messages: one recent, one from two hours ago.
+    let general: (i64,) = sqlx::query_as("SELECT id FROM channels WHERE server_id = $1 LIMIT 1")
+        .bind(id(&server).0)
+        .fetch_one(&ts.state.db)
+        .await
+        .unwrap();
+    for (mid, age) in [(1_000_001i64, "1 minute"), (1_000_002, "2 hours")] {
+        sqlx::query(&format!(
+            "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at)
+             VALUES ($1, $2, $3, $4, 'hi', now() - interval '{age}')"
+        ))
+        .bind(mid)
+        .bind(general.0)
+        .bind(id(&server).0)
+        .bind(id(&user.id).0)
+        .execute(&ts.state.db)
+        .await
+        .unwrap();
+    }
+
     // Ban: gone, and no invite — old or new, limited or not — lets them back.
+    ts.state
+        .bus
+        .subscribe(&[Topic::Server(id(&server))])
+        .await
+        .unwrap();
+    let mut rx = ts.state.bus.incoming();
     let ban = format!("/api/v1/servers/{server}/bans/{}", user.id);
     let (s, v) = send(
         &ts,
@@ -1174,6 +1201,27 @@ async fn communities_ban_blocks_every_invite_and_kicked_members_can_rejoin() {
             .await
             .0,
         StatusCode::NOT_FOUND
+    );
+    // Only the message inside the one-hour window went with the ban.
+    let left: Vec<(i64,)> = sqlx::query_as("SELECT id FROM messages WHERE author_id = $1")
+        .bind(id(&user.id).0)
+        .fetch_all(&ts.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![(1_000_002,)]);
+    let (mut removed, mut message_deleted) = (false, false);
+    while let Ok(ev) = rx.try_recv() {
+        match &ev.event {
+            Event::MemberRemove { user_id, .. } if *user_id == id(&user.id) => removed = true,
+            Event::MessageDelete { message_id, .. } if *message_id == Id(1_000_001) => {
+                message_deleted = true
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        removed && message_deleted,
+        "member_remove and message_delete published"
     );
     let second = invite(
         &ts,
@@ -1587,7 +1635,7 @@ async fn communities_invite_max_uses_and_expiry_hold_under_concurrent_joins() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let mut tasks = Vec::new();
-    for u in outside.iter().skip(2).cloned() {
+    for u in outside.into_iter().skip(2) {
         let ts = ts.clone();
         let short = short.clone();
         tasks.push(tokio::spawn(async move { join(&ts, &u, &short).await }));
