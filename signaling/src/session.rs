@@ -163,9 +163,14 @@ enum Phase {
 struct Replayed {
     seq: u64,
     at: Instant,
-    /// Unix ms after which the event must not be delivered any more (typing).
-    expires_ms: Option<u64>,
     ev: Arc<RoutedEvent>,
+}
+
+impl Replayed {
+    /// Whether this is a typing event whose 10 s are over at `unix_ms`.
+    fn expired(&self, unix_ms: u64) -> bool {
+        matches!(self.ev.ev.event, Event::TypingStart { expires_at_ms, .. } if unix_ms >= expires_at_ms)
+    }
 }
 
 /// A frame waiting to be written.
@@ -814,7 +819,7 @@ impl Session {
         };
         self.outbound.clear();
         for r in self.replay.iter().filter(|r| r.seq > seq) {
-            if r.expires_ms.is_some_and(|e| unix_ms >= e) {
+            if r.expired(unix_ms) {
                 // An expired typing event: send a no-op placeholder so `s` stays gapless.
                 self.outbound.push_back(Out::Noop(r.seq));
             } else {
@@ -942,7 +947,6 @@ impl Session {
         if !r.ev.audience.iter().any(|a| self.matches(a)) {
             return;
         }
-        let mut expires_ms = None;
         match &r.ev.event {
             Event::SessionRevoked { session_id, .. } => {
                 if Some(*session_id) == self.token_session {
@@ -975,7 +979,6 @@ impl Session {
                 if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id {
                     return;
                 }
-                expires_ms = Some(*expires_at_ms);
             }
             _ => {}
         }
@@ -986,7 +989,6 @@ impl Session {
         self.replay.push_back(Replayed {
             seq: self.seq,
             at: now,
-            expires_ms,
             ev: r.clone(),
         });
         self.trim_replay(now);
