@@ -544,3 +544,40 @@ fn nack_recovers_loss_towards_a_subscriber() {
     tags.dedup();
     assert_eq!(tags.len(), 200, "recovered {} of 200", tags.len());
 }
+
+#[test]
+fn wrong_dtls_fingerprint_is_refused_without_disturbing_others() {
+    let mut w = World::new();
+    w.join(1, false);
+    w.join(2, false);
+    w.join_with_wrong_fingerprint(3);
+    for i in 0..150u32 {
+        for id in [1, 2] {
+            w.with_client(id, |c, now| {
+                let mid = c.audio_mid.unwrap();
+                c.send(now, mid, None, format!("x{id}-{i}").into_bytes(), true)
+            });
+        }
+        w.advance(20 * MS);
+    }
+    // The impostor never gets media, and the SFU drops it.
+    assert!(w.client(3).got.is_empty());
+    let left = w.events_of(|e| match e {
+        RoomEvent::ParticipantLeft {
+            participant,
+            reason,
+        } => Some((*participant, *reason)),
+        _ => None,
+    });
+    assert_eq!(left, vec![(ParticipantId(3), LeaveReason::Disconnected)]);
+    // 1 and 2 exchanged everything sent once they were connected.
+    for (me, other) in [(1u64, 2u64), (2, 1)] {
+        let got: Vec<Vec<u8>> = w.client(me).got.iter().map(|g| g.payload.clone()).collect();
+        for i in 20..150 {
+            assert!(
+                got.contains(&format!("x{other}-{i}").into_bytes()),
+                "{me} lost {other}/{i}"
+            );
+        }
+    }
+}

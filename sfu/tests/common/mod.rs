@@ -272,6 +272,38 @@ impl World {
         self.pump();
     }
 
+    /// Joins a client whose offer carries a wrong DTLS fingerprint (an impostor).
+    pub fn join_with_wrong_fingerprint(&mut self, n: u8) {
+        let mut c = Client::new(n, self.now);
+        let mut change = c.rtc.sdp_api();
+        let a = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        c.audio_mid = Some(a);
+        let sdp: String = offer
+            .to_sdp_string()
+            .lines()
+            .map(|l| {
+                if l.starts_with("a=fingerprint:sha-256 ") {
+                    let fake: Vec<String> =
+                        (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect();
+                    format!("a=fingerprint:sha-256 {}\r\n", fake.join(":"))
+                } else {
+                    format!("{l}\r\n")
+                }
+            })
+            .collect();
+        let neg = self.room.join(self.now, c.id, &sdp).unwrap();
+        let answer = SdpAnswer::from_sdp_string(&neg.answer).unwrap();
+        c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+        let id = c.id;
+        self.clients.push(c);
+        self.drain_client(id);
+        if let Some(offer) = neg.offer {
+            self.answer_offer(id, &offer);
+        }
+        self.pump();
+    }
+
     /// Publishes a screen share (video without simulcast) through renegotiation.
     pub fn start_screen(&mut self, id: u64) -> Mid {
         let c = self.client(id);
@@ -309,10 +341,12 @@ impl World {
             .accept_offer(SdpOffer::from_sdp_string(sdp).unwrap())
             .unwrap();
         self.drain_client(id);
-        let next = self
-            .room
-            .accept_answer(now, id, &answer.to_sdp_string())
-            .unwrap();
+        let next = match self.room.accept_answer(now, id, &answer.to_sdp_string()) {
+            Ok(n) => n,
+            // Removed meanwhile (kicked, failed DTLS): nothing to answer.
+            Err(copains_sfu::RoomError::UnknownParticipant) => None,
+            Err(e) => panic!("accept_answer: {e}"),
+        };
         if let Some(o) = next {
             self.answer_offer(id, &o);
         }
@@ -324,7 +358,10 @@ impl World {
             return;
         };
         loop {
-            match c.rtc.poll_output().unwrap() {
+            let Ok(out) = c.rtc.poll_output() else {
+                break;
+            };
+            match out {
                 RtcOutput::Timeout(_) => break,
                 RtcOutput::Transmit(t) => self.to_room.push_back((id, t.contents.into())),
                 RtcOutput::Event(e) => {
@@ -385,7 +422,8 @@ impl World {
                             }
                         }
                         let r = Receive::new(Protocol::Udp, sfu, c.addr, &t.contents).unwrap();
-                        c.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                        // An impostor's session may fail: that is its problem only.
+                        let _ = c.rtc.handle_input(Input::Receive(now, r));
                         let id = c.id;
                         self.drain_client(id);
                     }
@@ -412,7 +450,7 @@ impl World {
         let ids: Vec<ParticipantId> = self.clients.iter().map(|c| c.id).collect();
         for id in ids {
             if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
-                c.rtc.handle_input(Input::Timeout(now)).unwrap();
+                let _ = c.rtc.handle_input(Input::Timeout(now));
             }
             self.drain_client(id);
         }
