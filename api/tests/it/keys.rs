@@ -785,3 +785,103 @@ async fn keys_bad_input_never_5xx() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<copains_wire::events::BusEvent>>,
+) -> std::sync::Arc<copains_wire::events::BusEvent> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn key_changes_and_to_device_messages_are_announced_on_the_bus() {
+    use copains_signaling::Topic;
+    use copains_wire::events::Event;
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    befriend(&s, &alice, &bob).await;
+    let mut ad = device(&alice, "A1", 1);
+    publish(&s, &alice, &mut ad).await;
+    let alice_id = copains_wire::Id(alice.id.parse().unwrap());
+    let bob_id = copains_wire::Id(bob.id.parse().unwrap());
+    s.state
+        .bus
+        .subscribe(&[Topic::User(alice_id), Topic::User(bob_id)])
+        .await
+        .unwrap();
+    let mut rx = s.state.bus.incoming();
+
+    // Bob registers a device: his friend Alice (and Bob) hear of it.
+    let mut bd = device(&bob, "B1", 1);
+    publish(&s, &bob, &mut bd).await;
+    let ev = next_event(&mut rx).await;
+    assert_eq!(ev.event, Event::DeviceKeysChanged { user_id: bob_id });
+    let audience = serde_json::to_string(&ev.audience).unwrap();
+    assert!(
+        audience.contains(&alice.id),
+        "friends are in the audience: {audience}"
+    );
+
+    // A to-device message wakes its recipient up, with the queue position.
+    let (st, _) = dev_req(
+        &s,
+        Method::PUT,
+        "/api/v1/to-device/t1",
+        &alice,
+        Some("A1"),
+        Some(json!({"type": "test.ping", "messages": {bob.id.clone(): {"B1": {"n": 1}}}})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let ev = loop {
+        let ev = next_event(&mut rx).await;
+        if matches!(ev.event, Event::ToDevice { .. }) {
+            break ev;
+        }
+    };
+    assert_eq!(
+        serde_json::to_value(&ev.event).unwrap()["d"],
+        json!({"device_id": "B1", "id": 1, "sender_user_id": alice.id, "sender_device_id": "A1",
+               "message": {"type": "test.ping", "content": {"n": 1}}})
+    );
+}
+
+#[tokio::test]
+async fn keys_claim_is_rate_limited() {
+    let s = TestServer::with_config(copains_api::ApiConfig {
+        auth_rate_burst: 1,
+        auth_rate_period: std::time::Duration::from_secs(60),
+        ..crate::support::test_config()
+    })
+    .await;
+    let alice = s.register("alice").await;
+    let mut ad = device(&alice, "A1", 10);
+    publish(&s, &alice, &mut ad).await;
+    // Burst = 6 × the auth burst.
+    for _ in 0..6 {
+        assert!(claim(&s, &alice, &alice, "A1").await.is_some());
+    }
+    let (st, v) = s
+        .post(
+            "/api/v1/keys/claim",
+            Some(&alice.token),
+            json!({"device_keys": {alice.id.clone(): ["A1"]}}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    // Other key routes are not limited by it.
+    let (st, _) = s
+        .post(
+            "/api/v1/keys/query",
+            Some(&alice.token),
+            json!({"user_ids": [alice.id]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}
