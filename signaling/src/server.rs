@@ -39,6 +39,9 @@ pub struct GatewayConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// Most live connections per user on one node.
     pub max_connections_per_user: usize,
+    /// Most WebSocket connections on this node (authenticated or not); upgrades beyond are
+    /// refused with 503.
+    pub max_connections: usize,
     /// Largest inbound message and frame, bytes.
     pub max_inbound_frame: usize,
     /// tungstenite read buffer per connection, bytes (grows only for a large frame).
@@ -57,6 +60,7 @@ impl Default for GatewayConfig {
             session,
             allowed_origins: None,
             max_connections_per_user: 10,
+            max_connections: 50_000,
             max_inbound_frame: MAX_INBOUND_FRAME,
             read_buffer_size: 4096,
             write_buffer_size: 0,
@@ -196,6 +200,9 @@ async fn upgrade(
 ) -> Response {
     if *sh.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if sh.live.load(Ordering::Relaxed) >= sh.state.config.max_connections {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     if let (Some(allowed), Some(origin)) = (
         &sh.state.config.allowed_origins,

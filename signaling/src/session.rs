@@ -975,11 +975,7 @@ impl Session {
                 expires_at_ms,
                 user_id,
                 ..
-            } => {
-                if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id {
-                    return;
-                }
-            }
+            } if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id => return,
             _ => {}
         }
         if r.tail.is_none() {

@@ -586,6 +586,7 @@ async fn origin_allow_list_connection_cap_and_graceful_shutdown() {
     let config = GatewayConfig {
         allowed_origins: Some(vec!["https://chat.example.org".into()]),
         max_connections_per_user: 2,
+        max_connections: 4,
         ..Default::default()
     };
     let node = start_node(bus, directory(), pres, &s, config).await;
@@ -611,6 +612,17 @@ async fn origin_allow_list_connection_cap_and_graceful_shutdown() {
     frame(&mut c3).await;
     send(&mut c3, json!({"op": "identify", "token": tok})).await;
     assert_eq!(close_code(&mut c3).await, Some(4010));
+    // `ok`, c1 and c2 are live (c3 may still be closing): a 5th connection is refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.gw.live_connections() > 3 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _c4 = connect(node.addr).await;
+    let err = tokio_tungstenite::connect_async(format!("ws://{}/gateway", node.addr))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
 
     node.gw.shutdown(Duration::from_secs(3)).await;
     for ws in [&mut c1, &mut c2] {
