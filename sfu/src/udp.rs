@@ -305,6 +305,7 @@ impl SfuHandle {
                 by_ufrag: HashMap::new(),
                 by_addr: HashMap::new(),
                 addrs_of: HashMap::new(),
+                ufrag_of: HashMap::new(),
                 send_buf: Vec::new(),
                 stats: WorkerStats::default(),
                 forwarded_gone: 0,
@@ -473,6 +474,7 @@ struct Worker {
     by_ufrag: HashMap<String, (RoomId, ParticipantId)>,
     by_addr: HashMap<SocketAddr, (RoomId, ParticipantId)>,
     addrs_of: HashMap<(RoomId, ParticipantId), Vec<SocketAddr>>,
+    ufrag_of: HashMap<(RoomId, ParticipantId), String>,
     send_buf: Vec<(SocketAddr, Vec<u8>)>,
     stats: WorkerStats,
     forwarded_gone: u64,
@@ -602,6 +604,7 @@ impl Worker {
                     && let Some(u) = room.ice_ufrag(pid)
                 {
                     self.by_ufrag.insert(u.to_string(), (rid, pid));
+                    self.ufrag_of.insert((rid, pid), u.to_string());
                 }
                 let _ = reply.send(res);
                 self.flush_room(rid);
@@ -689,7 +692,9 @@ impl Worker {
         *deadline = room.poll_timeout();
         let empty = room.is_empty();
         for pid in left {
-            self.by_ufrag.retain(|_, v| *v != (rid, pid));
+            if let Some(u) = self.ufrag_of.remove(&(rid, pid)) {
+                self.by_ufrag.remove(&u);
+            }
             if let Some(addrs) = self.addrs_of.remove(&(rid, pid)) {
                 for a in addrs {
                     self.by_addr.remove(&a);
