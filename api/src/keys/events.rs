@@ -1,5 +1,5 @@
 //! The bus events of this area: `device_keys_changed` (to everyone who may see the user's
-//! keys) and `to_device` (to the recipient user; clients keep those for their own device).
+//! keys: the user, their servers, friends and DM partners) and `to_device` (to the recipient user; clients keep those for their own device).
 //!
 //! Events go on the bus through [`AppState::publish`], after the change is committed.
 //! Publishing never fails a request: the database is the source of truth (the to-device
@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::state::AppState;
 
 /// Announces that `user`'s devices or device keys changed: to the user, the servers they
-/// are in, and their friends.
+/// are in, their friends and the recipients of their DMs.
 pub async fn device_keys_changed(state: &AppState, user: Id) {
     let servers: Vec<i64> = sqlx::query_scalar("SELECT server_id FROM members WHERE user_id = $1")
         .bind(user.0)
@@ -23,7 +23,10 @@ pub async fn device_keys_changed(state: &AppState, user: Id) {
             Vec::new()
         });
     let friends: Vec<i64> = sqlx::query_scalar(
-        "SELECT other_id FROM relationships WHERE user_id = $1 AND kind = 'friend'",
+        "SELECT other_id FROM relationships WHERE user_id = $1 AND kind = 'friend'
+         UNION
+         SELECT b.user_id FROM dm_recipients a JOIN dm_recipients b ON a.channel_id = b.channel_id
+          WHERE a.user_id = $1 AND b.user_id <> $1",
     )
     .bind(user.0)
     .fetch_all(&state.db)

@@ -1,8 +1,6 @@
 //! Whose device keys a user may see (and send to-device messages to): themselves, the members
-//! of any server they belong to, and their friends.
-//!
-//! TODO(lead): add the recipients of a DM or group DM the caller is in once the messaging
-//! tables exist (a DM with a non-friend outside any shared server must still work).
+//! of any server they belong to, their friends, and the recipients of any DM or group DM they
+//! are in.
 
 use copains_wire::Id;
 use sqlx::PgPool;
@@ -15,7 +13,9 @@ fn condition(u: &str) -> String {
           OR EXISTS (SELECT 1 FROM members a JOIN members b ON a.server_id = b.server_id
                       WHERE a.user_id = $1 AND b.user_id = {u})
           OR EXISTS (SELECT 1 FROM relationships r
-                      WHERE r.user_id = $1 AND r.other_id = {u} AND r.kind = 'friend'))"
+                      WHERE r.user_id = $1 AND r.other_id = {u} AND r.kind = 'friend')
+          OR EXISTS (SELECT 1 FROM dm_recipients a JOIN dm_recipients b ON a.channel_id = b.channel_id
+                      WHERE a.user_id = $1 AND b.user_id = {u}))"
     )
 }
 

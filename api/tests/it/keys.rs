@@ -138,6 +138,23 @@ async fn keys_upload_query_claim_then_fallback() {
         "a stranger must not see Bob's keys"
     );
     assert!(claim(&s, &carol, &bob, "BOBPHONE").await.is_none());
+    // Opening a DM with Bob makes his keys visible to Carol (she must encrypt to him).
+    let (st, v) = s
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&carol.token),
+            json!({"recipients": [bob.id]}),
+        )
+        .await;
+    assert!(st.is_success(), "{st} {v}");
+    let (_, v) = s
+        .post(
+            "/api/v1/keys/query",
+            Some(&carol.token),
+            json!({"user_ids": [bob.id]}),
+        )
+        .await;
+    assert!(v["devices"][&bob.id]["BOBPHONE"].is_object(), "{v}");
 
     // Three one-time keys, each once, all validly signed; then the fallback key.
     let mut seen = BTreeSet::new();
