@@ -1117,3 +1117,65 @@ async fn when_a_node_goes_away_its_clients_continue_on_the_other_node() {
         2
     );
 }
+
+#[tokio::test]
+async fn redis_presence_aggregates_across_nodes_and_expires_without_heartbeats() {
+    use copains_signaling::presence::{ConnPresence, unix_ms};
+    use copains_wire::events::PresenceStatus;
+    if !redis_reachable(6379) {
+        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the Redis presence test");
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let p = prefix();
+    let node1 = RedisPresence::connect(url, &p, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let node2 = RedisPresence::connect(url, &p, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let u = Id(7);
+    let now = unix_ms();
+    let entry = |status, exp_in: u64| ConnPresence {
+        status,
+        custom_status: None,
+        set_at_ms: now,
+        expires_at_ms: now + exp_in,
+    };
+    let (before, after) = node1
+        .set(u, 1, entry(PresenceStatus::Idle, 300))
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.status, after.status),
+        (PresenceStatus::Offline, PresenceStatus::Idle)
+    );
+    let (_, after) = node2
+        .set(u, 2, entry(PresenceStatus::Online, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(after.status, PresenceStatus::Online);
+    let (_, after) = node2.remove(u, 2).await.unwrap();
+    assert_eq!(
+        after.status,
+        PresenceStatus::Idle,
+        "online while any connection is"
+    );
+    // Node 1 dies: its entry is not refreshed and disappears by itself.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        node2.get(&[u]).await.unwrap()[0].status,
+        PresenceStatus::Offline
+    );
+    // A heartbeat refresh keeps an entry alive.
+    node1
+        .set(u, 3, entry(PresenceStatus::Dnd, 300))
+        .await
+        .unwrap();
+    node1.refresh(u, 3, unix_ms() + 60_000).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        node2.get(&[u]).await.unwrap()[0].status,
+        PresenceStatus::Dnd
+    );
+}
