@@ -11,7 +11,15 @@
 import { ApiError, errorFromResponse } from './errors';
 import type {
 	AuthResponse,
+	Channel,
+	HistoryQuery,
+	Invite,
+	InvitePreview,
 	LoginInput,
+	Member,
+	Message,
+	NewChannel,
+	Server,
 	ProfilePatch,
 	RefreshResponse,
 	RegisterInput,
@@ -178,6 +186,101 @@ export class ApiClient {
 		return this.request<void>('DELETE', `/users/@me/sessions/${encodeURIComponent(id)}`);
 	}
 
+	/** `GET /users/@me/servers`: the servers I am a member of. */
+	myServers(): Promise<Server[]> {
+		return this.request<Server[]>('GET', '/users/@me/servers');
+	}
+
+	/** `POST /servers`: creates a server (with a first text channel) that I own. */
+	createServer(name: string): Promise<Server> {
+		return this.request<Server>('POST', '/servers', { body: { name } });
+	}
+
+	/** `DELETE /users/@me/servers/{id}`: leaves a server (the owner must delete or transfer it instead). */
+	leaveServer(serverId: string): Promise<void> {
+		return this.request<void>('DELETE', `/users/@me/servers/${seg(serverId)}`);
+	}
+
+	/** `DELETE /servers/{id}` (owner only). */
+	deleteServer(serverId: string): Promise<void> {
+		return this.request<void>('DELETE', `/servers/${seg(serverId)}`);
+	}
+
+	/** `GET /servers/{id}/channels`: the channels I may see. */
+	channels(serverId: string): Promise<Channel[]> {
+		return this.request<Channel[]>('GET', `/servers/${seg(serverId)}/channels`);
+	}
+
+	/** `POST /servers/{id}/channels`. `encrypted` is irreversible. */
+	createChannel(serverId: string, input: NewChannel): Promise<Channel> {
+		return this.request<Channel>('POST', `/servers/${seg(serverId)}/channels`, { body: input });
+	}
+
+	/** `GET /servers/{id}/members`. */
+	members(serverId: string): Promise<Member[]> {
+		return this.request<Member[]>('GET', `/servers/${seg(serverId)}/members`);
+	}
+
+	/** `POST /servers/{id}/invites`: a new invite (unlimited unless limits are given). */
+	createInvite(serverId: string, limits: { max_age_secs?: number; max_uses?: number } = {}): Promise<Invite> {
+		return this.request<Invite>('POST', `/servers/${seg(serverId)}/invites`, { body: limits });
+	}
+
+	/** `GET /invites/{code}`: what the invite opens. */
+	invitePreview(code: string): Promise<InvitePreview> {
+		return this.request<InvitePreview>('GET', `/invites/${seg(code)}`);
+	}
+
+	/** `POST /invites/{code}`: joins the server (200 when already a member). */
+	joinInvite(code: string): Promise<Server> {
+		return this.request<Server>('POST', `/invites/${seg(code)}`, { body: {} });
+	}
+
+	/** `GET /channels/{id}/messages`: a page of history, oldest first. */
+	messages(channelId: string, query: HistoryQuery = {}): Promise<Message[]> {
+		const q = new URLSearchParams();
+		if (query.before) q.set('before', query.before);
+		if (query.after) q.set('after', query.after);
+		if (query.limit) q.set('limit', String(query.limit));
+		const qs = q.toString();
+		return this.request<Message[]>('GET', `/channels/${seg(channelId)}/messages${qs ? `?${qs}` : ''}`);
+	}
+
+	/** `POST /channels/{id}/messages` with a client nonce: a retry with the same nonce returns the same message. */
+	sendMessage(channelId: string, content: string, nonce: string): Promise<Message> {
+		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body: { content, nonce } });
+	}
+
+	/** `PATCH /channels/{id}/messages/{message_id}` (author only). */
+	editMessage(channelId: string, messageId: string, content: string): Promise<Message> {
+		return this.request<Message>('PATCH', `/channels/${seg(channelId)}/messages/${seg(messageId)}`, { body: { content } });
+	}
+
+	/** `DELETE /channels/{id}/messages/{message_id}` (author, or MANAGE_MESSAGES). */
+	deleteMessage(channelId: string, messageId: string): Promise<void> {
+		return this.request<void>('DELETE', `/channels/${seg(channelId)}/messages/${seg(messageId)}`);
+	}
+
+	/**
+	 * A valid access token for the gateway's `identify`/`resume`: the one in memory, or a fresh
+	 * one from the refresh cookie when there is none. Null when the session is gone.
+	 */
+	async gatewayToken(): Promise<string | null> {
+		if (this.#accessToken !== null) return this.#accessToken;
+		return (await this.#refreshOnce()) ? this.#accessToken : null;
+	}
+
+	/** Forces a refresh (the gateway refused the token with 4004); returns the new token or null. */
+	async refreshForGateway(): Promise<string | null> {
+		const before = this.#accessToken;
+		const ok = await this.#refreshOnce();
+		if (!ok) {
+			this.#emitLost();
+			return null;
+		}
+		return this.#accessToken ?? before;
+	}
+
 	#acceptAuth(body: AuthResponse): User {
 		if (!body || typeof body.access_token !== 'string' || !body.user) {
 			throw new ApiError(0, 'bad_response', 'The server sent an unexpected answer.');
@@ -242,6 +345,11 @@ export class ApiClient {
 			throw new ApiError(0, 'network', 'Could not reach the Copains server. Check your connection and try again.');
 		}
 	}
+}
+
+/** One URL path segment, encoded. */
+function seg(value: string): string {
+	return encodeURIComponent(value);
 }
 
 async function parseBody(res: Response): Promise<unknown> {

@@ -49,3 +49,117 @@ export interface LoginInput {
 export interface ProfilePatch {
 	display_name?: string | null;
 }
+
+/** A user as shown inside communities (members, inviters, DM recipients). */
+export interface UserSummary {
+	id: string;
+	username: string;
+	display_name: string | null;
+}
+
+/** A server (community), as `GET /users/@me/servers` and `POST /servers` render it. */
+export interface Server {
+	id: string;
+	name: string;
+	owner_id: string;
+	description?: string | null;
+	icon?: string | null;
+	member_count?: number;
+	created_at?: string;
+}
+
+/** What a channel is. */
+export type ChannelKind = 'text' | 'voice' | 'category';
+
+/** A server channel. `encrypted` is set at creation and can never be turned off. */
+export interface Channel {
+	id: string;
+	server_id: string;
+	kind: ChannelKind;
+	name: string;
+	parent_id: string | null;
+	position: number;
+	topic: string | null;
+	slowmode_secs: number;
+	encrypted: boolean;
+}
+
+/** Input of `POST /servers/{id}/channels`. */
+export interface NewChannel {
+	name: string;
+	kind: ChannelKind;
+	parent_id?: string | null;
+	encrypted?: boolean;
+}
+
+/** A role of a server (`@everyone` has the server's id). `permissions` is a bitfield (a string in the gateway's ready). */
+export interface Role {
+	id: string;
+	server_id?: string;
+	name: string;
+	color: number;
+	position: number;
+	permissions: number | string;
+	hoist: boolean;
+	mentionable: boolean;
+}
+
+/** A member of a server. */
+export interface Member {
+	server_id: string;
+	user: UserSummary;
+	nickname: string | null;
+	roles: string[];
+	joined_at: string;
+	timeout_until?: string | null;
+}
+
+/** An invite as its server's managers see it. */
+export interface Invite {
+	code: string;
+	server_id: string;
+	uses: number;
+	max_uses: number | null;
+	expires_at: string | null;
+}
+
+/** What anyone holding an invite code may see before joining. */
+export interface InvitePreview {
+	code: string;
+	server_id: string;
+	server_name: string;
+	server_description?: string | null;
+	member_count: number;
+	inviter?: UserSummary | null;
+	expires_at?: string | null;
+}
+
+/** One emoji's reactions on a message. */
+export interface ReactionCount {
+	emoji: string;
+	count: number;
+	me: boolean;
+}
+
+/** A message. `content` is null in encrypted places (they carry an opaque `encrypted` envelope). */
+export interface Message {
+	id: string;
+	channel_id: string;
+	server_id?: string | null;
+	author_id: string | null;
+	content: string | null;
+	encrypted?: unknown;
+	nonce?: string | null;
+	reply_to?: string | null;
+	pinned?: boolean;
+	edited_at: string | null;
+	created_at: string;
+	reactions?: ReactionCount[];
+}
+
+/** Query of `GET /channels/{id}/messages` (ids are cursors; `limit` 1–100). */
+export interface HistoryQuery {
+	before?: string;
+	after?: string;
+	limit?: number;
+}

@@ -1,0 +1,219 @@
+// Servers, invites, channels and live chat between two browsers against a real `copains serve`
+// (issue 8, second part). Everything goes through the UI; live updates come through the gateway.
+import { assert, eventually, newUser, register } from './lib.mjs';
+
+const XSS = '<img src=x onerror="window.__xss=1">';
+
+/** Opens a second, independent browser (its own cookies) whose page errors fail the test. */
+async function secondBrowser(browser, baseURL) {
+	const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+	context.setDefaultTimeout(10000);
+	const page = await context.newPage();
+	const errors = [];
+	page.on('pageerror', (e) => errors.push(e));
+	return { context, page, errors };
+}
+
+/** Creates a server through the rail's dialog and waits for its first channel to open. */
+async function createServer(page, name) {
+	await page.getByRole('button', { name: 'Create a server' }).click();
+	await page.getByLabel('Server name').fill(name);
+	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
+	await page.waitForURL(/\/servers\/\d+\/\d+$/);
+	await page.getByTestId('composer').waitFor({ state: 'visible' });
+}
+
+/** Creates an invite through the server menu and returns its link. */
+async function createInvite(page) {
+	await page.getByTestId('server-menu-button').click();
+	await page.getByRole('button', { name: 'Invite people' }).click();
+	const input = page.getByTestId('invite-link');
+	const link = await eventually(async () => {
+		const v = await input.inputValue();
+		return v.includes('/invite/') ? v : null;
+	}, 'an invite link is shown');
+	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
+	return link;
+}
+
+/** Sends a message with Enter in the composer. */
+async function send(page, text) {
+	await page.getByTestId('composer').fill(text);
+	await page.getByTestId('composer').press('Enter');
+}
+
+/** The texts of the messages shown, in order. */
+async function texts(page) {
+	return (await page.getByTestId('message-content').allTextContents()).map((t) => t.trim());
+}
+
+export default [
+	{
+		name: 'two users: create a server, invite, join by link, chat live, edit, delete, XSS shows as text, presence',
+		async run({ page, browser, baseURL, shot }) {
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			await createServer(page, `Copains ${alice.username.slice(4)}`);
+			assert((await page.getByTestId('rail-server').count()) === 1, 'the new server is in the rail');
+			const link = await createInvite(page);
+			assert(link.startsWith(baseURL), `the invite link is on this site: ${link}`);
+
+			const b = await secondBrowser(browser, baseURL);
+			try {
+				await register(b.page, bob);
+				// The invite link works for a signed-in user: preview, then join.
+				await b.page.goto(link);
+				await b.page.getByTestId('invite-server-name').waitFor();
+				await shot('invite-preview', b.page);
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.waitForURL(/\/servers\/\d+\/\d+$/);
+				await b.page.getByTestId('composer').waitFor({ state: 'visible' });
+
+				// Alice sees Bob join in the member list (member_add through the gateway).
+				await eventually(async () => (await page.getByTestId('member').count()) === 2, 'alice sees two members');
+				await eventually(async () => (await b.page.getByTestId('member').count()) === 2, 'bob sees two members');
+
+				// Live chat both ways.
+				await send(page, 'hello bob');
+				await eventually(async () => (await texts(b.page)).includes('hello bob'), 'bob sees alice’s message live');
+				// Typing: bob types, alice sees the indicator (typing_start through the gateway).
+				await b.page.getByTestId('composer').fill('hi al');
+				await eventually(async () => /is typing/.test((await page.getByTestId('typing').textContent()) ?? ''), 'alice sees bob typing');
+				await b.page.getByTestId('composer').fill('');
+				await send(b.page, 'hi alice');
+				await eventually(async () => (await texts(page)).includes('hi alice'), 'alice sees bob’s message live');
+				const author = await page.getByTestId('message').filter({ hasText: 'hi alice' }).getByTestId('message-author').textContent();
+				assert(author?.trim() === bob.username, `bob's message is signed ${author}`);
+
+				// Shift+Enter makes a new line instead of sending.
+				await b.page.getByTestId('composer').fill('line one');
+				await b.page.getByTestId('composer').press('Shift+Enter');
+				await b.page.getByTestId('composer').pressSequentially('line two');
+				await b.page.getByTestId('composer').press('Enter');
+				await eventually(async () => (await texts(page)).includes('line one\nline two'), 'a two-line message arrives');
+
+				// An XSS payload is shown as text on both sides, never as markup.
+				await send(page, XSS);
+				await eventually(async () => (await texts(b.page)).includes(XSS), 'bob sees the payload as text');
+				const imgs = await b.page.getByTestId('message-list').locator('img').count();
+				assert(imgs === 0, 'no <img> element was created from a message');
+				assert(!(await b.page.evaluate(() => window.__xss)) && !(await page.evaluate(() => window.__xss)), 'the onerror handler never ran');
+
+				// Edit propagates.
+				const mine = page.getByTestId('message').filter({ hasText: 'hello bob' });
+				await mine.hover();
+				await mine.getByRole('button', { name: 'Edit message' }).click();
+				const box = page.getByLabel('Edited message text');
+				await box.fill('hello bob (fixed)');
+				await box.press('Enter');
+				await eventually(async () => (await texts(b.page)).some((t) => t.startsWith('hello bob (fixed)')), 'bob sees the edit');
+				assert(/\(edited\)/.test((await b.page.getByTestId('message').filter({ hasText: 'hello bob (fixed)' }).textContent()) ?? ''), 'marked as edited');
+
+				// Presence: bob sets do-not-disturb, alice's member list shows it.
+				await b.page.getByTestId('status-select').selectOption('dnd');
+				await eventually(
+					async () => (await page.locator(`[data-testid=member][data-username="${bob.username}"]`).getAttribute('data-presence')) === 'dnd',
+					'alice sees bob as do not disturb'
+				);
+
+				await shot('alice-chat');
+				await shot('bob-chat', b.page);
+				await page.emulateMedia({ colorScheme: 'dark' });
+				await b.page.emulateMedia({ colorScheme: 'dark' });
+				await shot('alice-chat-dark');
+
+				// Delete propagates.
+				const own = b.page.getByTestId('message').filter({ hasText: 'hi alice' });
+				await own.hover();
+				await own.getByRole('button', { name: 'Delete message' }).click();
+				await eventually(async () => !(await texts(page)).includes('hi alice'), 'alice no longer sees the deleted message');
+				assert(!(await texts(b.page)).includes('hi alice'), 'bob no longer sees it either');
+
+				// Leaving the server removes it from bob's rail and bob from alice's member list.
+				await b.page.getByTestId('server-menu-button').click();
+				await b.page.getByRole('button', { name: 'Leave server' }).click();
+				await b.page.getByTestId('leave-dialog').getByRole('button', { name: 'Leave server' }).click();
+				await b.page.waitForURL((u) => u.pathname === '/');
+				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'the server left bob’s rail');
+				await eventually(async () => (await page.getByTestId('member').count()) === 1, 'bob left alice’s member list');
+				if (b.errors.length) throw new Error(`error in bob's page: ${b.errors[0].stack ?? b.errors[0]}`);
+			} finally {
+				await b.context.close().catch(() => {});
+			}
+		}
+	},
+	{
+		name: 'history loads older pages on scroll; a reload keeps the conversation',
+		async run({ page, context }) {
+			const user = newUser();
+			await register(page, user);
+			await createServer(page, 'History');
+			const channelUrl = page.url();
+			const channelId = channelUrl.split('/').pop();
+			// Seed 120 messages through the API with the page's own session (same cookie, fresh token).
+			await page.evaluate(async (id) => {
+				const r = await fetch('/api/v1/auth/refresh', { method: 'POST', headers: { 'X-Copains-Client': 'web', 'Content-Type': 'application/json' }, body: '{}' });
+				const { access_token } = await r.json();
+				for (let i = 1; i <= 120; i++) {
+					await fetch(`/api/v1/channels/${id}/messages`, {
+						method: 'POST',
+						headers: { Authorization: `Bearer ${access_token}`, 'Content-Type': 'application/json', 'X-Copains-Client': 'web' },
+						body: JSON.stringify({ content: `seed ${i}`, nonce: `seed-${i}` })
+					});
+				}
+			}, channelId);
+			await page.reload();
+			await page.getByTestId('composer').waitFor({ state: 'visible' });
+			await eventually(async () => (await texts(page)).at(-1) === 'seed 120', 'the newest message is shown at the bottom');
+			const first = (await texts(page)).length;
+			assert(first === 50, `the first page holds 50 messages, got ${first}`);
+			// Scroll to the top until everything is loaded.
+			await eventually(
+				async () => {
+					await page.getByTestId('message-list').evaluate((el) => {
+						el.scrollTop = 0;
+						el.dispatchEvent(new Event('scroll'));
+					});
+					return (await texts(page)).length === 120;
+				},
+				'older pages load on scroll'
+			);
+			const all = await texts(page);
+			assert(all[0] === 'seed 1' && all[119] === 'seed 120', 'in order, without gaps or duplicates');
+			assert(new Set(all).size === 120, 'no duplicates');
+			await page.getByText('This is the start of the #general channel.').waitFor();
+			void context;
+		}
+	},
+	{
+		name: 'an encrypted channel shows a lock and says end-to-end encryption is not here yet',
+		async run({ page, shot }) {
+			await register(page, newUser());
+			await createServer(page, 'Secret');
+			await page.getByTestId('server-menu-button').click();
+			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByLabel('Channel name').fill('vault');
+			await page.getByLabel('End-to-end encrypted').check();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('e2ee-notice').waitFor();
+			const notice = await page.getByTestId('e2ee-notice').textContent();
+			assert(/End-to-end encryption arrives with the crypto integration/.test(notice ?? ''), 'the notice says so');
+			assert((await page.getByTestId('composer').count()) === 0, 'no composer pretends to send');
+			assert((await page.getByTestId('channel-link').filter({ hasText: 'vault' }).getByLabel('encrypted').count()) === 1, 'the sidebar shows a lock');
+			// A voice channel and a category appear too.
+			await page.getByTestId('server-menu-button').click();
+			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByLabel('Category').check();
+			await page.getByLabel('Category name').fill('Lounge');
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('channel-list').getByText('Lounge').waitFor();
+			await page.getByRole('button', { name: 'Create channel in Lounge' }).click();
+			await page.getByLabel('Voice').check();
+			await page.getByLabel('Channel name').fill('Hangout');
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
+			await shot('encrypted-channel');
+		}
+	}
+];

@@ -1,0 +1,179 @@
+/** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
+import { api, errorMessage, isApiError, type Message, type Role, type Server } from '$lib/api';
+import { gatewaySend } from '$lib/gateway';
+import { chat, compareIds, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
+
+/** Messages per history page. */
+export const PAGE = 50;
+
+function historyOf(channelId: string): ChannelHistory {
+	return (chat.history[channelId] ??= { items: [], hasMore: true, loading: false, error: null, loaded: false });
+}
+
+/** Explains a failed messaging call; a missing route (404/405 on the whole API) says messaging is unavailable. */
+function messagingError(e: unknown): string {
+	if (isApiError(e) && (e.status === 405 || (e.status === 404 && e.code === 'http_404'))) {
+		return 'Messages are not available on this server yet.';
+	}
+	return errorMessage(e);
+}
+
+/** Loads the newest page of a channel once (again after a reconnect with a fresh `ready`). */
+export async function loadLatest(channelId: string): Promise<void> {
+	const h = historyOf(channelId);
+	if (h.loaded || h.loading) return;
+	h.loading = true;
+	h.error = null;
+	try {
+		const page = await api.messages(channelId, { limit: PAGE });
+		const live = h.items; // events that arrived while loading are not in `page` only if newer
+		const cur = historyOf(channelId);
+		cur.items = page;
+		cur.loaded = true;
+		cur.hasMore = page.length >= PAGE;
+		for (const m of live) if (!m.pending && m.failed === undefined) upsertMessage(chat, m);
+		for (const m of live) if (m.pending || m.failed !== undefined) cur.items.push(m);
+	} catch (e) {
+		historyOf(channelId).error = messagingError(e);
+	} finally {
+		historyOf(channelId).loading = false;
+	}
+}
+
+/** Loads the page before the oldest loaded message; returns how many were added. */
+export async function loadOlder(channelId: string): Promise<number> {
+	const h = historyOf(channelId);
+	if (!h.loaded || h.loading || !h.hasMore) return 0;
+	const oldest = h.items.find((m) => !m.pending && m.failed === undefined);
+	if (!oldest) {
+		h.hasMore = false;
+		return 0;
+	}
+	h.loading = true;
+	try {
+		const page = await api.messages(channelId, { before: oldest.id, limit: PAGE });
+		const cur = historyOf(channelId);
+		const known = new Set(cur.items.map((m) => m.id));
+		const older = page.filter((m) => !known.has(m.id)).sort((a, b) => compareIds(a.id, b.id));
+		cur.items = [...older, ...cur.items];
+		cur.hasMore = page.length >= PAGE;
+		return older.length;
+	} catch (e) {
+		historyOf(channelId).error = messagingError(e);
+		return 0;
+	} finally {
+		historyOf(channelId).loading = false;
+	}
+}
+
+/** A client nonce (1–64 printable ASCII) for safe retries. */
+export function newNonce(): string {
+	const bytes = new Uint8Array(12);
+	crypto.getRandomValues(bytes);
+	return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Sends a message optimistically: shown at once as pending, confirmed (or marked failed) by the server. */
+export async function sendMessage(channelId: string, content: string, nonce: string = newNonce()): Promise<void> {
+	const h = historyOf(channelId);
+	const existing = h.items.find((m) => m.nonce === nonce && (m.pending || m.failed !== undefined));
+	const pending: ChatMessage = existing ?? {
+		id: `pending-${nonce}`,
+		channel_id: channelId,
+		author_id: chat.meId,
+		content,
+		nonce,
+		edited_at: null,
+		created_at: new Date().toISOString(),
+		pending: true
+	};
+	pending.pending = true;
+	delete pending.failed;
+	if (!existing) h.items.push(pending);
+	try {
+		const m: Message = await api.sendMessage(channelId, content, nonce);
+		upsertMessage(chat, m);
+		// If the history was not loaded yet, the pending copy is still there: replace it.
+		const cur = historyOf(channelId);
+		const i = cur.items.findIndex((x) => x.pending && x.nonce === nonce);
+		if (i >= 0) {
+			if (cur.items.some((y) => y.id === m.id)) cur.items.splice(i, 1);
+			else cur.items[i] = { ...m };
+		}
+	} catch (e) {
+		const cur = historyOf(channelId);
+		const i = cur.items.findIndex((x) => x.nonce === nonce && x.pending);
+		if (i >= 0) cur.items[i] = { ...cur.items[i], pending: false, failed: messagingError(e) };
+	}
+}
+
+/** Retries a failed send with the same nonce (the server deduplicates). */
+export function retrySend(m: ChatMessage): Promise<void> {
+	return sendMessage(m.channel_id, m.content ?? '', m.nonce ?? newNonce());
+}
+
+/** Drops a failed message from the pane. */
+export function discardFailed(m: ChatMessage): void {
+	const h = chat.history[m.channel_id];
+	if (h) h.items = h.items.filter((x) => x !== m && x.id !== m.id);
+}
+
+/** Edits my message; the model is updated from the answer (and the gateway's message_update). */
+export async function editMessage(m: ChatMessage, content: string): Promise<void> {
+	const updated = await api.editMessage(m.channel_id, m.id, content);
+	upsertMessage(chat, updated);
+}
+
+/** Deletes a message. */
+export async function deleteMessage(m: ChatMessage): Promise<void> {
+	await api.deleteMessage(m.channel_id, m.id);
+	const h = chat.history[m.channel_id];
+	if (h) h.items = h.items.filter((x) => x.id !== m.id);
+}
+
+/** Loads a server's members once (kept fresh by member events). */
+export async function loadMembers(serverId: string): Promise<string | null> {
+	if (chat.members[serverId]) return null;
+	try {
+		const list = await api.members(serverId);
+		for (const m of list) chat.users[m.user.id] = m.user;
+		chat.members[serverId] = list;
+		return null;
+	} catch (e) {
+		return errorMessage(e);
+	}
+}
+
+const lastTyping = new Map<string, number>();
+
+/** Tells the channel I am typing (at most once per 5 s, as the gateway allows). */
+export function notifyTyping(channelId: string, now: number = Date.now()): void {
+	const last = lastTyping.get(channelId) ?? 0;
+	if (now - last < 5000) return;
+	if (gatewaySend('typing_start', { channel_id: channelId })) lastTyping.set(channelId, now);
+}
+
+/** Sets my presence status (sent to the gateway for this connection). */
+export function setMyStatus(status: 'online' | 'idle' | 'dnd' | 'invisible'): void {
+	chat.myStatus = status;
+	if (chat.meId) chat.presences[chat.meId] = status === 'invisible' ? 'offline' : status;
+	gatewaySend('presence_update', { status });
+}
+
+/**
+ * Puts a server I just created or joined into the model with its channels and roles, without
+ * waiting for the gateway's `server_create` (which then only refreshes it).
+ */
+export async function addServer(server: Server): Promise<void> {
+	const [channels, roles] = await Promise.all([
+		api.channels(server.id),
+		api.request<Role[]>('GET', `/servers/${encodeURIComponent(server.id)}/roles`).catch(() => [] as Role[])
+	]);
+	const existing = chat.servers.find((s) => s.id === server.id);
+	if (existing) {
+		if (!existing.channels.length) existing.channels = channels;
+		if (!existing.roles.length) existing.roles = roles;
+		return;
+	}
+	chat.servers.push({ ...server, channels, roles });
+}

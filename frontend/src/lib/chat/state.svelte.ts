@@ -1,0 +1,339 @@
+/**
+ * The client-side model of servers, channels, members, messages, presence and typing, filled
+ * from the gateway's `ready`, its dispatched events and REST pages. `applyReady` and
+ * `applyDispatch` are plain functions of this state (unit-tested without a socket).
+ */
+import type { Channel, Member, Message, Role, Server, UserSummary } from '$lib/api';
+
+/** A server with what the sidebar needs. */
+export interface ServerState extends Server {
+	channels: Channel[];
+	roles: Role[];
+}
+
+/** A message in the pane: a server message, or my optimistic copy until the server answers. */
+export interface ChatMessage extends Message {
+	/** Sent, not yet confirmed by the server. */
+	pending?: boolean;
+	/** The send failed: why (shown with a retry). */
+	failed?: string;
+}
+
+/** The loaded history of one channel. */
+export interface ChannelHistory {
+	items: ChatMessage[];
+	/** Older pages may exist. */
+	hasMore: boolean;
+	loading: boolean;
+	error: string | null;
+	/** Loaded once (live events are only appended to loaded channels). */
+	loaded: boolean;
+}
+
+/** Presence as others see it. */
+export type Presence = 'online' | 'idle' | 'dnd' | 'offline';
+
+/** The whole chat model. */
+export interface ChatState {
+	ready: boolean;
+	meId: string | null;
+	servers: ServerState[];
+	members: Record<string, Member[] | undefined>;
+	history: Record<string, ChannelHistory | undefined>;
+	presences: Record<string, Presence | undefined>;
+	/** channel id → user id → expiry (Unix ms). */
+	typing: Record<string, Record<string, number> | undefined>;
+	/** Users seen anywhere (members, inviters), for names. */
+	users: Record<string, UserSummary | undefined>;
+	/** My own chosen status (what the user panel shows). */
+	myStatus: 'online' | 'idle' | 'dnd' | 'invisible';
+}
+
+/** A fresh, empty model. */
+export function emptyChat(): ChatState {
+	return { ready: false, meId: null, servers: [], members: {}, history: {}, presences: {}, typing: {}, users: {}, myStatus: 'online' };
+}
+
+/** The app's reactive chat model. */
+export const chat: ChatState = $state(emptyChat());
+
+/** Clears everything (logout). */
+export function resetChat(s: ChatState = chat): void {
+	Object.assign(s, emptyChat());
+}
+
+/** Orders ids (decimal snowflake strings) numerically. */
+export function compareIds(a: string, b: string): number {
+	if (a.length !== b.length) return a.length - b.length;
+	return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function obj(v: unknown): Record<string, unknown> | null {
+	return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+function str(v: unknown): string | null {
+	return typeof v === 'string' ? v : null;
+}
+
+function toChannel(v: unknown, serverId?: string): Channel | null {
+	const c = obj(v);
+	if (!c || !str(c.id) || !str(c.name)) return null;
+	const kind = c.kind === 'voice' || c.kind === 'category' ? c.kind : 'text';
+	return {
+		id: c.id as string,
+		server_id: str(c.server_id) ?? serverId ?? '',
+		kind,
+		name: c.name as string,
+		parent_id: str(c.parent_id),
+		position: typeof c.position === 'number' ? c.position : 0,
+		topic: str(c.topic),
+		slowmode_secs: typeof c.slowmode_secs === 'number' ? c.slowmode_secs : 0,
+		encrypted: c.encrypted === true
+	};
+}
+
+function toServer(v: unknown): ServerState | null {
+	const s = obj(v);
+	if (!s || !str(s.id) || !str(s.name)) return null;
+	const id = s.id as string;
+	const channels = Array.isArray(s.channels) ? s.channels.map((c) => toChannel(c, id)).filter((c): c is Channel => c !== null) : [];
+	const roles = Array.isArray(s.roles) ? (s.roles.filter((r) => obj(r) && str(obj(r)?.id)) as Role[]) : [];
+	return {
+		id,
+		name: s.name as string,
+		owner_id: str(s.owner_id) ?? '',
+		description: str(s.description),
+		member_count: typeof s.member_count === 'number' ? s.member_count : undefined,
+		channels,
+		roles
+	};
+}
+
+function toMessage(v: unknown): Message | null {
+	const m = obj(v);
+	if (!m || !str(m.id) || !str(m.channel_id)) return null;
+	return m as unknown as Message;
+}
+
+/** Replaces the model with a `ready` payload (the first connection, or after `invalid_session`). */
+export function applyReady(s: ChatState, d: Record<string, unknown>): void {
+	const user = obj(d.user);
+	s.meId = str(user?.id) ?? s.meId;
+	if (user && str(user.id) && str(user.username)) {
+		s.users[user.id as string] = { id: user.id as string, username: user.username as string, display_name: str(user.display_name) };
+	}
+	s.servers = Array.isArray(d.servers) ? d.servers.map(toServer).filter((x): x is ServerState => x !== null) : [];
+	// Members and histories are refetched on demand: events may have been missed.
+	s.members = {};
+	s.history = {};
+	s.typing = {};
+	if (Array.isArray(d.presences)) {
+		for (const p of d.presences) {
+			const o = obj(p);
+			if (o && str(o.user_id)) s.presences[o.user_id as string] = presenceOf(o.status);
+		}
+	}
+	if (s.meId) s.presences[s.meId] = s.myStatus === 'invisible' ? 'offline' : s.myStatus;
+	s.ready = true;
+}
+
+function presenceOf(v: unknown): Presence {
+	return v === 'online' || v === 'idle' || v === 'dnd' ? v : 'offline';
+}
+
+function serverById(s: ChatState, id: string | null): ServerState | undefined {
+	return id === null ? undefined : s.servers.find((x) => x.id === id);
+}
+
+/** Inserts or replaces a message in a loaded history, matching my pending copy by nonce. */
+export function upsertMessage(s: ChatState, m: Message): void {
+	const h = s.history[m.channel_id];
+	// Live messages are kept for loaded histories, and for one being loaded (merged with its first page).
+	if (!h || (!h.loaded && !h.loading)) return;
+	const byId = h.items.findIndex((x) => x.id === m.id);
+	if (byId >= 0) {
+		h.items[byId] = { ...m };
+		return;
+	}
+	if (m.nonce) {
+		const byNonce = h.items.findIndex((x) => x.pending !== undefined && x.nonce === m.nonce && x.author_id === m.author_id);
+		if (byNonce >= 0) {
+			h.items.splice(byNonce, 1);
+		}
+	}
+	// Keep server messages sorted by id, pending ones after them.
+	let i = h.items.length;
+	while (i > 0 && (h.items[i - 1].pending || h.items[i - 1].failed !== undefined || compareIds(h.items[i - 1].id, m.id) > 0)) i--;
+	h.items.splice(i, 0, { ...m });
+}
+
+/** Applies one dispatched gateway event. Unknown events are ignored. */
+export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number = Date.now()): void {
+	const d = obj(raw);
+	if (!d) return;
+	switch (t) {
+		case 'server_create':
+		case 'server_update': {
+			const srv = obj(d.server);
+			const parsed = toServer(srv);
+			if (!parsed) return;
+			const existing = serverById(s, parsed.id);
+			if (existing) {
+				existing.name = parsed.name;
+				existing.owner_id = parsed.owner_id || existing.owner_id;
+				existing.description = parsed.description;
+				if (Array.isArray(srv?.channels)) existing.channels = parsed.channels;
+				if (Array.isArray(srv?.roles)) existing.roles = parsed.roles;
+			} else {
+				s.servers.push(parsed);
+			}
+			return;
+		}
+		case 'server_delete': {
+			const id = str(d.server_id);
+			s.servers = s.servers.filter((x) => x.id !== id);
+			if (id) delete s.members[id];
+			return;
+		}
+		case 'channel_create':
+		case 'channel_update': {
+			const c = toChannel(d.channel);
+			if (!c) return;
+			const srv = serverById(s, c.server_id);
+			if (!srv) return;
+			const i = srv.channels.findIndex((x) => x.id === c.id);
+			if (i >= 0) srv.channels[i] = c;
+			else srv.channels.push(c);
+			return;
+		}
+		case 'channel_delete': {
+			const id = str(d.channel_id);
+			for (const srv of s.servers) srv.channels = srv.channels.filter((c) => c.id !== id);
+			if (id) delete s.history[id];
+			return;
+		}
+		case 'role_create':
+		case 'role_update': {
+			const srv = serverById(s, str(d.server_id));
+			const role = obj(d.role);
+			if (!srv || !role || !str(role.id)) return;
+			const i = srv.roles.findIndex((r) => r.id === role.id);
+			if (i >= 0) srv.roles[i] = role as unknown as Role;
+			else srv.roles.push(role as unknown as Role);
+			return;
+		}
+		case 'role_delete': {
+			const srv = serverById(s, str(d.server_id));
+			if (srv) srv.roles = srv.roles.filter((r) => r.id !== d.role_id);
+			return;
+		}
+		case 'member_add':
+		case 'member_update': {
+			const sid = str(d.server_id);
+			const m = obj(d.member) as unknown as Member | null;
+			if (!sid || !m || !obj(m.user) || !str(m.user.id)) return;
+			s.users[m.user.id] = m.user;
+			const list = s.members[sid];
+			if (!list) return; // Not loaded: fetched when opened.
+			const i = list.findIndex((x) => x.user.id === m.user.id);
+			if (i >= 0) list[i] = m;
+			else list.push(m);
+			return;
+		}
+		case 'member_remove': {
+			const sid = str(d.server_id);
+			const list = sid ? s.members[sid] : undefined;
+			if (list && sid) s.members[sid] = list.filter((x) => x.user.id !== d.user_id);
+			return;
+		}
+		case 'message_create':
+		case 'message_update': {
+			const m = toMessage(d.message);
+			if (!m) return;
+			if (t === 'message_create' && m.author_id) {
+				const typing = s.typing[m.channel_id];
+				if (typing) delete typing[m.author_id];
+			}
+			if (t === 'message_update') {
+				const h = s.history[m.channel_id];
+				if (!h || !h.items.some((x) => x.id === m.id)) return; // Not shown: nothing to update.
+			}
+			upsertMessage(s, m);
+			return;
+		}
+		case 'message_delete': {
+			const h = s.history[str(d.channel_id) ?? ''];
+			if (h) h.items = h.items.filter((x) => x.id !== d.message_id);
+			return;
+		}
+		case 'reaction_add':
+		case 'reaction_remove': {
+			const h = s.history[str(d.channel_id) ?? ''];
+			const m = h?.items.find((x) => x.id === d.message_id);
+			const emoji = str(d.emoji);
+			if (!m || !emoji) return;
+			const mine = d.user_id === s.meId;
+			const list = m.reactions ?? (m.reactions = []);
+			const r = list.find((x) => x.emoji === emoji);
+			if (t === 'reaction_add') {
+				if (r) {
+					r.count += 1;
+					if (mine) r.me = true;
+				} else list.push({ emoji, count: 1, me: mine });
+			} else if (r) {
+				r.count -= 1;
+				if (mine) r.me = false;
+				if (r.count <= 0) m.reactions = list.filter((x) => x !== r);
+			}
+			return;
+		}
+		case 'typing_start': {
+			const cid = str(d.channel_id);
+			const uid = str(d.user_id);
+			if (!cid || !uid || uid === s.meId) return;
+			const expires = typeof d.expires_at_ms === 'number' ? d.expires_at_ms : now + 10000;
+			if (expires <= now) return;
+			(s.typing[cid] ??= {})[uid] = expires;
+			return;
+		}
+		case 'presence_update': {
+			const uid = str(d.user_id);
+			if (uid) s.presences[uid] = presenceOf(d.status);
+			return;
+		}
+	}
+}
+
+/** Who is typing in a channel at `now` (user ids), expired entries excluded. */
+export function typingIn(s: ChatState, channelId: string, now: number = Date.now()): string[] {
+	const t = s.typing[channelId];
+	if (!t) return [];
+	return Object.entries(t)
+		.filter(([uid, exp]) => exp > now && uid !== s.meId)
+		.map(([uid]) => uid);
+}
+
+/** Channels grouped for the sidebar: uncategorized first, then each category with its children, by position. */
+export function groupChannels(channels: Channel[]): { category: Channel | null; channels: Channel[] }[] {
+	const byPos = (a: Channel, b: Channel) => a.position - b.position || compareIds(a.id, b.id);
+	const cats = channels.filter((c) => c.kind === 'category').sort(byPos);
+	const catIds = new Set(cats.map((c) => c.id));
+	const loose = channels.filter((c) => c.kind !== 'category' && (!c.parent_id || !catIds.has(c.parent_id))).sort(byPos);
+	const groups: { category: Channel | null; channels: Channel[] }[] = [];
+	if (loose.length) groups.push({ category: null, channels: loose });
+	for (const cat of cats) {
+		groups.push({ category: cat, channels: channels.filter((c) => c.kind !== 'category' && c.parent_id === cat.id).sort(byPos) });
+	}
+	return groups;
+}
+
+/** The name to show for a user id in a server: nickname, display name, username, or a placeholder. */
+export function nameOf(s: ChatState, userId: string | null, serverId?: string): string {
+	if (!userId) return 'Deleted user';
+	const member = serverId ? s.members[serverId]?.find((m) => m.user.id === userId) : undefined;
+	if (member?.nickname) return member.nickname;
+	const u = member?.user ?? s.users[userId];
+	if (!u) return 'Unknown user';
+	return u.display_name?.trim() || u.username;
+}
