@@ -70,6 +70,9 @@ step cargo-test cargo test --workspace --locked
 config_doc() { diff -u docs/configuration.md <(cargo run -q --locked --bin copains -- config-reference); }
 step docs-config config_doc
 
+# ---------------------------------------------------------------- crypto in the browser (wasm)
+step crypto-wasm-browser crypto/scripts/test-browser.sh
+
 # ---------------------------------------------------------------- web app
 web_unit() { build_frontend && (cd frontend && npm test --silent && npm run check --silent && npm run budget --silent); }
 step web-unit web_unit
