@@ -91,6 +91,32 @@ pub struct BackupSession {
     pub data: String,
 }
 
+/// An encrypted message body as the messaging routes carry it (opaque to the server).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Envelope {
+    /// `copains.megolm.v1` for Megolm channel messages.
+    pub algorithm: String,
+    /// The sending device.
+    pub sender_device_id: String,
+    /// The Megolm session id.
+    pub session_id: String,
+    /// Standard base64 (padded) of the Megolm message.
+    pub ciphertext: String,
+}
+
+/// A message of a place's history, as far as this client reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelMessage {
+    /// Message id.
+    pub id: String,
+    /// Author (`None` once their account is deleted).
+    pub author_id: Option<String>,
+    /// The encrypted envelope (encrypted places).
+    pub encrypted: Option<Envelope>,
+    /// Plaintext (plaintext places).
+    pub content: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct AuthAnswer {
     user: UserRef,
@@ -445,18 +471,54 @@ impl ApiClient {
         }
     }
 
-    /// `POST /channels/{id}/messages` with an encrypted body. The messaging routes are not
-    /// built yet: the body shape (`{"encrypted": <group message>}`) is provisional.
-    pub async fn post_channel_message(
+    /// `POST /users/@me/channels`: opens (or finds) the DM with `recipients` (one user) or
+    /// creates a group DM (two to nine); returns the DM place's id.
+    pub async fn open_dm(&self, recipients: &[String]) -> ClientResult<String> {
+        #[derive(Deserialize)]
+        struct A {
+            id: String,
+        }
+        let a: A = self
+            .request(
+                Method::POST,
+                "/users/@me/channels",
+                None,
+                Some(&json!({ "recipients": recipients })),
+            )
+            .await?;
+        Ok(a.id)
+    }
+
+    /// `POST /channels/{id}/messages` with an encrypted envelope (DMs, group DMs and
+    /// encrypted channels); `nonce` makes a retry idempotent. Returns the message id.
+    pub async fn post_encrypted_message(
         &self,
         channel_id: &str,
-        body: &Value,
-    ) -> ClientResult<Value> {
+        envelope: &Envelope,
+        nonce: &str,
+    ) -> ClientResult<String> {
+        #[derive(Deserialize)]
+        struct A {
+            id: String,
+        }
+        let a: A = self
+            .request(
+                Method::POST,
+                &format!("/channels/{channel_id}/messages"),
+                None,
+                Some(&json!({ "encrypted": envelope, "nonce": nonce })),
+            )
+            .await?;
+        Ok(a.id)
+    }
+
+    /// `GET /channels/{id}/messages?limit=100`: the newest 100 messages, oldest first.
+    pub async fn channel_messages(&self, channel_id: &str) -> ClientResult<Vec<ChannelMessage>> {
         self.request(
-            Method::POST,
-            &format!("/channels/{channel_id}/messages"),
+            Method::GET,
+            &format!("/channels/{channel_id}/messages?limit=100"),
             None,
-            Some(&json!({ "encrypted": body })),
+            None,
         )
         .await
     }

@@ -29,9 +29,11 @@ use copains_crypto::olm::{OlmEnvelope, OlmSession, OlmSessions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{ApiClient, BackupSession, UploadResult};
+use crate::api::{ApiClient, BackupSession, ChannelMessage, Envelope, UploadResult};
 use crate::error::{ClientError, ClientResult};
 
+/// `algorithm` of a Megolm channel message envelope.
+pub const MEGOLM_ALGORITHM: &str = "copains.megolm.v1";
 /// To-device type of an Olm envelope.
 pub const OLM_TYPE: &str = "copains.olm";
 /// To-device type of a Megolm-encrypted channel message carried over the to-device queue
@@ -132,7 +134,7 @@ struct MegolmCarrier {
 pub enum GroupTransport<'a> {
     /// To every device of these users (and my other devices) over the to-device queue.
     ToDevice(&'a [String]),
-    /// `POST /channels/{id}/messages` (once the messaging routes exist).
+    /// `POST /channels/{id}/messages` (the place must be encrypted).
     ChannelMessages,
 }
 
@@ -501,8 +503,7 @@ impl E2eeClient {
         let message = self.encrypt_group(channel_id, plaintext)?;
         match transport {
             GroupTransport::ChannelMessages => {
-                let body = serde_json::to_value(&message).map_err(|e| protocol(e.to_string()))?;
-                self.api.post_channel_message(channel_id, &body).await?;
+                self.post_group_message(channel_id, &message).await?;
                 Ok(1)
             }
             GroupTransport::ToDevice(users) => {
@@ -510,6 +511,53 @@ impl E2eeClient {
                     .await
             }
         }
+    }
+
+    /// Posts an already-encrypted channel message to `POST /channels/{id}/messages` (the
+    /// place must be encrypted: a DM, group DM or encrypted channel). Returns its id.
+    pub async fn post_group_message(
+        &self,
+        channel_id: &str,
+        message: &GroupMessage,
+    ) -> ClientResult<String> {
+        // vodozemac writes unpadded base64; the messaging routes want it padded.
+        let mut ciphertext = message.ciphertext.clone();
+        while ciphertext.len() % 4 != 0 {
+            ciphertext.push('=');
+        }
+        let envelope = Envelope {
+            algorithm: MEGOLM_ALGORITHM.to_owned(),
+            sender_device_id: self.device_id().to_owned(),
+            session_id: message.session_id.clone(),
+            ciphertext,
+        };
+        self.api
+            .post_encrypted_message(channel_id, &envelope, &txn_id())
+            .await
+    }
+
+    /// Decrypts a message of a place's history (Megolm envelope), checking that its session
+    /// was shared by the author's named device.
+    pub fn decrypt_channel_message(&mut self, message: &ChannelMessage) -> ClientResult<Decrypted> {
+        let envelope = message
+            .encrypted
+            .as_ref()
+            .ok_or_else(|| protocol("not an encrypted message"))?;
+        if envelope.algorithm != MEGOLM_ALGORITHM {
+            return Err(protocol(format!(
+                "unsupported algorithm {:?}",
+                envelope.algorithm
+            )));
+        }
+        let author = message
+            .author_id
+            .as_deref()
+            .ok_or_else(|| protocol("a message without an author"))?;
+        let group = GroupMessage {
+            session_id: envelope.session_id.clone(),
+            ciphertext: envelope.ciphertext.trim_end_matches('=').to_owned(),
+        };
+        self.decrypt_group(author, &envelope.sender_device_id, &group)
     }
 
     /// Sends an already-encrypted channel message over the to-device queue to every device

@@ -341,3 +341,81 @@ async fn megolm_keys_survive_a_new_device_through_the_encrypted_backup() {
     assert!(!dump.contains(&exported[0].exported_key));
     assert!(!dump.contains("history worth keeping"));
 }
+
+#[tokio::test]
+async fn dm_place_history_is_megolm_ciphertext_every_device_decrypts() {
+    let s = TestServer::start().await;
+    let alice_api = s.register("alice").await;
+    let bob_api = s.register("bob").await;
+    let bob_id = bob_api.user_id().to_owned();
+    let alice_id = alice_api.user_id().to_owned();
+    // A DM is enough for the two to see each other's keys (no friendship needed).
+    let dm = alice_api
+        .open_dm(std::slice::from_ref(&bob_id))
+        .await
+        .unwrap();
+    let mut devices = vec![
+        E2eeClient::create_device(alice_api, "A1", 10)
+            .await
+            .unwrap(),
+        E2eeClient::create_device(s.login("alice").await, "A2", 10)
+            .await
+            .unwrap(),
+        E2eeClient::create_device(bob_api, "B1", 10).await.unwrap(),
+        E2eeClient::create_device(s.login("bob").await, "B2", 10)
+            .await
+            .unwrap(),
+    ];
+    // Every device shares its own Megolm session of the DM with the other user's devices
+    // and its owner's other device (3 devices each).
+    for d in &mut devices {
+        d.create_group_session(&dm).unwrap();
+        let other = if d.user_id() == alice_id {
+            &bob_id
+        } else {
+            &alice_id
+        };
+        assert_eq!(
+            d.share_group_session(&dm, std::slice::from_ref(other))
+                .await
+                .unwrap(),
+            3
+        );
+    }
+    for d in &mut devices {
+        let got = d.sync().await.unwrap();
+        assert_eq!(got.len(), 3, "{}: {got:?}", d.device_id());
+        assert!(got.iter().all(|i| matches!(i, Incoming::RoomKey { .. })));
+    }
+    let mut sent = Vec::new();
+    for d in &mut devices {
+        let text = format!(
+            "dm-plaintext from {} about the surprise party",
+            d.device_id()
+        );
+        d.send_group(&dm, text.as_bytes(), GroupTransport::ChannelMessages)
+            .await
+            .unwrap();
+        sent.push(text);
+    }
+    for d in &mut devices {
+        let history = d.api().channel_messages(&dm).await.unwrap();
+        assert_eq!(history.len(), 4);
+        let mut read = Vec::new();
+        for m in &history {
+            assert!(m.content.is_none(), "a DM message carried plaintext");
+            let p = d.decrypt_channel_message(m).unwrap();
+            read.push(String::from_utf8(p.plaintext).unwrap());
+        }
+        assert_eq!(read, sent, "device {}", d.device_id());
+    }
+    let dump = s.dump().await;
+    assert!(
+        dump.contains("copains.megolm.v1"),
+        "the messages are in the dump"
+    );
+    for t in &sent {
+        assert!(!dump.contains(t.as_str()));
+    }
+    assert!(!dump.contains("surprise party"));
+}
