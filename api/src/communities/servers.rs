@@ -109,7 +109,7 @@ pub async fn create(
     let id = state.ids.next();
     let mut tx = state.db.begin().await?;
     // Serialise this user's joins and creations so the quota holds under concurrency.
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(owner.0)
         .execute(&mut *tx)
         .await?;

@@ -160,9 +160,9 @@ struct Cast {
     stranger: TestUser,
 }
 
-/// A server with a text channel, a `low` role (position 1) under a `mod` role (position 2)
-/// held by the moderator, a plain member, a target member, an overwrite for `low` on the
-/// channel, a live invite, and the stranger banned.
+/// A server with a text channel, a `low` role (position 1, held by the plain member) under a
+/// `mod` role (position 2, held by the moderator), a target member with no role, an overwrite
+/// for `low` on the channel, a live invite, and the stranger banned.
 struct Fixture {
     server: String,
     channel: String,
@@ -180,6 +180,8 @@ async fn fixture(ts: &TestServer, c: &Cast) -> Fixture {
         assert_eq!(join(ts, u, &code).await, StatusCode::CREATED);
     }
     set_roles(ts, &c.owner, &server, &c.moderator, &[&mod_role]).await;
+    // The plain member holds `low`, so they outrank the target: only permissions stop them.
+    set_roles(ts, &c.owner, &server, &c.member, &[&low]).await;
     let (s, v) = ts
         .post(
             &format!("/api/v1/servers/{server}/channels"),
@@ -410,7 +412,13 @@ async fn communities_authorization_matrix() {
                 ));
             }
             if st.as_u16() == 403 {
-                assert!(v["code"].is_string(), "JSON error body: {v}");
+                // Never the hierarchy: every 403 here is about the permission itself.
+                let code = v["code"].as_str().unwrap_or_default();
+                assert!(
+                    code == "missing_permission" || code == "not_owner",
+                    "{method} {path} as {}: {v}",
+                    actor.username
+                );
             }
             // Clean up so nobody reaches the 100-server cap.
             let (ds, _) = ts
@@ -1075,6 +1083,20 @@ async fn communities_timeout_strips_send_react_speak_connect() {
         owner_sets(&moder, json!({"timeout_until": null})).await.0,
         StatusCode::OK
     );
+    // And the messages route (messaging uses the same resolution) refuses the send.
+    let send_path = format!("/api/v1/channels/{general}/messages");
+    let (s, v) = ts
+        .post(
+            &send_path,
+            Some(&user.token),
+            json!({"content": "let me talk"}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "a timed-out member cannot send: {v}"
+    );
     // Ending the timeout restores everything.
     assert_eq!(
         ts.patch(&member, &moder.token, json!({"timeout_until": null}))
@@ -1082,6 +1104,10 @@ async fn communities_timeout_strips_send_react_speak_connect() {
             .0,
         StatusCode::OK
     );
+    let (s, v) = ts
+        .post(&send_path, Some(&user.token), json!({"content": "thanks"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, p) = permissions::channel_permissions(&ts.state.db, id(&user.id), id(&general))
         .await
         .unwrap()
