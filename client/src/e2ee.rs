@@ -522,7 +522,7 @@ impl E2eeClient {
     ) -> ClientResult<String> {
         // vodozemac writes unpadded base64; the messaging routes want it padded.
         let mut ciphertext = message.ciphertext.clone();
-        while ciphertext.len() % 4 != 0 {
+        while !ciphertext.len().is_multiple_of(4) {
             ciphertext.push('=');
         }
         let envelope = Envelope {
