@@ -801,6 +801,30 @@ async fn keys_bad_input_never_5xx() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Every keys route is in the OpenAPI document, with clean field names.
+    let doc = s
+        .http
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/keys/upload",
+        "/api/v1/keys/query",
+        "/api/v1/keys/claim",
+        "/api/v1/keys/changes",
+        "/api/v1/devices/{device_id}",
+        "/api/v1/to-device/{txn_id}",
+        "/api/v1/to-device/ack",
+        "/api/v1/keys/backup/sessions",
+    ] {
+        assert!(doc.contains(&format!("\"{path}\"")), "{path} missing");
+    }
+    assert!(!doc.contains("r#type"));
 }
 
 async fn next_event(
