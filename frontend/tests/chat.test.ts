@@ -1,0 +1,274 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { render } from 'svelte/server';
+import {
+	applyDispatch,
+	applyReady,
+	compareIds,
+	emptyChat,
+	groupChannels,
+	nameOf,
+	typingIn,
+	upsertMessage,
+	type ChatMessage,
+	type ChatState
+} from '../src/lib/chat/state.svelte';
+import { inviteLink, parseInviteCode } from '../src/lib/chat/invite';
+import MessageItem from '../src/lib/components/chat/MessageItem.svelte';
+import type { Channel, Message } from '../src/lib/api';
+
+const ME = '100000000000000001';
+const BOB = '100000000000000002';
+const SRV = '200000000000000001';
+const GEN = '300000000000000001';
+
+function channel(id: string, extra: Partial<Channel> = {}): Channel {
+	return { id, server_id: SRV, kind: 'text', name: `c${id.slice(-2)}`, parent_id: null, position: 0, topic: null, slowmode_secs: 0, encrypted: false, ...extra };
+}
+
+function message(id: string, extra: Partial<Message> = {}): Message {
+	return { id, channel_id: GEN, author_id: BOB, content: `m${id}`, edited_at: null, created_at: '2026-11-21T10:00:00Z', ...extra };
+}
+
+/** A model after a `ready` with one server and one loaded, empty channel. */
+function readyState(): ChatState {
+	const s = emptyChat();
+	applyReady(s, {
+		user: { id: ME, username: 'me', display_name: null },
+		servers: [{ id: SRV, name: 'Copains', owner_id: ME, channels: [channel(GEN)], roles: [{ id: SRV, name: '@everyone', color: 0, position: 0, permissions: '1', hoist: false, mentionable: false }] }],
+		presences: [{ user_id: BOB, status: 'idle' }]
+	});
+	s.history[GEN] = { items: [], hasMore: false, loading: false, error: null, loaded: true };
+	return s;
+}
+
+describe('chat model', () => {
+	it('takes servers, channels, roles and presences from ready', () => {
+		const s = readyState();
+		expect(s.ready).toBe(true);
+		expect(s.meId).toBe(ME);
+		expect(s.servers.map((x) => [x.name, x.channels.length, x.roles.length])).toEqual([['Copains', 1, 1]]);
+		expect(s.presences[BOB]).toBe('idle');
+		expect(s.presences[ME]).toBe('online');
+	});
+
+	it('ignores malformed ready entries instead of crashing', () => {
+		const s = emptyChat();
+		applyReady(s, { servers: [null, 3, { id: 5 }, { id: SRV, name: 'ok', channels: [null, { id: GEN, name: 'g' }] }], presences: 'x' });
+		expect(s.servers).toHaveLength(1);
+		expect(s.servers[0].channels.map((c) => c.id)).toEqual([GEN]);
+		applyDispatch(s, 'message_create', null);
+		applyDispatch(s, 'message_create', { message: 'nope' });
+		applyDispatch(s, 'channel_create', { channel: { id: 1 } });
+		expect(s.servers[0].channels).toHaveLength(1);
+	});
+
+	it('applies server and channel events', () => {
+		const s = readyState();
+		applyDispatch(s, 'server_create', { server: { id: '200000000000000002', name: 'Other', owner_id: BOB } });
+		expect(s.servers.map((x) => x.name)).toEqual(['Copains', 'Other']);
+		applyDispatch(s, 'channel_create', { channel: channel('300000000000000002', { name: 'random' }) });
+		applyDispatch(s, 'channel_update', { channel: channel(GEN, { name: 'general' }) });
+		expect(s.servers[0].channels.map((c) => c.name)).toEqual(['general', 'random']);
+		applyDispatch(s, 'channel_delete', { server_id: SRV, channel_id: GEN });
+		expect(s.servers[0].channels.map((c) => c.name)).toEqual(['random']);
+		expect(s.history[GEN]).toBeUndefined();
+		applyDispatch(s, 'server_delete', { server_id: '200000000000000002' });
+		expect(s.servers.map((x) => x.name)).toEqual(['Copains']);
+	});
+
+	it('adds live messages in id order, edits and deletes them', () => {
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000002') });
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') });
+		applyDispatch(s, 'message_create', { message: message('400000000000000002') });
+		expect(s.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000001', '400000000000000002']);
+		applyDispatch(s, 'message_update', { message: message('400000000000000001', { content: 'fixed', edited_at: '2026-11-21T10:01:00Z' }) });
+		expect(s.history[GEN]?.items[0].content).toBe('fixed');
+		applyDispatch(s, 'message_delete', { channel_id: GEN, message_id: '400000000000000002' });
+		expect(s.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000001']);
+	});
+
+	it('does not keep live messages of channels never opened (they are fetched when opened)', () => {
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000009', { channel_id: '399' }) });
+		expect(s.history['399']).toBeUndefined();
+	});
+
+	it('replaces my pending copy with the server message by nonce, whichever comes first', () => {
+		const s = readyState();
+		const pending: ChatMessage = { ...message('pending-n1', { author_id: ME, nonce: 'n1', content: 'hi' }), pending: true };
+		s.history[GEN]?.items.push(pending);
+		applyDispatch(s, 'message_create', { message: message('400000000000000003', { author_id: ME, nonce: 'n1', content: 'hi' }) });
+		expect(s.history[GEN]?.items.map((m) => [m.id, !!m.pending])).toEqual([['400000000000000003', false]]);
+		// The HTTP answer arriving after the event changes nothing.
+		upsertMessage(s, message('400000000000000003', { author_id: ME, nonce: 'n1', content: 'hi' }));
+		expect(s.history[GEN]?.items).toHaveLength(1);
+	});
+
+	it('keeps pending messages after confirmed ones', () => {
+		const s = readyState();
+		s.history[GEN]?.items.push({ ...message('pending-x', { author_id: ME, nonce: 'x' }), pending: true });
+		applyDispatch(s, 'message_create', { message: message('400000000000000004') });
+		expect(s.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000004', 'pending-x']);
+	});
+
+	it('counts reactions', () => {
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') });
+		applyDispatch(s, 'reaction_add', { channel_id: GEN, message_id: '400000000000000001', user_id: BOB, emoji: '👍' });
+		applyDispatch(s, 'reaction_add', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		expect(s.history[GEN]?.items[0].reactions).toEqual([{ emoji: '👍', count: 2, me: true }]);
+		applyDispatch(s, 'reaction_remove', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		applyDispatch(s, 'reaction_remove', { channel_id: GEN, message_id: '400000000000000001', user_id: BOB, emoji: '👍' });
+		expect(s.history[GEN]?.items[0].reactions).toEqual([]);
+	});
+
+	it('tracks presence and typing, which expires and stops when the typist sends', () => {
+		const s = readyState();
+		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'dnd' });
+		expect(s.presences[BOB]).toBe('dnd');
+		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'invisible' });
+		expect(s.presences[BOB]).toBe('offline');
+		applyDispatch(s, 'typing_start', { channel_id: GEN, user_id: BOB, timestamp_ms: 1000, expires_at_ms: 11000 }, 1000);
+		applyDispatch(s, 'typing_start', { channel_id: GEN, user_id: ME, timestamp_ms: 1000, expires_at_ms: 11000 }, 1000);
+		expect(typingIn(s, GEN, 5000)).toEqual([BOB]);
+		expect(typingIn(s, GEN, 11000)).toEqual([]);
+		applyDispatch(s, 'typing_start', { channel_id: GEN, user_id: BOB, timestamp_ms: 1000, expires_at_ms: 11000 }, 2000);
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') }, 3000);
+		expect(typingIn(s, GEN, 3000)).toEqual([]);
+	});
+
+	it('keeps a loaded member list current and names members', () => {
+		const s = readyState();
+		const member = (id: string, username: string, nickname: string | null = null) => ({
+			server_id: SRV,
+			user: { id, username, display_name: null },
+			nickname,
+			roles: [],
+			joined_at: '2026-11-21T10:00:00Z'
+		});
+		applyDispatch(s, 'member_add', { server_id: SRV, member: member(BOB, 'bob') });
+		expect(s.members[SRV]).toBeUndefined(); // not loaded: fetched when shown
+		expect(nameOf(s, BOB)).toBe('bob');
+		s.members[SRV] = [member(ME, 'me')];
+		applyDispatch(s, 'member_add', { server_id: SRV, member: member(BOB, 'bob') });
+		applyDispatch(s, 'member_update', { server_id: SRV, member: member(BOB, 'bob', 'Bobby') });
+		expect(nameOf(s, BOB, SRV)).toBe('Bobby');
+		applyDispatch(s, 'member_remove', { server_id: SRV, user_id: BOB });
+		expect(s.members[SRV]?.map((m) => m.user.username)).toEqual(['me']);
+		expect(nameOf(s, null)).toBe('Deleted user');
+	});
+
+	it('groups channels under their categories by position', () => {
+		const cat = channel('310', { kind: 'category', name: 'Voice', position: 1 });
+		const groups = groupChannels([
+			channel('302', { name: 'b', position: 2 }),
+			channel('303', { name: 'talk', kind: 'voice', parent_id: '310' }),
+			cat,
+			channel('301', { name: 'a', position: 1 }),
+			channel('304', { name: 'orphan', parent_id: '999' })
+		]);
+		expect(groups.map((g) => [g.category?.name ?? null, g.channels.map((c) => c.name)])).toEqual([
+			[null, ['orphan', 'a', 'b']],
+			['Voice', ['talk']]
+		]);
+	});
+
+	it('orders snowflake ids numerically, not as text', () => {
+		expect(compareIds('99', '100')).toBeLessThan(0);
+		expect(compareIds('117657079585439744', '117657079484776448')).toBeGreaterThan(0);
+		expect(compareIds('5', '5')).toBe(0);
+	});
+});
+
+describe('message rendering', () => {
+	it('renders markup in a message as text, never as HTML', () => {
+		const payload = '<img src=x onerror="alert(1)"><script>alert(2)</script>';
+		const { body } = render(MessageItem, { props: { message: message('1', { content: payload }), author: '<b>bob</b>', mine: false } });
+		expect(body).not.toContain('<img');
+		expect(body).not.toContain('<script');
+		expect(body).not.toContain('<b>bob');
+		expect(body).toContain('&lt;img src=x onerror="alert(1)">&lt;script>alert(2)&lt;/script>');
+		expect(body).toContain('&lt;b>bob&lt;/b>');
+	});
+
+	it('offers edit and delete on my settled messages only', () => {
+		const mine = render(MessageItem, { props: { message: message('1', { author_id: ME }), author: 'me', mine: true } }).body;
+		expect(mine).toContain('aria-label="Edit message"');
+		expect(mine).toContain('aria-label="Delete message"');
+		const theirs = render(MessageItem, { props: { message: message('1'), author: 'bob', mine: false } }).body;
+		expect(theirs).not.toContain('Edit message');
+		const pending = render(MessageItem, { props: { message: { ...message('p', { author_id: ME }), pending: true }, author: 'me', mine: true } }).body;
+		expect(pending).not.toContain('Edit message');
+		const failed = render(MessageItem, { props: { message: { ...message('p', { author_id: ME }), failed: 'offline' }, author: 'me', mine: true } }).body;
+		expect(failed).toContain('Not sent: offline');
+		expect(failed).toContain('Retry');
+	});
+
+	it('shows an encrypted message as such instead of pretending to read it', () => {
+		const body = render(MessageItem, {
+			props: { message: message('1', { content: null, encrypted: { algorithm: 'm.megolm', ciphertext: 'AAAA' } }), author: 'bob', mine: false }
+		}).body;
+		expect(body).toContain('end-to-end encryption arrives with the crypto integration');
+		expect(body).not.toContain('AAAA');
+	});
+});
+
+describe('invite codes', () => {
+	it('accepts links and bare codes, refuses anything else', () => {
+		expect(parseInviteCode('https://chat.example/invite/AbC_12-x')).toBe('AbC_12-x');
+		expect(parseInviteCode('  http://127.0.0.1:8080/invite/QF37nRnciwLr/  ')).toBe('QF37nRnciwLr');
+		expect(parseInviteCode('QF37nRnciwLr')).toBe('QF37nRnciwLr');
+		expect(parseInviteCode('')).toBeNull();
+		expect(parseInviteCode('../../admin')).toBeNull();
+		expect(parseInviteCode('a b')).toBeNull();
+		expect(inviteLink('https://chat.example', 'AbC')).toBe('https://chat.example/invite/AbC');
+	});
+});
+
+describe('optimistic send', () => {
+	afterEach(() => {
+		vi.unstubAllGlobals();
+		vi.resetModules();
+	});
+
+	it('shows the message at once, then the server copy; a failure keeps it with a retry that reuses the nonce', async () => {
+		const posts: { nonce: string; content: string }[] = [];
+		let answer: (r: Response) => void = () => {};
+		vi.stubGlobal('fetch', async (input: string, init: RequestInit) => {
+			const url = String(input);
+			if (url.endsWith('/auth/refresh')) return new Response(JSON.stringify({ access_token: 't', refresh_token: null }), { status: 200 });
+			if (url.endsWith(`/channels/${GEN}/messages`) && init.method === 'POST') {
+				posts.push(JSON.parse(String(init.body)));
+				return new Promise<Response>((r) => (answer = r));
+			}
+			return new Response('{}', { status: 404 });
+		});
+		vi.resetModules();
+		const { chat } = await import('../src/lib/chat/state.svelte');
+		const { sendMessage, retrySend } = await import('../src/lib/chat/actions');
+		chat.meId = ME;
+		chat.history[GEN] = { items: [], hasMore: false, loading: false, error: null, loaded: true };
+
+		const sent = sendMessage(GEN, 'hello', 'nonce-1');
+		await vi.waitFor(() => expect(posts).toHaveLength(1));
+		expect(chat.history[GEN]?.items.map((m) => [m.content, m.pending])).toEqual([['hello', true]]);
+		expect(posts[0]).toEqual({ content: 'hello', nonce: 'nonce-1' });
+		answer(new Response(JSON.stringify(message('400000000000000001', { author_id: ME, nonce: 'nonce-1', content: 'hello' })), { status: 201 }));
+		await sent;
+		expect(chat.history[GEN]?.items.map((m) => [m.id, m.pending ?? false])).toEqual([['400000000000000001', false]]);
+
+		const failing = sendMessage(GEN, 'second', 'nonce-2');
+		await vi.waitFor(() => expect(posts).toHaveLength(2));
+		answer(new Response(JSON.stringify({ code: 'slowmode', message: 'Slow down.' }), { status: 429 }));
+		await failing;
+		const failed = chat.history[GEN]?.items[1];
+		expect(failed?.failed).toMatch(/Too many attempts/);
+		const retried = retrySend(failed as ChatMessage);
+		await vi.waitFor(() => expect(posts).toHaveLength(3));
+		expect(posts[2].nonce).toBe('nonce-2');
+		answer(new Response(JSON.stringify(message('400000000000000002', { author_id: ME, nonce: 'nonce-2', content: 'second' })), { status: 201 }));
+		await retried;
+		expect(chat.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000001', '400000000000000002']);
+	});
+});
