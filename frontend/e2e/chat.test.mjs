@@ -117,6 +117,44 @@ export default [
 					'alice sees bob as do not disturb'
 				);
 
+				// Reactions: bob reacts to alice's message, alice sees it live and adds hers.
+				const fixed = (p) => p.getByTestId('message').filter({ hasText: 'hello bob (fixed)' });
+				await fixed(b.page).hover();
+				await fixed(b.page).getByRole('button', { name: 'Add reaction' }).click();
+				await fixed(b.page).getByRole('button', { name: 'React with 👍' }).click();
+				await eventually(async () => ((await fixed(page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 1', 'alice sees bob’s reaction');
+				await fixed(page).getByTestId('reaction').click();
+				await eventually(async () => ((await fixed(b.page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 2', 'bob sees two reactions');
+				assert((await fixed(page).getByTestId('reaction').getAttribute('aria-pressed')) === 'true', 'alice’s reaction is marked as hers');
+
+				// Unread badge backed by read states: bob writes in another channel while alice reads #general.
+				const general = page.url();
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Create channel' }).click();
+				await page.getByLabel('Channel name').fill('random');
+				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+				await page.waitForURL((u) => u.href !== general);
+				await page.goto(general);
+				await page.getByTestId('composer').waitFor();
+				const bobRandom = b.page.getByTestId('channel-link').filter({ hasText: 'random' });
+				await bobRandom.waitFor();
+				await bobRandom.click();
+				await b.page.getByRole('textbox', { name: 'Message #random' }).waitFor();
+				await send(b.page, 'psst, over here');
+				const badge = page.getByTestId('channel-link').filter({ hasText: 'random' }).getByTestId('unread-badge');
+				await eventually(async () => ((await badge.textContent()) ?? '').replace('unread:', '').trim() === '1', 'alice sees one unread in #random');
+				await shot('alice-unread');
+				await page.getByTestId('channel-link').filter({ hasText: 'random' }).click();
+				await eventually(async () => (await texts(page)).includes('psst, over here'), 'alice reads #random');
+				await eventually(async () => (await badge.count()) === 0, 'the badge goes once read');
+				// The read is stored on the server: after a reload, no badge comes back.
+				await page.goto(general);
+				await page.getByTestId('composer').waitFor();
+				await page.waitForTimeout(500);
+				assert((await badge.count()) === 0, 'no unread badge after a reload');
+				await b.page.getByTestId('channel-link').filter({ hasText: 'general' }).click();
+				await b.page.getByRole('textbox', { name: 'Message #general' }).waitFor();
+
 				await shot('alice-chat');
 				await shot('bob-chat', b.page);
 				await page.emulateMedia({ colorScheme: 'dark' });

@@ -138,6 +138,20 @@ describe('chat model', () => {
 		expect(typingIn(s, GEN, 3000)).toEqual([]);
 	});
 
+	it('counts unread messages by others in channels not on screen, mentions apart, cleared by a read elsewhere', () => {
+		const s = readyState();
+		const OTHER = '300000000000000002';
+		s.viewing = GEN;
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') });
+		applyDispatch(s, 'message_create', { message: message('400000000000000002', { channel_id: OTHER }) });
+		applyDispatch(s, 'message_create', { message: message('400000000000000003', { channel_id: OTHER, mentions: [ME] }) });
+		applyDispatch(s, 'message_create', { message: message('400000000000000004', { channel_id: OTHER, author_id: ME }) });
+		expect(s.unread[GEN]).toBeUndefined();
+		expect(s.unread[OTHER]).toEqual({ count: 2, mentions: 1 });
+		applyDispatch(s, 'read_state_update', { channel_id: OTHER, last_read_id: '400000000000000003' });
+		expect(s.unread[OTHER]).toBeUndefined();
+	});
+
 	it('keeps a loaded member list current and names members', () => {
 		const s = readyState();
 		const member = (id: string, username: string, nickname: string | null = null) => ({

@@ -19,6 +19,7 @@ import type {
 	Member,
 	Message,
 	NewChannel,
+	ReadState,
 	Server,
 	ProfilePatch,
 	RefreshResponse,
@@ -259,6 +260,26 @@ export class ApiClient {
 	/** `DELETE /channels/{id}/messages/{message_id}` (author, or MANAGE_MESSAGES). */
 	deleteMessage(channelId: string, messageId: string): Promise<void> {
 		return this.request<void>('DELETE', `/channels/${seg(channelId)}/messages/${seg(messageId)}`);
+	}
+
+	/** `GET /users/@me/read-states`: unread and mention counts per place. */
+	readStates(): Promise<ReadState[]> {
+		return this.request<ReadState[]>('GET', '/users/@me/read-states');
+	}
+
+	/** `POST /channels/{id}/messages/{message_id}/ack`: marks the place read up to this message. */
+	ack(channelId: string, messageId: string): Promise<ReadState> {
+		return this.request<ReadState>('POST', `/channels/${seg(channelId)}/messages/${seg(messageId)}/ack`, { body: {} });
+	}
+
+	/** `PUT /channels/{id}/messages/{message_id}/reactions/{emoji}/@me`. */
+	addReaction(channelId: string, messageId: string, emoji: string): Promise<void> {
+		return this.request<void>('PUT', `/channels/${seg(channelId)}/messages/${seg(messageId)}/reactions/${seg(emoji)}/@me`);
+	}
+
+	/** `DELETE /channels/{id}/messages/{message_id}/reactions/{emoji}/@me`. */
+	removeReaction(channelId: string, messageId: string, emoji: string): Promise<void> {
+		return this.request<void>('DELETE', `/channels/${seg(channelId)}/messages/${seg(messageId)}/reactions/${seg(emoji)}/@me`);
 	}
 
 	/**

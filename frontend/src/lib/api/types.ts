@@ -155,6 +155,18 @@ export interface Message {
 	edited_at: string | null;
 	created_at: string;
 	reactions?: ReactionCount[];
+	mentions?: string[];
+	mention_everyone?: boolean;
+}
+
+/** My read state of one place (`GET /users/@me/read-states`). */
+export interface ReadState {
+	channel_id: string;
+	server_id: string | null;
+	last_read_id: string | null;
+	last_message_id: string | null;
+	unread_count: number;
+	mention_count: number;
 }
 
 /** Query of `GET /channels/{id}/messages` (ids are cursors; `limit` 1–100). */

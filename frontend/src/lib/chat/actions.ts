@@ -177,3 +177,42 @@ export async function addServer(server: Server): Promise<void> {
 	}
 	chat.servers.push({ ...server, channels, roles });
 }
+
+/** Loads unread and mention counts once per `ready`. */
+export async function loadReadStates(): Promise<void> {
+	if (chat.readStatesLoaded) return;
+	chat.readStatesLoaded = true;
+	try {
+		const states = await api.readStates();
+		for (const r of states) {
+			if (r.unread_count > 0 && r.channel_id !== chat.viewing) chat.unread[r.channel_id] = { count: r.unread_count, mentions: r.mention_count };
+			else delete chat.unread[r.channel_id];
+		}
+	} catch {
+		// Counts are a convenience: without them the sidebar simply shows no badges.
+		chat.readStatesLoaded = false;
+	}
+}
+
+const acked = new Map<string, string>();
+
+/** Marks a channel read up to its newest loaded message (once per message). */
+export async function markRead(channelId: string): Promise<void> {
+	delete chat.unread[channelId];
+	const items = chat.history[channelId]?.items ?? [];
+	const newest = [...items].reverse().find((m) => !m.pending && m.failed === undefined);
+	if (!newest || acked.get(channelId) === newest.id) return;
+	acked.set(channelId, newest.id);
+	try {
+		await api.ack(channelId, newest.id);
+	} catch {
+		acked.delete(channelId);
+	}
+}
+
+/** Adds or removes my reaction (the gateway's reaction events update the counts for everyone). */
+export async function toggleReaction(m: ChatMessage, emoji: string): Promise<void> {
+	const mine = m.reactions?.find((r) => r.emoji === emoji)?.me ?? false;
+	if (mine) await api.removeReaction(m.channel_id, m.id, emoji);
+	else await api.addReaction(m.channel_id, m.id, emoji);
+}

@@ -47,11 +47,30 @@ export interface ChatState {
 	users: Record<string, UserSummary | undefined>;
 	/** My own chosen status (what the user panel shows). */
 	myStatus: 'online' | 'idle' | 'dnd' | 'invisible';
+	/** Unread messages by others (and mentions of me) per channel, from read states and live messages. */
+	unread: Record<string, { count: number; mentions: number } | undefined>;
+	/** Read states were fetched since the last `ready`. */
+	readStatesLoaded: boolean;
+	/** The channel on screen (its new messages are read, not unread). */
+	viewing: string | null;
 }
 
 /** A fresh, empty model. */
 export function emptyChat(): ChatState {
-	return { ready: false, meId: null, servers: [], members: {}, history: {}, presences: {}, typing: {}, users: {}, myStatus: 'online' };
+	return {
+		ready: false,
+		meId: null,
+		servers: [],
+		members: {},
+		history: {},
+		presences: {},
+		typing: {},
+		users: {},
+		myStatus: 'online',
+		unread: {},
+		readStatesLoaded: false,
+		viewing: null
+	};
 }
 
 /** The app's reactive chat model. */
@@ -128,6 +147,8 @@ export function applyReady(s: ChatState, d: Record<string, unknown>): void {
 	s.members = {};
 	s.history = {};
 	s.typing = {};
+	// Unread counts are refetched (`GET /users/@me/read-states`) after every ready.
+	s.readStatesLoaded = false;
 	if (Array.isArray(d.presences)) {
 		for (const p of d.presences) {
 			const o = obj(p);
@@ -254,12 +275,24 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			if (t === 'message_create' && m.author_id) {
 				const typing = s.typing[m.channel_id];
 				if (typing) delete typing[m.author_id];
+				const known = s.history[m.channel_id]?.items.some((x) => x.id === m.id);
+				if (m.author_id !== s.meId && s.viewing !== m.channel_id && !known) {
+					const u = (s.unread[m.channel_id] ??= { count: 0, mentions: 0 });
+					u.count += 1;
+					if (m.mention_everyone || (s.meId !== null && m.mentions?.includes(s.meId))) u.mentions += 1;
+				}
 			}
 			if (t === 'message_update') {
 				const h = s.history[m.channel_id];
 				if (!h || !h.items.some((x) => x.id === m.id)) return; // Not shown: nothing to update.
 			}
 			upsertMessage(s, m);
+			return;
+		}
+		case 'read_state_update': {
+			// I read it in another tab or device.
+			const cid = str(d.channel_id);
+			if (cid) delete s.unread[cid];
 			return;
 		}
 		case 'message_delete': {
