@@ -32,6 +32,17 @@ fn rtc_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Rtc(e.to_string())
 }
 
+/// What a [`NativeClient`] publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing: a listener (its offer carries one receive-only audio m-line).
+    Nothing,
+    /// Opus audio.
+    Audio,
+    /// Opus audio and a three-layer simulcast VP8 camera.
+    AudioVideo,
+}
+
 /// A received RTP packet, as reported to [`NativeClient::tick`]'s callback.
 pub struct Received<'a> {
     /// The m-line it arrived on (one per forwarded track).
@@ -68,7 +79,7 @@ impl NativeClient {
     /// SDP offer to pass to `join`.
     pub fn new(
         ip: std::net::IpAddr,
-        video: bool,
+        publish: Publish,
         now: Instant,
     ) -> Result<(NativeClient, String), ClientError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
@@ -83,8 +94,13 @@ impl NativeClient {
             .build(now);
         rtc.add_local_candidate(Candidate::host(local, "udp").map_err(rtc_err)?);
         let mut change = rtc.sdp_api();
-        let audio = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video_mid = video.then(|| {
+        let dir = if publish == Publish::Nothing {
+            Direction::RecvOnly
+        } else {
+            Direction::SendOnly
+        };
+        let audio = change.add_media(MediaKind::Audio, dir, None, None, None);
+        let video_mid = (publish == Publish::AudioVideo).then(|| {
             let mut sim = Simulcast::new();
             for r in ["q", "h", "f"] {
                 sim.add_send_layer(SimulcastLayer::new(r));
@@ -99,7 +115,7 @@ impl NativeClient {
             socket,
             local,
             pending: Some(pending),
-            audio_mid: Some(audio),
+            audio_mid: (publish != Publish::Nothing).then_some(audio),
             video_mid,
             seqs: HashMap::new(),
             buf: vec![0; 2048],

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use copains_sfu::client::NativeClient;
+use copains_sfu::client::{NativeClient, Publish};
 use copains_sfu::{ParticipantId, RoomEvent, RoomId, SfuConfig, SfuEvent, SfuHandle};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::Receiver;
@@ -53,7 +53,16 @@ impl Net {
     }
 
     fn join(&mut self, id: u64, video: bool) {
-        let (mut client, offer) = NativeClient::new(LO, video, Instant::now()).unwrap();
+        let (mut client, offer) = NativeClient::new(
+            LO,
+            if video {
+                Publish::AudioVideo
+            } else {
+                Publish::Audio
+            },
+            Instant::now(),
+        )
+        .unwrap();
         let pid = ParticipantId(id);
         let neg = self.rt.block_on(self.sfu.join(ROOM, pid, offer)).unwrap();
         client.accept_answer(&neg.answer).unwrap();

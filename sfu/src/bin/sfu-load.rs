@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use copains_sfu::client::NativeClient;
+use copains_sfu::client::{NativeClient, Publish};
 use copains_sfu::str0m;
 use copains_sfu::udp::sys;
 use copains_sfu::{ParticipantId, RoomEvent, RoomId, SfuConfig, SfuHandle, TrackKind, ViewSize};
@@ -42,6 +42,12 @@ struct Args {
     subscribers: u32,
     secs: u64,
     out: String,
+    /// Publishers send video too (off with `--audio-only`).
+    video: bool,
+    /// Also run scenario (a) and the ramp (c) and include them in the JSON.
+    scenarios: bool,
+    /// Run str0m's BWE (and its pacer) towards subscribers (`SFU_LOAD_BWE=0` turns it off).
+    bwe: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -50,10 +56,28 @@ fn parse_args() -> Res<Args> {
         subscribers: 10,
         secs: 10,
         out: "bench/results/sfu.json".into(),
+        video: true,
+        scenarios: false,
+        bwe: std::env::var("SFU_LOAD_BWE")
+            .map(|v| v != "0")
+            .unwrap_or(true),
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
+        match v[i].as_str() {
+            "--audio-only" => {
+                a.video = false;
+                i += 1;
+                continue;
+            }
+            "--scenarios" => {
+                a.scenarios = true;
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
         let val = v.get(i + 1).ok_or("missing value")?;
         match v[i].as_str() {
             "--publishers" => a.publishers = val.parse()?,
@@ -186,6 +210,7 @@ struct Schedule {
     /// Packets sent per stream at or after `measure_from_us` (for the loss figure).
     measured: [u64; 4],
     measure_from_us: u64,
+    video: bool,
 }
 
 impl Schedule {
@@ -201,6 +226,7 @@ impl Schedule {
             key_wanted: true,
             measured: [0; 4],
             measure_from_us: 0,
+            video: true,
         }
     }
 
@@ -222,7 +248,7 @@ impl Schedule {
             });
             self.next_audio += Duration::from_millis(20);
         }
-        while self.next_video <= now {
+        while self.video && self.next_video <= now {
             let key = self.key_wanted
                 || now.saturating_duration_since(self.last_key) >= Duration::from_secs(3);
             if key {
@@ -269,9 +295,24 @@ struct Tally {
     lat_us: Vec<u32>,
     packets: u64,
     duplicates: u64,
+    /// (sink, m-line) → RTP sequence numbers of the video stream the SFU sends. The SFU keeps
+    /// that stream continuous across layer switches, so a gap is a packet never recovered.
+    rtp_video: HashMap<(u32, str0m::media::Mid), HashSet<u64>>,
 }
 
 impl Tally {
+    /// Video packets missing at the sinks after NACK/RTX (gaps in each stream's range).
+    fn rtp_video_missing(&self) -> u64 {
+        self.rtp_video
+            .values()
+            .map(|seqs| {
+                let lo = seqs.iter().min().copied().unwrap_or(0);
+                let hi = seqs.iter().max().copied().unwrap_or(0);
+                (hi - lo + 1).saturating_sub(seqs.len() as u64)
+            })
+            .sum()
+    }
+
     fn add(&mut self, sink: u32, p: &Parsed, now_us: u64) {
         self.packets += 1;
         if !self
@@ -437,6 +478,9 @@ fn floor_relay(args: &Args) -> Res<RelayResult> {
     let mut scheds: Vec<Schedule> = (0..args.publishers)
         .map(|i| Schedule::new(i + 1, start))
         .collect();
+    for s in scheds.iter_mut() {
+        s.video = args.video;
+    }
     let end = start + Duration::from_secs(args.secs);
     let mut pkts = Vec::new();
     let ticks0 = thread_ticks("relay");
@@ -645,6 +689,7 @@ struct SfuRun {
     loss: f64,
     dropped: u64,
     video_missing: u64,
+    f_missing: u64,
     pli_to_key_ms: Vec<f64>,
     received: u64,
     duplicates: u64,
@@ -659,9 +704,7 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
         ..Default::default()
     };
     room.max_queued_transmits = 65_536;
-    room.bwe = std::env::var("SFU_LOAD_BWE")
-        .map(|v| v != "0")
-        .unwrap_or(true);
+    room.bwe = args.bwe;
     let config = SfuConfig {
         bind_ip: LO,
         ports: format!("{port_base}-{}", port_base + 99).parse()?,
@@ -698,8 +741,14 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
         Ok(())
     };
     for i in 1..=total {
-        let video = i <= args.publishers;
-        let (mut c, offer) = NativeClient::new(LO, video, Instant::now())?;
+        let publish = if i > args.publishers {
+            Publish::Nothing
+        } else if args.video {
+            Publish::AudioVideo
+        } else {
+            Publish::Audio
+        };
+        let (mut c, offer) = NativeClient::new(LO, publish, Instant::now())?;
         let pid = ParticipantId(u64::from(i));
         let neg = rt.block_on(sfu.join(ROOM, pid, offer))?;
         c.accept_answer(&neg.answer)?;
@@ -770,6 +819,12 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
                                 }
                                 if p.sent_us >= measure_from_us {
                                     t.add(i as u32, &p, now_us);
+                                    if p.stream != AUDIO {
+                                        t.rtp_video
+                                            .entry((i as u32, r.mid))
+                                            .or_default()
+                                            .insert(*r.packet.seq_no);
+                                    }
                                 }
                             }
                         })?;
@@ -807,6 +862,7 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
         .collect();
     for s in scheds.iter_mut() {
         s.measure_from_us = measure_from_us;
+        s.video = args.video;
     }
     let mut kf_seen: Vec<u64> = vec![0; n_pub];
     let end = start + warmup + Duration::from_secs(args.secs);
@@ -870,7 +926,8 @@ fn run_sfu(args: &Args, port_base: u16, drop_every: Option<u32>) -> Res<SfuRun> 
         p99_ms: pct(&mut tally.lat_us, 0.99),
         loss: 1.0 - got as f64 / want.max(1) as f64,
         dropped,
-        video_missing: want_f.saturating_sub(tally.got_f()),
+        video_missing: tally.rtp_video_missing(),
+        f_missing: want_f.saturating_sub(tally.got_f()),
         pli_to_key_ms: pli,
         received: tally.packets,
         duplicates: tally.duplicates,
@@ -932,6 +989,7 @@ fn main() -> Res<()> {
             "fanout": fanout,
             "seconds": args.secs,
             "sfu_workers": 1,
+            "bwe": args.bwe,
             "media": "audio 50 pps x 100 B; VP8 simulcast 30 fps: f 5-8 x 1100 B, h 2 x 1000 B, q 1 x 600 B; key frame every 3 s or on PLI; subscribers focus every camera (f layer)",
             "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         },
@@ -962,12 +1020,82 @@ fn main() -> Res<()> {
         "nack_injected_loss": 0.02,
         "nack_dropped_datagrams": nack.dropped,
         "nack_video_missing_after_recovery": nack.video_missing,
+        "nack_f_layer_packets_not_received": nack.f_missing,
         "nack_recovered_share": num(recovered),
+        "nack_definition": "1 - (gaps left in the RTP sequence of every video stream the sinks received) / (video-size datagrams dropped before str0m, retransmissions included)",
         "nack_run_loss": num(nack.loss),
         "pli_to_keyframe_ms_p50": num(pli_p50),
         "pli_to_keyframe_samples": pli.len(),
         "notes": "CPU from /proc/self/task/<tid>/stat (10 ms ticks). Latency is publisher write → sink receive in one process on loopback (both sides' str0m, the SFU, and the client loops' 0.2-1 ms polling); added latency subtracts the raw relay's. The machine is shared: figures vary between runs.",
     });
+    let mut out = out;
+    // The same load without BWE (no pacer, layers from the configured bitrate only): shows
+    // what str0m's BWE and pacing cost in CPU and latency.
+    eprintln!("sfu without BWE…");
+    let nb = run_sfu(
+        &Args {
+            bwe: false,
+            ..args.clone()
+        },
+        48_700,
+        None,
+    )?;
+    out["sfu_without_bwe"] = serde_json::json!({
+        "sfu_us_per_forwarded_packet": num(nb.cpu_us / nb.forwarded.max(1) as f64),
+        "sfu_vs_floor_ratio": num(nb.cpu_us / nb.forwarded.max(1) as f64 / floor_us),
+        "latency_p50_ms": num(nb.p50_ms),
+        "latency_p99_ms": num(nb.p99_ms),
+        "loss": num(nb.loss),
+    });
+    if args.scenarios {
+        // (a) a voice channel: 4 speakers, 25 listeners, audio only.
+        let a = Args {
+            publishers: 4,
+            subscribers: 25,
+            video: false,
+            ..args.clone()
+        };
+        eprintln!("scenario (a): 4 speakers, 25 listeners, audio only…");
+        let ra = run_sfu(&a, 47_800, None)?;
+        out["scenario_a_voice_4x25"] = serde_json::json!({
+            "sfu_us_per_forwarded_packet": num(ra.cpu_us / ra.forwarded.max(1) as f64),
+            "forwarded_pps": num(ra.forwarded as f64 / ra.wall_s),
+            "latency_p50_ms": num(ra.p50_ms),
+            "latency_p99_ms": num(ra.p99_ms),
+            "loss": num(ra.loss),
+        });
+        // (c) one publisher to N subscribers, N rising until loss > 0.1% or p99 > 20 ms.
+        let mut steps = Vec::new();
+        let mut last_ok = 0;
+        for (k, n) in [5u32, 10, 20, 40, 80, 120].into_iter().enumerate() {
+            let c = Args {
+                publishers: 1,
+                subscribers: n,
+                secs: args.secs.min(5),
+                video: true,
+                ..args.clone()
+            };
+            eprintln!("scenario (c): 1 publisher → {n} subscribers…");
+            let rc = run_sfu(&c, 48_000 + 100 * k as u16, None)?;
+            let ok = rc.loss <= 0.001 && rc.p99_ms <= 20.0;
+            steps.push(serde_json::json!({
+                "subscribers": n,
+                "loss": num(rc.loss),
+                "latency_p99_ms": num(rc.p99_ms),
+                "sfu_us_per_forwarded_packet": num(rc.cpu_us / rc.forwarded.max(1) as f64),
+                "forwarded_pps": num(rc.forwarded as f64 / rc.wall_s),
+            }));
+            if !ok {
+                break;
+            }
+            last_ok = n;
+        }
+        out["scenario_c_ramp"] = serde_json::json!({
+            "steps": steps,
+            "max_subscribers_within_limits": last_ok,
+            "limits": "loss <= 0.1% and p99 <= 20 ms; clients run in the same process on the same 2 shared cores, so the clients' own cost limits N as much as the SFU",
+        });
+    }
     let text = serde_json::to_string_pretty(&out)?;
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         std::fs::create_dir_all(dir)?;
