@@ -109,6 +109,24 @@ CREATE TABLE reactions (
     PRIMARY KEY (message_id, emoji, user_id)
 );
 
+-- Uploaded files. Bytes live in the storage backend (local disk by default) under the
+-- attachment id; `message_id` is set when a message of the same place by the uploader claims
+-- it. In encrypted places the client uploads an encrypted blob (the key travels inside the
+-- message envelope).
+CREATE TABLE attachments (
+    id            BIGINT PRIMARY KEY,
+    channel_id    BIGINT NOT NULL,
+    uploader_id   BIGINT REFERENCES users (id) ON DELETE SET NULL,
+    message_id    BIGINT REFERENCES messages (id) ON DELETE CASCADE,
+    filename      TEXT NOT NULL CHECK (char_length(filename) BETWEEN 1 AND 255),
+    content_type  TEXT NOT NULL CHECK (char_length(content_type) BETWEEN 1 AND 255),
+    size          BIGINT NOT NULL CHECK (size >= 0),
+    encrypted     BOOLEAN NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX attachments_message ON attachments (message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX attachments_channel ON attachments (channel_id);
+
 -- The last message a user has read in a place.
 CREATE TABLE read_states (
     user_id       BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -124,6 +142,7 @@ BEGIN
     DELETE FROM messages WHERE channel_id = OLD.id;
     DELETE FROM channel_heads WHERE channel_id = OLD.id;
     DELETE FROM read_states WHERE channel_id = OLD.id;
+    DELETE FROM attachments WHERE channel_id = OLD.id;
     RETURN OLD;
 END
 $$ LANGUAGE plpgsql;

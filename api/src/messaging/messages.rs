@@ -42,6 +42,10 @@ pub struct NewMessage {
     pub mentions: Option<Vec<Id>>,
     /// Encrypted places only: the text mentions everyone (needs MENTION_EVERYONE).
     pub mention_everyone: Option<bool>,
+    /// Ids of my unused uploads to this place (at most 10); with attachments, `content` may
+    /// be omitted in plaintext places.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub attachments: Option<Vec<Id>>,
 }
 
 /// `PATCH /channels/{id}/messages/{message_id}` body.
@@ -71,6 +75,7 @@ async fn body(
     envelope: Option<Envelope>,
     declared: Option<Vec<Id>>,
     declared_everyone: bool,
+    has_files: bool,
 ) -> ApiResult<Body> {
     if place.encrypted {
         if content.is_some() {
@@ -110,14 +115,14 @@ async fn body(
                 "`mentions` is declared only in encrypted places; here they are parsed from content",
             ));
         }
-        let text = super::content(
-            content
-                .as_deref()
-                .ok_or_else(|| ApiError::validation("`content` is required"))?,
-        )?;
-        let parsed = mentions::parse(&text);
+        let text = match content.as_deref() {
+            Some(c) => Some(super::content(c)?),
+            None if has_files => None,
+            None => return Err(ApiError::validation("`content` is required")),
+        };
+        let parsed = text.as_deref().map(mentions::parse).unwrap_or_default();
         Ok(Body {
-            content: Some(text),
+            content: text,
             envelope: None,
             mentions: mentions::filter(db, place, parsed).await?,
         })
@@ -175,6 +180,23 @@ pub async fn create(
         super::dms::check_not_blocked(&state.db, place.id, author).await?;
     }
     let nonce = req.nonce.as_deref().map(super::nonce).transpose()?;
+    let mut files: Vec<i64> = req
+        .attachments
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a.0)
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    if files.len() > super::attachments::MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ApiError::validation(format!(
+            "at most {} attachments per message",
+            super::attachments::MAX_ATTACHMENTS_PER_MESSAGE
+        )));
+    }
+    if !files.is_empty() {
+        place.require_perm(Permissions::ATTACH_FILES)?;
+    }
     let b = body(
         &state.db,
         place,
@@ -182,6 +204,7 @@ pub async fn create(
         req.encrypted,
         req.mentions,
         req.mention_everyone.unwrap_or(false),
+        !files.is_empty(),
     )
     .await?;
     if let Some(r) = req.reply_to {
@@ -279,6 +302,7 @@ pub async fn create(
     .bind(roles)
     .fetch_one(&mut *tx)
     .await?;
+    super::attachments::claim(&mut tx, place.id, author, id, &files).await?;
     if place.kind == PlaceKind::Thread {
         sqlx::query("UPDATE threads SET last_activity_at = now() WHERE id = $1")
             .bind(place.id.0)
@@ -286,7 +310,15 @@ pub async fn create(
             .await?;
     }
     tx.commit().await?;
-    let msg = r.render(Vec::new());
+    let attached = if files.is_empty() {
+        Vec::new()
+    } else {
+        super::attachments::of_messages(&state.db, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default()
+    };
+    let msg = r.render(Vec::new(), attached);
     publish(
         state,
         place,
@@ -352,6 +384,7 @@ pub async fn edit(
         req.encrypted,
         req.mentions,
         current.mention_everyone,
+        false,
     )
     .await?;
     let env = b.envelope.as_ref();

@@ -7,8 +7,10 @@
 //! - [`messages`]: create (nonce-idempotent, ordered ids), edit, delete, fetch, history.
 //! - [`mentions`]: `<@id>`, `<@&id>`, `@everyone` parsing and filtering.
 //! - [`dms`]: 1:1 and group DMs.
-//! - [`reactions`], [`reads`], [`search`], [`threads`].
+//! - [`reactions`], [`reads`] (read states and pins), [`search`], [`threads`],
+//!   [`attachments`].
 
+pub mod attachments;
 pub mod dms;
 pub mod mentions;
 pub mod messages;
@@ -139,6 +141,8 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     /// Reaction counts, in first-reaction order.
     pub reactions: Vec<ReactionCount>,
+    /// Attached files.
+    pub attachments: Vec<attachments::Attachment>,
 }
 
 /// The columns [`MessageRow`] reads, from `messages m`.
@@ -187,8 +191,12 @@ pub struct MessageRow {
 }
 
 impl MessageRow {
-    /// Renders the row (reactions filled in separately).
-    pub fn render(self, reactions: Vec<ReactionCount>) -> Message {
+    /// Renders the row with its reactions and attachments.
+    pub fn render(
+        self,
+        reactions: Vec<ReactionCount>,
+        attachments: Vec<attachments::Attachment>,
+    ) -> Message {
         let encrypted = match (
             self.enc_algorithm,
             self.enc_sender_device,
@@ -221,6 +229,7 @@ impl MessageRow {
             edited_at: self.edited_at,
             created_at: self.created_at,
             reactions,
+            attachments,
         }
     }
 }
@@ -233,11 +242,13 @@ pub async fn render_all(
 ) -> ApiResult<Vec<Message>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut counts = reactions::counts(db, viewer, &ids).await?;
+    let mut files = attachments::of_messages(db, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
             let rc = counts.remove(&r.id).unwrap_or_default();
-            r.render(rc)
+            let f = files.remove(&r.id).unwrap_or_default();
+            r.render(rc, f)
         })
         .collect())
 }

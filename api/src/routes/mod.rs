@@ -1,6 +1,7 @@
 //! The HTTP routes, one file per resource, assembled into one router with its OpenAPI document.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod channels;
 pub mod devices;
@@ -93,7 +94,8 @@ pub fn router(state: AppState) -> Router {
         .merge(threads::router())
         .merge(dms::router())
         .merge(read_states::router())
-        .merge(search::router());
+        .merge(search::router())
+        .merge(attachments::router());
     let (v1, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

@@ -422,7 +422,7 @@ async fn messages_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(
     // Page forward with `after` while the writers run.
     let mut seen: Vec<i64> = Vec::new();
     let mut cursor = "1".to_owned();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while seen.len() < WRITERS * EACH {
         assert!(
             std::time::Instant::now() < deadline,
@@ -1389,4 +1389,154 @@ async fn mine(ts: &TestServer, u: &TestUser) -> Value {
     let (s, v) = ts.get("/api/v1/users/@me/read-states", &u.token).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
+}
+
+async fn upload(
+    ts: &TestServer,
+    who: &TestUser,
+    ch: &str,
+    name: &str,
+    ctype: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let resp = ts
+        .http
+        .post(ts.url(&format!("/api/v1/channels/{ch}/attachments")))
+        .query(&[("filename", name)])
+        .bearer_auth(&who.token)
+        .header("content-type", ctype)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(status.as_u16() < 500, "server error {status}");
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn messages_attachments_upload_claim_download_and_caps() {
+    use copains_api::messaging::attachments::{self, LocalDisk};
+    let dir = std::env::temp_dir().join(format!("copains-it-att-{}", rand::random::<u64>()));
+    assert!(
+        attachments::install(Arc::new(LocalDisk::new(&dir)), 64 * 1024),
+        "storage installed twice"
+    );
+    let ts = TestServer::start().await;
+    let w = world(&ts, "att").await;
+    let (o, m) = (&w.owner, &w.member);
+
+    let (s, a) = upload(
+        &ts,
+        m,
+        &w.text,
+        "notes.txt",
+        "text/plain",
+        b"hello file".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    assert_eq!(
+        (a["size"].as_i64(), a["encrypted"].as_bool()),
+        (Some(10), Some(false))
+    );
+    assert!(a["message_id"].is_null());
+    let aid = id_of(&a);
+    // Caps and names.
+    let (s, e) = upload(
+        &ts,
+        m,
+        &w.text,
+        "big.bin",
+        "application/octet-stream",
+        vec![0; 64 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    for bad in ["../etc/passwd", "", "a\\b"] {
+        let (s, _) = upload(&ts, m, &w.text, bad, "text/plain", b"x".to_vec()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    }
+    // A message claims it (content optional with attachments); a second claim is refused,
+    // and so is someone else's upload.
+    let (s, msg) = send(&ts, m, &w.text, json!({"attachments": [aid]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{msg}");
+    assert_eq!(msg["attachments"][0]["id"], aid.as_str());
+    assert!(msg["content"].is_null());
+    let (s, _) = send(
+        &ts,
+        m,
+        &w.text,
+        json!({"content": "again", "attachments": [aid]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, theirs) = upload(&ts, o, &w.text, "o.txt", "text/plain", b"o".to_vec()).await;
+    let (s, _) = send(
+        &ts,
+        m,
+        &w.text,
+        json!({"content": "steal", "attachments": [id_of(&theirs)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, hist) = ts
+        .get(&format!("/api/v1/channels/{}/messages", w.text), &o.token)
+        .await;
+    assert_eq!(hist[0]["attachments"][0]["filename"], "notes.txt");
+    // Download: the bytes, as a download.
+    let resp = ts
+        .http
+        .get(ts.url(&format!("/api/v1/channels/{}/attachments/{aid}", w.text)))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-disposition"], "attachment");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"hello file");
+    // Through another channel: 404.
+    let other = channel(&ts, o, &w.server, json!({"name": "o", "kind": "text"})).await;
+    assert_eq!(
+        ts.get(
+            &format!("/api/v1/channels/{other}/attachments/{aid}"),
+            &o.token
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    // Without ATTACH_FILES: 403; hidden channel: 404.
+    let noatt = channel(&ts, o, &w.server, json!({"name": "noatt", "kind": "text"})).await;
+    overwrite(&ts, o, &noatt, &m.id, "member", P::ATTACH_FILES).await;
+    let (s, _) = upload(&ts, m, &noatt, "x.txt", "text/plain", b"x".to_vec()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    overwrite(&ts, o, &noatt, &m.id, "member", P::VIEW_CHANNEL).await;
+    let (s, _) = upload(&ts, m, &noatt, "x.txt", "text/plain", b"x".to_vec()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Encrypted places: an opaque blob, served as octet-stream.
+    let (_, dm) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&m.token),
+            json!({"recipients": [o.id]}),
+        )
+        .await;
+    let dm = id_of(&dm);
+    let (s, a) = upload(&ts, m, &dm, "photo.png.enc", "image/png", vec![1, 2, 3]).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    assert_eq!(
+        (a["content_type"].as_str(), a["encrypted"].as_bool()),
+        (Some("application/octet-stream"), Some(true))
+    );
+    let (s, v) = send(
+        &ts,
+        m,
+        &dm,
+        json!({"encrypted": envelope("a2V5"), "attachments": [id_of(&a)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let _ = std::fs::remove_dir_all(dir);
 }
