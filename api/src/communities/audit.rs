@@ -60,6 +60,8 @@ pub enum Action {
     ChannelUpdate,
     /// A channel was deleted.
     ChannelDelete,
+    /// Channels were moved.
+    ChannelReorder,
     /// A channel overwrite was set.
     OverwriteUpdate,
     /// A channel overwrite was removed.
@@ -95,6 +97,7 @@ impl Action {
             Action::ChannelCreate => "channel_create",
             Action::ChannelUpdate => "channel_update",
             Action::ChannelDelete => "channel_delete",
+            Action::ChannelReorder => "channel_reorder",
             Action::OverwriteUpdate => "overwrite_update",
             Action::OverwriteDelete => "overwrite_delete",
             Action::RoleCreate => "role_create",

@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// The channel routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_channels, create_channel))
+        .routes(routes!(list_channels, create_channel, reorder_channels))
         .routes(routes!(get_channel, update_channel, delete_channel))
         .routes(routes!(put_overwrite, delete_overwrite))
 }
@@ -74,6 +74,20 @@ pub struct UpdateChannel {
     pub parent_id: Option<Option<Id>>,
     /// `true` turns encryption on; `false` is refused once it is on.
     pub encrypted: Option<bool>,
+}
+
+/// One entry of `PATCH /servers/{id}/channels`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChannelPosition {
+    /// The channel.
+    pub id: Id,
+    /// Its new position (0–10000).
+    #[schema(minimum = 0, maximum = 10000)]
+    pub position: i32,
+    /// Its new category (`null`: none; absent: unchanged).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<Option<Id>>,
 }
 
 /// `PUT /channels/{id}/overwrites/{target_id}` body.
@@ -248,6 +262,95 @@ pub async fn create_channel(
     )
     .await;
     Ok((StatusCode::CREATED, axum::Json(channel)))
+}
+
+/// Move several channels at once (MANAGE_CHANNELS): new positions and, optionally,
+/// categories. Returns the channels I can see, in display order.
+#[utoipa::path(patch, path = "/servers/{server_id}/channels", tag = "channels", security(("bearer" = [])),
+    params(("server_id" = String, Path, description = "Server id"),
+           ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
+    request_body = Vec<ChannelPosition>, responses((status = 200, body = Vec<Channel>)))]
+pub async fn reorder_channels(
+    State(state): State<AppState>,
+    auth: Auth,
+    reason: AuditReason,
+    Path(server_id): Path<Id>,
+    Json(req): Json<Vec<ChannelPosition>>,
+) -> ApiResult<axum::Json<Vec<Channel>>> {
+    let access = permissions::require_member(&state.db, auth.user_id, server_id).await?;
+    access.require(Permissions::MANAGE_CHANNELS)?;
+    if req.is_empty() || req.len() > c::MAX_CHANNELS_PER_SERVER as usize {
+        return Err(ApiError::validation("give 1 to 500 channels to move"));
+    }
+    let kinds: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, kind FROM channels WHERE server_id = $1")
+            .bind(server_id.0)
+            .fetch_all(&state.db)
+            .await?;
+    let kind_of = |id: Id| {
+        kinds
+            .iter()
+            .find(|(c, _)| *c == id.0)
+            .map(|(_, k)| k.as_str())
+    };
+    let mut seen = std::collections::HashSet::new();
+    for m in &req {
+        check_position(Some(m.position))?;
+        let Some(kind) = kind_of(m.id) else {
+            return Err(ApiError::validation(
+                "every id must be a channel of this server",
+            ));
+        };
+        if !seen.insert(m.id) {
+            return Err(ApiError::validation("a channel appears twice"));
+        }
+        if let Some(Some(p)) = m.parent_id
+            && (kind == "category" || kind_of(p) != Some("category"))
+        {
+            return Err(ApiError::validation(
+                "parent_id must be a category of this server, and categories have no parent",
+            ));
+        }
+    }
+    let mut tx = state.db.begin().await?;
+    for m in &req {
+        sqlx::query(
+            "UPDATE channels SET position = $3, parent_id = CASE WHEN $4 THEN $5 ELSE parent_id END
+              WHERE id = $1 AND server_id = $2",
+        )
+        .bind(m.id.0)
+        .bind(server_id.0)
+        .bind(m.position)
+        .bind(m.parent_id.is_some())
+        .bind(m.parent_id.flatten().map(|p| p.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| c::db_conflict(e, "a category was deleted meanwhile"))?;
+    }
+    audit::record(
+        &mut *tx,
+        &state,
+        Entry {
+            server_id,
+            actor: auth.user_id,
+            action: Action::ChannelReorder,
+            target: None,
+            changes: json!(
+                req.iter()
+                    .map(|m| json!({"id": m.id, "position": m.position, "parent_id": m.parent_id}))
+                    .collect::<Vec<_>>()
+            ),
+            reason: &reason,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    for m in &req {
+        if let Ok(ch) = channels::get(&state.db, m.id).await {
+            publish_update(&state, &ch).await;
+        }
+    }
+    Ok(axum::Json(channels::visible(&state.db, &access).await?))
 }
 
 /// A channel I can see (VIEW_CHANNEL; 404 otherwise).

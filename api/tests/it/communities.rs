@@ -257,6 +257,14 @@ async fn communities_authorization_matrix() {
         ),
         (
             (
+                Method::PATCH,
+                "/servers/{s}/channels",
+                Some(json!([{"id": "{c}", "position": 0}])),
+            ),
+            [404, 403, 200, 200],
+        ),
+        (
+            (
                 Method::POST,
                 "/servers/{s}/channels",
                 Some(json!({"name": "new", "kind": "voice"})),
@@ -699,6 +707,45 @@ async fn communities_private_channels_are_invisible_and_overwrites_resolve_in_or
             .0,
         StatusCode::NOT_FOUND
     );
+    // Bulk move: the child leaves its category and goes first; bad moves are refused.
+    let (s, list) = ts
+        .patch(
+            &format!("/api/v1/servers/{server}/channels"),
+            &owner.token,
+            json!([{"id": id_of(&child), "position": 0, "parent_id": null}, {"id": secret, "position": 7}]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let moved = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id_of(&child).as_str())
+        .unwrap();
+    assert_eq!(moved["position"], 0);
+    assert!(moved["parent_id"].is_null());
+    let last = list.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["id"].as_str(), last["position"].as_i64()),
+        (Some(secret.as_str()), Some(7))
+    );
+    for bad in [
+        json!([{"id": cat, "position": 1, "parent_id": cat}]),
+        json!([{"id": secret, "position": 1, "parent_id": secret}]),
+        json!([{"id": "42", "position": 1}]),
+        json!([{"id": secret, "position": 10001}]),
+        json!([{"id": secret, "position": 1}, {"id": secret, "position": 2}]),
+        json!([]),
+    ] {
+        let (s, v) = ts
+            .patch(
+                &format!("/api/v1/servers/{server}/channels"),
+                &owner.token,
+                bad.clone(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
     // A category cannot be nested; a text channel is not a parent.
     let (s, _) = ts
         .post(
@@ -1466,6 +1513,13 @@ async fn communities_audit_log_records_each_action_with_its_reason() {
             None,
             "invite_delete",
             "r-invite-del",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/servers/{s}/channels"),
+            Some(json!([{"id": ch, "position": 3}])),
+            "channel_reorder",
+            "r-channel-reorder",
         ),
         (
             Method::DELETE,
