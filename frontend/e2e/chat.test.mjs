@@ -253,5 +253,54 @@ export default [
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
 		}
+	},
+	{
+		name: 'an invite link opened while signed out leads through registration to the invite; phone layout of a server',
+		async run({ page, browser, baseURL, shot }) {
+			await register(page, newUser());
+			await createServer(page, 'Newcomers');
+			const link = await createInvite(page);
+			const b = await secondBrowser(browser, baseURL);
+			try {
+				const guest = newUser();
+				await b.page.goto(link);
+				await b.page.waitForURL((u) => u.pathname === '/login' && u.searchParams.get('next')?.startsWith('/invite/'));
+				await b.page.getByRole('link', { name: 'Register' }).click();
+				await b.page.waitForURL((u) => u.pathname === '/register' && u.searchParams.get('next')?.startsWith('/invite/'));
+				await b.page.getByLabel('Username').fill(guest.username);
+				await b.page.getByLabel('Email').fill(guest.email);
+				await b.page.getByLabel('Password').fill(guest.password);
+				await b.page.getByLabel('Password').press('Enter');
+				await b.page.getByTestId('invite-server-name').waitFor();
+				assert((await b.page.getByTestId('invite-server-name').textContent())?.trim() === 'Newcomers', 'the invite shows the server name');
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.getByTestId('composer').waitFor();
+				// A bad code explains itself.
+				await b.page.goto('/invite/NoSuchCode123');
+				await b.page.getByText('This invite does not work').waitFor();
+				if (b.errors.length) throw new Error(`error in the guest's page: ${b.errors[0].stack ?? b.errors[0]}`);
+			} finally {
+				await b.context.close().catch(() => {});
+			}
+			// Phone width: the message pane fills the screen, the channel list is a drawer.
+			await page.setViewportSize({ width: 390, height: 844 });
+			await send(page, 'hello from a phone');
+			await eventually(async () => (await texts(page)).includes('hello from a phone'), 'sent at phone width');
+			const nav = page.locator('#nav-drawer');
+			await eventually(async () => {
+				const box = await nav.boundingBox();
+				return box && box.x + box.width <= 0;
+			}, 'the channel drawer is off screen');
+			await shot('phone-server');
+			await page.getByRole('button', { name: 'Open channel list' }).click();
+			await eventually(async () => (await nav.boundingBox())?.x === 0, 'the channel drawer slides in');
+			await page.getByTestId('channel-link').first().waitFor({ state: 'visible' });
+			await shot('phone-server-drawer');
+			await page.keyboard.press('Escape');
+			await eventually(async () => {
+				const box = await nav.boundingBox();
+				return box && box.x + box.width <= 0;
+			}, 'Escape closes the drawer');
+		}
 	}
 ];
