@@ -13,11 +13,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
-    let s = start().await;
-    let (_, alice) = register(&s, "alice").await;
-    let (_, bob) = register(&s, "bob").await;
+    let db = TestDb::new("serve");
+    let dir = temp_dir("serve");
+    let proc = Proc::start("serve", &[("DATABASE_URL", db.url.clone())], &dir).await;
+    let s = proc.base.as_str();
+    let (_, alice) = register(s, "alice").await;
+    let (_, bob) = register(s, "bob").await;
     let server = post(
-        &s,
+        s,
         "/api/v1/servers",
         Some(&alice),
         json!({"name": "Copains"}),
@@ -43,7 +46,7 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
 
     // Alice makes a channel: she hears of it, Bob (not a member) does not.
     post(
-        &s,
+        s,
         &format!("/api/v1/servers/{sid}/channels"),
         Some(&alice),
         json!({"name": "general-2", "kind": "text"}),
@@ -54,14 +57,14 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
 
     // Bob joins through an invite; the next channel reaches him too.
     let inv = post(
-        &s,
+        s,
         &format!("/api/v1/servers/{sid}/invites"),
         Some(&alice),
         json!({}),
     )
     .await;
     post(
-        &s,
+        s,
         &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
         Some(&bob),
         json!({}),
@@ -73,7 +76,7 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     // why clients load a joined server over REST after `server_create`.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     post(
-        &s,
+        s,
         &format!("/api/v1/servers/{sid}/channels"),
         Some(&alice),
         json!({"name": "after-join", "kind": "text"}),
@@ -88,13 +91,7 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     // A bad token is closed with 4004.
     let mut c = connect(s, None).await.unwrap();
     let _hello = next_json(&mut c).await;
-    c.send(Message::Text(
-        json!({"op": "identify", "token": "garbage"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    send(&mut c, json!({"op": "identify", "token": "garbage"})).await;
     let code = loop {
         match tokio::time::timeout(Duration::from_secs(10), c.next())
             .await

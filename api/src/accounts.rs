@@ -365,6 +365,26 @@ pub async fn login(
     Ok((user, tokens))
 }
 
+/// A refresh token's session: id, user, rotated_at, revoked_at, expires_at, user suspended.
+type RefreshRow = (
+    i64,
+    i64,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    bool,
+);
+
+/// A session row: id, created, last used, expires, user agent, ip.
+type SessionRow = (
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Exchanges a refresh token for a new pair. A token already exchanged revokes its session.
 pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> ApiResult<Tokens> {
     let invalid = || {
@@ -378,7 +398,7 @@ pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> ApiR
     }
     let hash = secret::hash(token);
     let mut tx = state.db.begin().await?;
-    let row: Option<(i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>, bool)> = sqlx::query_as(
+    let row: Option<RefreshRow> = sqlx::query_as(
         "SELECT s.id, s.user_id, rt.rotated_at, s.revoked_at, s.expires_at, u.suspended_at IS NOT NULL
            FROM refresh_tokens rt
            JOIN sessions s ON s.id = rt.session_id
@@ -537,14 +557,7 @@ pub struct SessionInfo {
 
 /// The live sessions of `user_id`, newest first.
 pub async fn list_sessions(db: &PgPool, user_id: Id, current: Id) -> ApiResult<Vec<SessionInfo>> {
-    let rows: Vec<(
-        i64,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<SessionRow> = sqlx::query_as(
         "SELECT id, created_at, last_used_at, expires_at, user_agent, ip FROM sessions
               WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
               ORDER BY id DESC LIMIT 200",

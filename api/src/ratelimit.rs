@@ -56,7 +56,7 @@ pub fn config(burst: u32, period: Duration, trusted: &[IpNet]) -> Arc<LimitConfi
                 trusted: Arc::new(Vec::new()),
             })
             .finish()
-            .unwrap_or_else(|| unreachable_config())
+            .unwrap_or_else(unreachable_config)
     });
     Arc::new(cfg)
 }

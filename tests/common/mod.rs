@@ -97,10 +97,10 @@ impl Proc {
             port,
         };
         for _ in 0..300 {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", p.base)).await {
-                if r.status() == 200 {
-                    return p;
-                }
+            if let Ok(r) = reqwest::get(format!("{}/readyz", p.base)).await
+                && r.status() == 200
+            {
+                return p;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -150,14 +150,14 @@ fn with_tokens<T: Serialize>(
         axum::Json(body((!web).then(|| tokens.refresh_token.clone()))),
     )
         .into_response();
-    if web {
-        if let Some(c) = refresh_cookie(
+    if web
+        && let Some(c) = refresh_cookie(
             state,
             &tokens.refresh_token,
             state.config.session_ttl.as_secs(),
-        ) {
-            resp.headers_mut().append(header::SET_COOKIE, c);
-        }
+        )
+    {
+        resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
 }
