@@ -143,6 +143,16 @@ export default [
 				await eventually(async () => ((await fixed(b.page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 2', 'bob sees two reactions');
 				assert((await fixed(page).getByTestId('reaction').getAttribute('aria-pressed')) === 'true', 'alice’s reaction is marked as hers');
 
+				// Replies: bob replies to alice's message; alice sees the quote.
+				await fixed(b.page).hover();
+				await fixed(b.page).getByRole('button', { name: 'Reply' }).click();
+				await b.page.getByTestId('replying').waitFor();
+				await send(b.page, 'replying here');
+				const reply = page.getByTestId('message').filter({ hasText: 'replying here' });
+				await eventually(async () => (await reply.count()) === 1, 'alice sees the reply');
+				const quote = (await reply.getByTestId('reply-quote').textContent()) ?? '';
+				assert(quote.includes('hello bob (fixed)') && quote.includes(alice.username), `the reply quotes alice's message: ${quote}`);
+
 				// Unread badge backed by read states: bob writes in another channel while alice reads #general.
 				const general = page.url();
 				await page.getByTestId('server-menu-button').click();
@@ -323,6 +333,13 @@ export default [
 			await page.setViewportSize({ width: 390, height: 844 });
 			await send(page, 'hello from a phone');
 			await eventually(async () => (await texts(page)).includes('hello from a phone'), 'sent at phone width');
+			// Up in the empty composer edits my last message.
+			await page.getByTestId('composer').press('ArrowUp');
+			const box = page.getByLabel('Edited message text');
+			await box.waitFor();
+			await box.fill('hello from a small phone');
+			await box.press('Enter');
+			await eventually(async () => (await texts(page)).some((t) => t.startsWith('hello from a small phone')), 'edited with the keyboard');
 			const nav = page.locator('#nav-drawer');
 			await eventually(async () => {
 				const box = await nav.boundingBox();

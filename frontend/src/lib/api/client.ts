@@ -247,9 +247,14 @@ export class ApiClient {
 		return this.request<Message[]>('GET', `/channels/${seg(channelId)}/messages${qs ? `?${qs}` : ''}`);
 	}
 
-	/** `POST /channels/{id}/messages` with a client nonce: a retry with the same nonce returns the same message. */
-	sendMessage(channelId: string, content: string, nonce: string): Promise<Message> {
-		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body: { content, nonce } });
+	/**
+	 * `POST /channels/{id}/messages` with a client nonce: a retry with the same nonce returns the
+	 * same message. `replyTo` is a message of the same channel.
+	 */
+	sendMessage(channelId: string, content: string, nonce: string, replyTo: string | null = null): Promise<Message> {
+		const body: Record<string, string> = { content, nonce };
+		if (replyTo) body.reply_to = replyTo;
+		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
 	}
 
 	/** `PATCH /channels/{id}/messages/{message_id}` (author only). */

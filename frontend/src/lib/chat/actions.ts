@@ -74,7 +74,7 @@ export function newNonce(): string {
 }
 
 /** Sends a message optimistically: shown at once as pending, confirmed (or marked failed) by the server. */
-export async function sendMessage(channelId: string, content: string, nonce: string = newNonce()): Promise<void> {
+export async function sendMessage(channelId: string, content: string, nonce: string = newNonce(), replyTo: string | null = null): Promise<void> {
 	const h = historyOf(channelId);
 	const existing = h.items.find((m) => m.nonce === nonce && (m.pending || m.failed !== undefined));
 	const pending: ChatMessage = existing ?? {
@@ -83,6 +83,7 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 		author_id: chat.meId,
 		content,
 		nonce,
+		reply_to: replyTo,
 		edited_at: null,
 		created_at: new Date().toISOString(),
 		pending: true
@@ -91,7 +92,7 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 	delete pending.failed;
 	if (!existing) h.items.push(pending);
 	try {
-		const m: Message = await api.sendMessage(channelId, content, nonce);
+		const m: Message = await api.sendMessage(channelId, content, nonce, replyTo);
 		upsertMessage(chat, m);
 		// If the history was not loaded yet, the pending copy is still there: replace it.
 		const cur = historyOf(channelId);
@@ -109,7 +110,7 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 
 /** Retries a failed send with the same nonce (the server deduplicates). */
 export function retrySend(m: ChatMessage): Promise<void> {
-	return sendMessage(m.channel_id, m.content ?? '', m.nonce ?? newNonce());
+	return sendMessage(m.channel_id, m.content ?? '', m.nonce ?? newNonce(), m.reply_to ?? null);
 }
 
 /** Drops a failed message from the pane. */
