@@ -152,6 +152,21 @@ describe('chat model', () => {
 		expect(s.unread[OTHER]).toBeUndefined();
 	});
 
+	it('tracks friends, requests and blocks from ready and relationship events', () => {
+		const s = emptyChat();
+		applyReady(s, {
+			user: { id: ME, username: 'me' },
+			servers: [],
+			relationships: [{ user: { id: BOB, username: 'bob', display_name: null }, kind: 'incoming', since: null }, { user: { id: 5 }, kind: 'friend' }]
+		});
+		expect(Object.keys(s.relationships)).toEqual([BOB]);
+		applyDispatch(s, 'relationship_update', { relationship: { user: { id: BOB, username: 'bob', display_name: 'Bob' }, kind: 'friend' } });
+		expect(s.relationships[BOB]?.kind).toBe('friend');
+		expect(nameOf(s, BOB)).toBe('Bob');
+		applyDispatch(s, 'relationship_update', { relationship: { user: { id: BOB, username: 'bob' }, kind: 'none' } });
+		expect(s.relationships[BOB]).toBeUndefined();
+	});
+
 	it('keeps a loaded member list current and names members', () => {
 		const s = readyState();
 		const member = (id: string, username: string, nickname: string | null = null) => ({
@@ -217,6 +232,17 @@ describe('message rendering', () => {
 		const failed = render(MessageItem, { props: { message: { ...message('p', { author_id: ME }), failed: 'offline' }, author: 'me', mine: true } }).body;
 		expect(failed).toContain('Not sent: offline');
 		expect(failed).toContain('Retry');
+	});
+
+	it('quotes the message replied to, or says it is not loaded, and highlights mentions of me', () => {
+		const quoted = render(MessageItem, {
+			props: { message: message('2', { reply_to: '1' }), author: 'bob', mine: false, replied: { author: 'me', content: '<i>original</i>' }, mentioned: true }
+		}).body;
+		expect(quoted).toContain('data-testid="reply-quote"');
+		expect(quoted).toContain('&lt;i>original&lt;/i>');
+		expect(quoted).toMatch(/class="msg[^"]*mentioned/);
+		const missing = render(MessageItem, { props: { message: message('2', { reply_to: '1' }), author: 'bob', mine: false, replied: null } }).body;
+		expect(missing).toContain('Original message not loaded or deleted');
 	});
 
 	it('shows an encrypted message as such instead of pretending to read it', () => {

@@ -20,6 +20,7 @@ import type {
 	Message,
 	NewChannel,
 	ReadState,
+	Relationship,
 	Server,
 	ProfilePatch,
 	RefreshResponse,
@@ -265,6 +266,36 @@ export class ApiClient {
 	/** `DELETE /channels/{id}/messages/{message_id}` (author, or MANAGE_MESSAGES). */
 	deleteMessage(channelId: string, messageId: string): Promise<void> {
 		return this.request<void>('DELETE', `/channels/${seg(channelId)}/messages/${seg(messageId)}`);
+	}
+
+	/** `POST /users/@me/relationships`: sends a friend request by username (accepts theirs if they asked first). */
+	addFriend(username: string): Promise<Relationship> {
+		return this.request<Relationship>('POST', '/users/@me/relationships', { body: { username } });
+	}
+
+	/** `POST /users/@me/relationships/{id}/accept`. */
+	acceptFriend(userId: string): Promise<Relationship> {
+		return this.request<Relationship>('POST', `/users/@me/relationships/${seg(userId)}/accept`, { body: {} });
+	}
+
+	/** `POST /users/@me/relationships/{id}/decline`. */
+	declineFriend(userId: string): Promise<void> {
+		return this.request<void>('POST', `/users/@me/relationships/${seg(userId)}/decline`, { body: {} });
+	}
+
+	/** `DELETE /users/@me/relationships/{id}`: ends a friendship or cancels my request. */
+	removeFriend(userId: string): Promise<void> {
+		return this.request<void>('DELETE', `/users/@me/relationships/${seg(userId)}`);
+	}
+
+	/** `PUT /users/@me/blocks/{id}`: blocks a user (ends any friendship or request). */
+	block(userId: string): Promise<void> {
+		return this.request<void>('PUT', `/users/@me/blocks/${seg(userId)}`);
+	}
+
+	/** `DELETE /users/@me/blocks/{id}`. */
+	unblock(userId: string): Promise<void> {
+		return this.request<void>('DELETE', `/users/@me/blocks/${seg(userId)}`);
 	}
 
 	/** `GET /users/@me/read-states`: unread and mention counts per place. */

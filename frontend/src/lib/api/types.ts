@@ -175,3 +175,13 @@ export interface HistoryQuery {
 	after?: string;
 	limit?: number;
 }
+
+/** How I see another user. */
+export type RelationshipKind = 'friend' | 'outgoing' | 'incoming' | 'blocked' | 'none';
+
+/** My relationship with another user (`GET /users/@me/relationships`, gateway `relationship_update`). */
+export interface Relationship {
+	user: UserSummary;
+	kind: RelationshipKind;
+	since?: string | null;
+}

@@ -3,7 +3,7 @@
  * from the gateway's `ready`, its dispatched events and REST pages. `applyReady` and
  * `applyDispatch` are plain functions of this state (unit-tested without a socket).
  */
-import type { Channel, Member, Message, Role, Server, UserSummary } from '$lib/api';
+import type { Channel, Member, Message, Relationship, Role, Server, UserSummary } from '$lib/api';
 
 /** A server with what the sidebar needs. */
 export interface ServerState extends Server {
@@ -53,6 +53,8 @@ export interface ChatState {
 	readStatesLoaded: boolean;
 	/** The channel on screen (its new messages are read, not unread). */
 	viewing: string | null;
+	/** Friends, requests and blocks, by the other user's id. */
+	relationships: Record<string, Relationship | undefined>;
 }
 
 /** A fresh, empty model. */
@@ -69,7 +71,8 @@ export function emptyChat(): ChatState {
 		myStatus: 'online',
 		unread: {},
 		readStatesLoaded: false,
-		viewing: null
+		viewing: null,
+		relationships: {}
 	};
 }
 
@@ -149,6 +152,8 @@ export function applyReady(s: ChatState, d: Record<string, unknown>): void {
 	s.typing = {};
 	// Unread counts are refetched (`GET /users/@me/read-states`) after every ready.
 	s.readStatesLoaded = false;
+	s.relationships = {};
+	if (Array.isArray(d.relationships)) for (const r of d.relationships) setRelationship(s, r);
 	if (Array.isArray(d.presences)) {
 		for (const p of d.presences) {
 			const o = obj(p);
@@ -157,6 +162,21 @@ export function applyReady(s: ChatState, d: Record<string, unknown>): void {
 	}
 	if (s.meId) s.presences[s.meId] = s.myStatus === 'invisible' ? 'offline' : s.myStatus;
 	s.ready = true;
+}
+
+function setRelationship(s: ChatState, v: unknown): void {
+	const r = obj(v);
+	const user = obj(r?.user);
+	if (!r || !user || !str(user.id) || !str(user.username)) return;
+	const id = user.id as string;
+	const kind = r.kind;
+	if (kind !== 'friend' && kind !== 'outgoing' && kind !== 'incoming' && kind !== 'blocked') {
+		delete s.relationships[id];
+		return;
+	}
+	const summary: UserSummary = { id, username: user.username as string, display_name: str(user.display_name) };
+	s.users[id] = summary;
+	s.relationships[id] = { user: summary, kind, since: str(r.since) };
 }
 
 function presenceOf(v: unknown): Presence {
@@ -289,6 +309,9 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			upsertMessage(s, m);
 			return;
 		}
+		case 'relationship_update':
+			setRelationship(s, d.relationship);
+			return;
 		case 'read_state_update': {
 			// I read it in another tab or device.
 			const cid = str(d.channel_id);
