@@ -65,7 +65,7 @@ async function texts(page) {
 
 export default [
 	{
-		name: 'two users: create a server, invite, join by link, chat live, edit, delete, XSS shows as text, presence',
+		name: 'two users: create a server, invite, join by link, chat live, typing, edit, reactions, replies, unread, roles, presence, delete, XSS as text, leave',
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
 			const bob = newUser();
@@ -192,8 +192,22 @@ export default [
 				// Roles and nicknames: alice gives bob a hoisted, coloured role and a nickname; both lists follow live.
 				const serverId = new URL(page.url()).pathname.split('/')[2];
 				const bobId = (await apiAs(b.page, 'GET', '/users/@me')).id;
-				const role = await apiAs(page, 'POST', `/servers/${serverId}/roles`, { name: 'Moderators', hoist: true, color: 0x2e9c5a });
-				await apiAs(page, 'PATCH', `/servers/${serverId}/members/${bobId}`, { roles: [role.id], nickname: 'Bobby' });
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Create role' }).click();
+				await page.getByLabel('Role name').fill('Moderators');
+				await page.getByTestId('create-role-dialog').getByRole('button', { name: 'Create role' }).click();
+				await page.getByTestId('create-role-dialog').waitFor({ state: 'hidden' });
+				await page.locator(`[data-testid=member][data-username="${bob.username}"] button.row`).click();
+				await page.getByTestId('member-card').getByLabel('Moderators').check();
+				await eventually(async () => (await page.getByTestId('member-card').getByLabel('Moderators').isChecked()), 'the role is assigned');
+				// Bob has no MANAGE_ROLES: his card shows the roles but cannot change them, and his menu has no "Create role".
+				await b.page.locator(`[data-testid=member][data-username="${bob.username}"] button.row`).click();
+				assert(await b.page.getByTestId('member-card').getByLabel('Moderators').isDisabled(), 'bob cannot assign roles');
+				await b.page.locator(`[data-testid=member][data-username="${bob.username}"] button.row`).click();
+				await b.page.getByTestId('server-menu-button').click();
+				assert((await b.page.getByRole('button', { name: 'Create role' }).count()) === 0, 'no Create role for bob');
+				await b.page.getByTestId('server-menu-button').click();
+				await apiAs(page, 'PATCH', `/servers/${serverId}/members/${bobId}`, { nickname: 'Bobby' });
 				for (const p of [page, b.page]) {
 					const entry = p.getByTestId('member').filter({ hasText: 'Bobby' });
 					await eventually(async () => (await entry.count()) === 1, 'bob is shown by his nickname');
@@ -302,7 +316,7 @@ export default [
 		}
 	},
 	{
-		name: 'an invite link opened while signed out leads through registration to the invite; phone layout of a server',
+		name: 'an invite link opened while signed out leads through registration to the invite; the owner kicks; phone layout of a server',
 		async run({ page, browser, baseURL, shot }) {
 			await register(page, newUser());
 			await createServer(page, 'Newcomers');
@@ -322,6 +336,14 @@ export default [
 				assert((await b.page.getByTestId('invite-server-name').textContent())?.trim() === 'Newcomers', 'the invite shows the server name');
 				await b.page.getByRole('button', { name: 'Accept invite' }).click();
 				await b.page.getByTestId('composer').waitFor();
+				// The owner kicks the newcomer: the server leaves the newcomer's rail, live.
+				await eventually(async () => (await page.getByTestId('member').count()) === 2, 'two members');
+				await page.locator(`[data-testid=member][data-username="${guest.username}"] button.row`).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Kick' }).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Confirm kick' }).click();
+				await eventually(async () => (await page.getByTestId('member').count()) === 1, 'the newcomer left the member list');
+				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'the server left the newcomer’s rail');
+				await b.page.getByTestId('server-missing').waitFor();
 				// A bad code explains itself.
 				await b.page.goto('/invite/NoSuchCode123');
 				await b.page.getByText('This invite does not work').waitFor();

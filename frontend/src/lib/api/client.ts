@@ -21,6 +21,7 @@ import type {
 	NewChannel,
 	ReadState,
 	Relationship,
+	Role,
 	Server,
 	ProfilePatch,
 	RefreshResponse,
@@ -221,6 +222,26 @@ export class ApiClient {
 	/** `GET /servers/{id}/members`. */
 	members(serverId: string): Promise<Member[]> {
 		return this.request<Member[]>('GET', `/servers/${seg(serverId)}/members`);
+	}
+
+	/** `POST /servers/{id}/roles` (MANAGE_ROLES). */
+	createRole(serverId: string, input: { name: string; color?: number; hoist?: boolean }): Promise<Role> {
+		return this.request<Role>('POST', `/servers/${seg(serverId)}/roles`, { body: input });
+	}
+
+	/** `PATCH /servers/{id}/members/{user_id}`: nickname and/or the complete set of roles. */
+	updateMember(serverId: string, userId: string, patch: { nickname?: string; roles?: string[] }): Promise<Member> {
+		return this.request<Member>('PATCH', `/servers/${seg(serverId)}/members/${seg(userId)}`, { body: patch });
+	}
+
+	/** `DELETE /servers/{id}/members/{user_id}`: kicks a member (they may rejoin with an invite). */
+	kick(serverId: string, userId: string): Promise<void> {
+		return this.request<void>('DELETE', `/servers/${seg(serverId)}/members/${seg(userId)}`);
+	}
+
+	/** `PUT /servers/{id}/bans/{user_id}`: bans a user (removes them and refuses their return). */
+	ban(serverId: string, userId: string): Promise<void> {
+		return this.request<void>('PUT', `/servers/${seg(serverId)}/bans/${seg(userId)}`, { body: {} });
 	}
 
 	/** `POST /servers/{id}/invites`: a new invite (unlimited unless limits are given). */
