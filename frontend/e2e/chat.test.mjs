@@ -102,6 +102,18 @@ export default [
 				const author = await page.getByTestId('message').filter({ hasText: 'hi alice' }).getByTestId('message-author').textContent();
 				assert(author?.trim() === bob.username, `bob's message is signed ${author}`);
 
+				// Mentions: bob types @ and part of alice's name, picks her with Tab; alice sees a highlighted mention.
+				await b.page.getByTestId('composer').pressSequentially(`@${alice.username.slice(0, 6)}`);
+				await b.page.getByTestId('mention-suggestions').waitFor();
+				await b.page.getByTestId('composer').press('Tab');
+				assert((await b.page.getByTestId('composer').inputValue()) === `@${alice.username} `, 'the name is completed');
+				await b.page.getByTestId('composer').pressSequentially('look at this');
+				await b.page.getByTestId('composer').press('Enter');
+				const mention = page.getByTestId('message').filter({ hasText: 'look at this' });
+				await eventually(async () => (await mention.count()) === 1, 'alice gets the mention');
+				assert((await mention.locator('.mention').textContent())?.trim() === `@${alice.username}`, 'shown as a mention of alice');
+				assert(/\bmentioned\b/.test((await mention.getAttribute('class')) ?? ''), 'a message mentioning me is highlighted');
+
 				// Shift+Enter makes a new line instead of sending.
 				await b.page.getByTestId('composer').fill('line one');
 				await b.page.getByTestId('composer').press('Shift+Enter');

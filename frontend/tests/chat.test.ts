@@ -312,3 +312,40 @@ describe('optimistic send', () => {
 		expect(chat.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000001', '400000000000000002']);
 	});
 });
+
+describe('mentions', () => {
+	it('splits text and mentions, leaving unknown ids and markup as text', async () => {
+		const { segments } = await import('../src/lib/chat/mentions');
+		const users: Record<string, string> = { '12': 'bob' };
+		const seg = segments('hi <@12> and <@!99>, <@&7> @everyone <b>x</b>', (id) => users[id] ?? null, (id) => (id === '7' ? 'mods' : null));
+		expect(seg).toEqual([
+			{ kind: 'text', text: 'hi ' },
+			{ kind: 'user', id: '12', text: '@bob' },
+			{ kind: 'text', text: ' and ' },
+			{ kind: 'text', text: '<@!99>' },
+			{ kind: 'text', text: ', ' },
+			{ kind: 'role', id: '7', text: '@mods' },
+			{ kind: 'text', text: ' ' },
+			{ kind: 'everyone', text: '@everyone' },
+			{ kind: 'text', text: ' <b>x</b>' }
+		]);
+	});
+
+	it('encodes @username of known users only, and finds the name being typed', async () => {
+		const { encodeMentions, mentionQuery } = await import('../src/lib/chat/mentions');
+		const users = [{ id: '12', username: 'bob' }, { id: '13', username: 'al.ice' }];
+		expect(encodeMentions('hey @bob, and @Al.ice! not mail@bob or @carol', users)).toBe('hey <@12>, and <@13>! not mail@bob or @carol');
+		expect(mentionQuery('hello @bo', 9)).toEqual({ start: 6, query: 'bo' });
+		expect(mentionQuery('@', 1)).toEqual({ start: 0, query: '' });
+		expect(mentionQuery('mail@bo', 7)).toBeNull();
+		expect(mentionQuery('hello @bob there', 16)).toBeNull();
+	});
+
+	it('renders a mention as a pill of text', () => {
+		const body = render(MessageItem, {
+			props: { message: message('1', { content: 'hi <@12> <img src=x>' }), author: 'bob', mine: false, mentionName: (kind: string, id: string) => (kind === 'user' && id === '12' ? 'alice' : null) }
+		}).body;
+		expect(body).toMatch(/<span class="mention[^"]*"[^>]*>@alice<\/span>/);
+		expect(body).toContain('&lt;img src=x>');
+	});
+});
