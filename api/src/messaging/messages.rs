@@ -225,6 +225,9 @@ pub async fn create(
         || place.is_dm();
 
     let generated = state.ids.next();
+    if (place.slowmode_secs == 0 || exempt) && files.is_empty() {
+        return create_fast(state, author, place, generated, nonce, req.reply_to, b).await;
+    }
     let mut tx = state.db.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($1, $2)
@@ -319,6 +322,81 @@ pub async fn create(
             .unwrap_or_default()
     };
     let msg = r.render(Vec::new(), attached);
+    publish(
+        state,
+        place,
+        Event::MessageCreate {
+            message: value(&msg),
+        },
+    )
+    .await?;
+    Ok((msg, true))
+}
+
+/// The common case (no slow mode to check, no attachments to claim) as one statement in its
+/// own transaction: head upsert (the ordering lock), nonce claim, insert and thread activity.
+/// Same guarantees as the multi-statement path, one round trip.
+async fn create_fast(
+    state: &AppState,
+    author: Id,
+    place: &Place,
+    generated: Id,
+    nonce: Option<String>,
+    reply_to: Option<Id>,
+    b: Body,
+) -> ApiResult<(Message, bool)> {
+    let env = b.envelope.as_ref();
+    let row: Option<MessageRow> = sqlx::query_as(&format!(
+        "WITH h AS (
+            INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($2, $1)
+            ON CONFLICT (channel_id) DO UPDATE
+               SET last_message_id = GREATEST(channel_heads.last_message_id + 1, EXCLUDED.last_message_id)
+            RETURNING last_message_id AS id
+         ), n AS (
+            INSERT INTO message_nonces (author_id, nonce, message_id, channel_id)
+            SELECT $4, $10, h.id, $2 FROM h WHERE $10::TEXT IS NOT NULL
+            ON CONFLICT (author_id, nonce) DO UPDATE
+               SET message_id = EXCLUDED.message_id, channel_id = EXCLUDED.channel_id, created_at = now()
+             WHERE message_nonces.created_at < now() - make_interval(secs => $15)
+            RETURNING message_id
+         ), m AS (
+            INSERT INTO messages (id, channel_id, server_id, author_id, content, enc_algorithm,
+                   enc_sender_device, enc_session_id, enc_ciphertext, nonce, reply_to,
+                   mention_everyone, mention_users, mention_roles)
+            SELECT h.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM h
+             WHERE $10::TEXT IS NULL OR EXISTS (SELECT 1 FROM n)
+            RETURNING *
+         ), t AS (
+            UPDATE threads SET last_activity_at = now()
+             WHERE id = $2 AND $16 AND EXISTS (SELECT 1 FROM m)
+         )
+         SELECT {MESSAGE_COLUMNS} FROM m"
+    ))
+    .bind(generated.0)
+    .bind(place.id.0)
+    .bind(place.server_id.map(|s| s.0))
+    .bind(author.0)
+    .bind(&b.content)
+    .bind(env.map(|e| &e.algorithm))
+    .bind(env.map(|e| &e.sender_device_id))
+    .bind(env.map(|e| &e.session_id))
+    .bind(env.map(|e| &e.ciphertext))
+    .bind(&nonce)
+    .bind(reply_to.map(|r| r.0))
+    .bind(b.mentions.everyone)
+    .bind(&b.mentions.users)
+    .bind(&b.mentions.roles)
+    .bind(NONCE_WINDOW_SECS as f64)
+    .bind(place.kind == PlaceKind::Thread)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(r) = row else {
+        // Only a fresh claim of the nonce stops the insert.
+        let n =
+            nonce.ok_or_else(|| ApiError::Internal("message insert returned nothing".into()))?;
+        return original(state, author, place, &n).await.map(|m| (m, false));
+    };
+    let msg = r.render(Vec::new(), Vec::new());
     publish(
         state,
         place,

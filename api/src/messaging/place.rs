@@ -65,44 +65,86 @@ pub const DM_PERMISSIONS: Permissions = Permissions(
         | Permissions::MANAGE_MESSAGES.0,
 );
 
-type PlaceRow = (
-    String,
-    Option<i64>,
-    Option<String>,
-    bool,
-    i32,
-    Option<i64>,
-    bool,
-);
+/// Everything [`Place::resolve`] needs, loaded in one query.
+#[derive(sqlx::FromRow)]
+struct PlaceRow {
+    tag: String,
+    server_id: Option<i64>,
+    kind: Option<String>,
+    encrypted: bool,
+    slowmode_secs: i32,
+    perm_channel: i64,
+    archived: bool,
+    owner_id: Option<i64>,
+    is_member: bool,
+    timed_out: bool,
+    timeout_until: Option<chrono::DateTime<chrono::Utc>>,
+    everyone: i64,
+    role_ids: Vec<i64>,
+    role_perms: Vec<i64>,
+    ow_targets: Vec<i64>,
+    ow_kinds: Vec<String>,
+    ow_allow: Vec<i64>,
+    ow_deny: Vec<i64>,
+}
+
+/// The place, the caller's membership, roles and the applicable overwrites in one round trip
+/// (the same inputs as `communities::permissions::{server_access, overwrites_for}`).
+const RESOLVE: &str = "
+WITH p AS (
+    SELECT 'c'::TEXT AS tag, c.server_id AS server_id, c.kind AS kind, c.encrypted AS encrypted,
+           c.slowmode_secs AS slowmode_secs, c.id AS perm_channel, FALSE AS archived
+      FROM channels c WHERE c.id = $1
+    UNION ALL
+    SELECT 't', t.server_id, 'text', c.encrypted, c.slowmode_secs, t.parent_id,
+           t.archived OR t.last_activity_at < now() - make_interval(secs => t.auto_archive_secs)
+      FROM threads t JOIN channels c ON c.id = t.parent_id WHERE t.id = $1
+    UNION ALL
+    SELECT 'd', NULL, d.kind, TRUE, 0, d.id, FALSE
+      FROM dm_channels d JOIN dm_recipients r ON r.channel_id = d.id AND r.user_id = $2
+     WHERE d.id = $1
+    LIMIT 1
+), mr AS (
+    SELECT r.id, r.permissions FROM p
+      JOIN member_roles x ON x.server_id = p.server_id AND x.user_id = $2
+      JOIN roles r ON r.id = x.role_id
+), ow AS (
+    SELECT o.target_id, o.target_kind, o.allow, o.deny FROM p
+      JOIN overwrites o ON o.channel_id = p.perm_channel
+     WHERE p.tag <> 'd'
+       AND (o.target_id = p.server_id OR o.target_id = $2 OR o.target_id IN (SELECT id FROM mr))
+)
+SELECT p.tag, p.server_id, p.kind, p.encrypted, p.slowmode_secs, p.perm_channel, p.archived,
+       s.owner_id, (m.user_id IS NOT NULL) AS is_member,
+       COALESCE(m.timeout_until > now(), FALSE) AS timed_out, m.timeout_until,
+       COALESCE((SELECT permissions FROM roles WHERE id = p.server_id), 0) AS everyone,
+       COALESCE((SELECT array_agg(id ORDER BY id) FROM mr), '{}') AS role_ids,
+       COALESCE((SELECT array_agg(permissions ORDER BY id) FROM mr), '{}') AS role_perms,
+       COALESCE((SELECT array_agg(target_id ORDER BY target_id) FROM ow), '{}') AS ow_targets,
+       COALESCE((SELECT array_agg(target_kind ORDER BY target_id) FROM ow), '{}') AS ow_kinds,
+       COALESCE((SELECT array_agg(allow ORDER BY target_id) FROM ow), '{}') AS ow_allow,
+       COALESCE((SELECT array_agg(deny ORDER BY target_id) FROM ow), '{}') AS ow_deny
+  FROM p
+  LEFT JOIN servers s ON s.id = p.server_id
+  LEFT JOIN members m ON m.server_id = p.server_id AND m.user_id = $2";
 
 impl Place {
     /// Resolves `channel_id` for `user`; `None` when it does not exist or the user cannot see
-    /// it (answer 404).
+    /// it (answer 404). One query; permissions are resolved by
+    /// [`permissions::channel_permissions_for`] exactly as for any server channel.
     pub async fn resolve(db: &PgPool, user: Id, channel_id: Id) -> ApiResult<Option<Place>> {
-        let row: Option<PlaceRow> = sqlx::query_as(
-            "SELECT 'c', c.server_id, c.kind, c.encrypted, c.slowmode_secs, NULL::BIGINT, FALSE
-               FROM channels c WHERE c.id = $1
-             UNION ALL
-             SELECT 't', t.server_id, 'text', c.encrypted, c.slowmode_secs, t.parent_id,
-                    t.archived OR t.last_activity_at < now() - make_interval(secs => t.auto_archive_secs)
-               FROM threads t JOIN channels c ON c.id = t.parent_id WHERE t.id = $1
-             UNION ALL
-             SELECT 'd', NULL, d.kind, TRUE, 0, NULL, FALSE
-               FROM dm_channels d JOIN dm_recipients r ON r.channel_id = d.id AND r.user_id = $2
-              WHERE d.id = $1
-             LIMIT 1",
-        )
-        .bind(channel_id.0)
-        .bind(user.0)
-        .fetch_optional(db)
-        .await?;
-        let Some((tag, server_id, kind, encrypted, slowmode_secs, parent, archived)) = row else {
+        let row: Option<PlaceRow> = sqlx::query_as(RESOLVE)
+            .bind(channel_id.0)
+            .bind(user.0)
+            .fetch_optional(db)
+            .await?;
+        let Some(r) = row else {
             return Ok(None);
         };
-        if tag == "d" {
+        if r.tag == "d" {
             return Ok(Some(Place {
                 id: channel_id,
-                kind: if kind.as_deref() == Some("dm") {
+                kind: if r.kind.as_deref() == Some("dm") {
                     PlaceKind::Dm
                 } else {
                     PlaceKind::GroupDm
@@ -119,40 +161,67 @@ impl Place {
                 is_text: true,
             }));
         }
-        let Some(server_id) = server_id.map(Id) else {
+        let (Some(server), Some(owner)) = (r.server_id, r.owner_id) else {
             return Ok(None);
         };
-        let perm_channel = parent.map(Id).unwrap_or(channel_id);
-        let Some(access) = permissions::server_access(db, user, server_id).await? else {
+        if !r.is_member {
             return Ok(None);
+        }
+        let is_owner = owner == user.0;
+        let inputs = permissions::MemberInputs {
+            is_owner,
+            everyone: Permissions::from_db(r.everyone),
+            roles: r
+                .role_perms
+                .iter()
+                .map(|p| Permissions::from_db(*p))
+                .collect(),
+            timed_out: r.timed_out && !is_owner,
         };
-        let ow = permissions::overwrites_for(db, server_id, perm_channel, user, &access.role_ids)
-            .await?;
-        let perms = permissions::channel_permissions_for(&access.inputs, &ow);
+        let mut ow = permissions::ChannelOverwrites::default();
+        for (((target, kind), allow), deny) in r
+            .ow_targets
+            .iter()
+            .zip(&r.ow_kinds)
+            .zip(&r.ow_allow)
+            .zip(&r.ow_deny)
+        {
+            let o = permissions::Overwrite {
+                allow: Permissions::from_db(*allow),
+                deny: Permissions::from_db(*deny),
+            };
+            match kind.as_str() {
+                "member" if *target == user.0 => ow.member = Some(o),
+                "role" if *target == server => ow.everyone = Some(o),
+                "role" => ow.roles.push(o),
+                _ => {}
+            }
+        }
+        let perms = permissions::channel_permissions_for(&inputs, &ow);
         if !perms.contains(Permissions::VIEW_CHANNEL) {
             return Ok(None);
         }
-        let timeout_left_secs = access
-            .timeout_until
-            .map(|t| (t - chrono::Utc::now()).num_seconds().max(1) as u64)
-            .unwrap_or(0);
+        let timeout_left_secs = match (inputs.timed_out, r.timeout_until) {
+            (true, Some(t)) => (t - chrono::Utc::now()).num_seconds().max(1) as u64,
+            _ => 0,
+        };
         Ok(Some(Place {
             id: channel_id,
-            kind: if tag == "t" {
+            kind: if r.tag == "t" {
                 PlaceKind::Thread
             } else {
                 PlaceKind::Channel
             },
-            server_id: Some(server_id),
-            perm_channel,
-            encrypted,
-            slowmode_secs,
+            server_id: Some(Id(server)),
+            perm_channel: Id(r.perm_channel),
+            encrypted: r.encrypted,
+            slowmode_secs: r.slowmode_secs,
             permissions: perms,
-            timed_out: access.inputs.timed_out,
+            timed_out: inputs.timed_out,
             timeout_left_secs,
-            role_ids: access.role_ids,
-            archived,
-            is_text: kind.as_deref() == Some("text"),
+            role_ids: r.role_ids,
+            archived: r.archived,
+            is_text: r.kind.as_deref() == Some("text"),
         }))
     }
 

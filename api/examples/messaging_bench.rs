@@ -1,0 +1,342 @@
+//! Messaging benchmark: what the API costs on top of the database, measured in one run
+//! against the same local PostgreSQL.
+//!
+//! Run (from the workspace root):
+//!
+//! ```text
+//! cargo run --release -p copains-api --example messaging_bench
+//! ```
+//!
+//! Environment: `COPAINS_BENCH_DATABASE_URL` (admin URL, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `BENCH_REQUESTS` (per timed phase,
+//! default 2000), `BENCH_CONCURRENCY` (default 16), `BENCH_ROUNDS` (default 3),
+//! `BENCH_OUT` (default `bench/results/messaging.json`).
+//!
+//! It creates a fresh database, migrates it, serves the real router on 127.0.0.1:0 in this
+//! process and drives it over HTTP/1.1 keep-alive with `BENCH_CONCURRENCY` client tasks:
+//! - `create`: `POST /api/v1/channels/{id}/messages {content}` (auth, permission resolution,
+//!   mention parsing, ordered-id transaction, bus publish);
+//! - `insert`: a raw `INSERT INTO messages` of the same kind of row through the same pool,
+//!   with the same concurrency (the floor);
+//! - `history`: `GET /api/v1/channels/{id}/messages?before=<random>&limit=50` (50 messages);
+//! - `healthz`: `GET /healthz` (the HTTP floor).
+//!
+//! Phases alternate over `BENCH_ROUNDS` rounds; each ratio is the median over rounds of
+//! (API requests/s ÷ floor requests/s). Latencies (p50/p99, ms) are over all rounds.
+//! Targets: `create_vs_insert_ratio` ≥ 0.5, `history_vs_healthz_ratio` ≥ 0.3.
+//! The database is dropped at the end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use copains_api::{ApiConfig, AppState};
+use serde_json::{Value, json};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Phase {
+    rps: f64,
+    lat_ms: Vec<f64>,
+}
+
+/// Runs `n` operations with `conc` workers; `op(i)` must succeed.
+async fn run<F, Fut>(n: usize, conc: usize, op: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                op(i).await;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut lat_ms = Vec::with_capacity(n);
+    for t in tasks {
+        lat_ms.extend(t.await.unwrap());
+    }
+    Phase {
+        rps: n as f64 / start.elapsed().as_secs_f64(),
+        lat_ms,
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    (v[i] * 1000.0).round() / 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_num("BENCH_REQUESTS", 2000);
+    let conc = env_num("BENCH_CONCURRENCY", 16);
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let pool_size = 16u32;
+    let admin = std::env::var("COPAINS_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../bench/results/messaging.json"
+        )
+        .into()
+    });
+
+    // A fresh database.
+    let name = format!("copains_bench_{}", rand::random::<u32>());
+    let admin_pool = copains_api::db::connect(&admin, 1).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    let url = format!("{base}/{name}");
+    let pool = copains_api::db::connect(&url, pool_size).await.unwrap();
+    copains_api::db::migrate(&pool).await.unwrap();
+
+    // The real router, in process.
+    let signer =
+        copains_wire::TokenSigner::from_pem(&copains_wire::TokenSigner::generate_pem().unwrap())
+            .unwrap();
+    let config = ApiConfig {
+        auth_rate_burst: 1000,
+        auth_rate_period: Duration::from_millis(1),
+        ..ApiConfig::default()
+    };
+    let state = AppState::new(pool.clone(), signer, config, 1).unwrap();
+    let app = copains_api::routes::router(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(conc * 2)
+        .build()
+        .unwrap();
+    let api = format!("http://{addr}");
+
+    // A user, a server, a text channel.
+    let reg: Value = http
+        .post(format!("{api}/api/v1/auth/register"))
+        .json(&json!({"username": "bencher", "email": "bench@example.org", "password": "password-bencher"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["access_token"].as_str().unwrap().to_owned();
+    let user_id: i64 = reg["user"]["id"].as_str().unwrap().parse().unwrap();
+    let server: Value = http
+        .post(format!("{api}/api/v1/servers"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let server_id: i64 = server["id"].as_str().unwrap().parse().unwrap();
+    let ch: Value = http
+        .post(format!("{api}/api/v1/servers/{server_id}/channels"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "bench", "kind": "text"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channel: i64 = ch["id"].as_str().unwrap().parse().unwrap();
+    let raw_channel = state.ids.next().0;
+
+    let create = {
+        let (http, api, token) = (http.clone(), api.clone(), token.clone());
+        move |i: usize| {
+            let (http, api, token) = (http.clone(), api.clone(), token.clone());
+            async move {
+                let r = http
+                    .post(format!("{api}/api/v1/channels/{channel}/messages"))
+                    .bearer_auth(&token)
+                    .json(&json!({"content": format!("benchmark message number {i} with some words")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                let _ = r.bytes().await;
+            }
+        }
+    };
+    let insert = {
+        let (pool, ids) = (pool.clone(), state.ids.clone());
+        move |i: usize| {
+            let (pool, ids) = (pool.clone(), ids.clone());
+            async move {
+                sqlx::query(
+                    "INSERT INTO messages (id, channel_id, server_id, author_id, content)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(ids.next().0)
+                .bind(raw_channel)
+                .bind(server_id)
+                .bind(user_id)
+                .bind(format!("benchmark message number {i} with some words"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        }
+    };
+    let healthz = {
+        let (http, api) = (http.clone(), api.clone());
+        move |_i: usize| {
+            let (http, api) = (http.clone(), api.clone());
+            async move {
+                let r = http.get(format!("{api}/healthz")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await;
+            }
+        }
+    };
+
+    // Warm-up (connections, caches), not timed.
+    run(200, conc, create.clone()).await;
+    run(200, conc, insert.clone()).await;
+    run(200, conc, healthz.clone()).await;
+
+    let (mut c_lat, mut i_lat, mut h_lat, mut z_lat) = (vec![], vec![], vec![], vec![]);
+    let (mut c_rps, mut i_rps, mut h_rps, mut z_rps) = (vec![], vec![], vec![], vec![]);
+    let (mut cv_i, mut hv_z) = (vec![], vec![]);
+    for round in 0..rounds {
+        let c = run(n, conc, create.clone()).await;
+        let i = run(n, conc, insert.clone()).await;
+        // History pages at random points of what exists now.
+        let ids: Arc<Vec<i64>> = Arc::new(
+            sqlx::query_scalar("SELECT id FROM messages WHERE channel_id = $1 ORDER BY id")
+                .bind(channel)
+                .fetch_all(&pool)
+                .await
+                .unwrap(),
+        );
+        let history = {
+            let (http, api, token, ids) = (http.clone(), api.clone(), token.clone(), ids.clone());
+            move |k: usize| {
+                let (http, api, token) = (http.clone(), api.clone(), token.clone());
+                // Cursors at least 50 messages in, so every page is full.
+                let span = ids.len().saturating_sub(51).max(1);
+                let before = ids[51.min(ids.len() - 1) + (k * 7919) % span];
+                async move {
+                    let r = http
+                        .get(format!(
+                            "{api}/api/v1/channels/{channel}/messages?before={before}&limit=50"
+                        ))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    let v: Vec<Value> = r.json().await.unwrap();
+                    assert_eq!(v.len(), 50);
+                }
+            }
+        };
+        let h = run(n, conc, history).await;
+        let z = run(n, conc, healthz.clone()).await;
+        println!(
+            "round {round}: create {:.0}/s insert {:.0}/s history {:.0}/s healthz {:.0}/s",
+            c.rps, i.rps, h.rps, z.rps
+        );
+        cv_i.push(c.rps / i.rps);
+        hv_z.push(h.rps / z.rps);
+        c_rps.push(c.rps);
+        i_rps.push(i.rps);
+        h_rps.push(h.rps);
+        z_rps.push(z.rps);
+        c_lat.extend(c.lat_ms);
+        i_lat.extend(i.lat_ms);
+        h_lat.extend(h.lat_ms);
+        z_lat.extend(z.lat_ms);
+    }
+
+    let result = json!({
+        "create_vs_insert_ratio": r3(median(cv_i.clone())),
+        "history_vs_healthz_ratio": r3(median(hv_z.clone())),
+        "targets": {"create_vs_insert_ratio": ">= 0.5", "history_vs_healthz_ratio": ">= 0.3"},
+        "requests_per_second": {
+            "create": r3(median(c_rps)), "insert": r3(median(i_rps)),
+            "history_50": r3(median(h_rps)), "healthz": r3(median(z_rps)),
+        },
+        "latency_ms": {
+            "create": {"p50": pct(&mut c_lat, 0.5), "p99": pct(&mut c_lat, 0.99)},
+            "insert": {"p50": pct(&mut i_lat, 0.5), "p99": pct(&mut i_lat, 0.99)},
+            "history_50": {"p50": pct(&mut h_lat, 0.5), "p99": pct(&mut h_lat, 0.99)},
+            "healthz": {"p50": pct(&mut z_lat, 0.5), "p99": pct(&mut z_lat, 0.99)},
+        },
+        "per_round": {"create_vs_insert": cv_i, "history_vs_healthz": hv_z},
+        "method": format!(
+            "one process: the real router on 127.0.0.1 over HTTP/1.1 keep-alive (reqwest), \
+             {conc} concurrent clients, {n} requests per phase, {rounds} alternating rounds after a \
+             warm-up, one PostgreSQL pool of {pool_size} shared by the API and the raw INSERTs; \
+             ratios are medians over rounds; client and server share the machine's cores"
+        ),
+        "rerun": "cargo run --release -p copains-api --example messaging_bench",
+        "measured_at": chrono::Utc::now().to_rfc3339(),
+    });
+    let text = serde_json::to_string_pretty(&result).unwrap();
+    println!("{text}");
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&out, text + "\n").unwrap();
+    println!("wrote {out}");
+
+    pool.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin_pool)
+        .await;
+}
