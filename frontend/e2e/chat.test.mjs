@@ -195,6 +195,20 @@ export default [
 				await b.page.getByTestId('channel-link').filter({ hasText: 'general' }).click();
 				await b.page.getByRole('textbox', { name: 'Message #general' }).waitFor();
 
+				// Search: alice finds bob's message in #random from #general and jumps there.
+				await page.getByRole('searchbox', { name: /Search messages/ }).fill('psst');
+				await page.getByRole('searchbox', { name: /Search messages/ }).press('Enter');
+				const hit = page.getByTestId('search-result');
+				await eventually(async () => (await hit.count()) === 1, 'one search result');
+				assert(/#random/.test((await hit.textContent()) ?? '') && /psst, over here/.test((await hit.textContent()) ?? ''), 'the result names the channel and shows the text');
+				await shot('alice-search');
+				await hit.click();
+				await page.getByRole('textbox', { name: 'Message #random' }).waitFor();
+				await page.getByTestId('search-results').getByRole('button', { name: 'Close' }).click();
+				await page.getByTestId('member-list').waitFor();
+				await page.goto(general);
+				await page.getByTestId('composer').waitFor();
+
 				await shot('alice-chat');
 				await shot('bob-chat', b.page);
 				await page.emulateMedia({ colorScheme: 'dark' });

@@ -224,6 +224,13 @@ export class ApiClient {
 		return this.request<Member[]>('GET', `/servers/${seg(serverId)}/members`);
 	}
 
+	/** `GET /servers/{id}/messages/search`: plaintext messages I may see that match `q`, newest first. */
+	async search(serverId: string, q: string, limit = 25): Promise<Message[]> {
+		const qs = new URLSearchParams({ q, limit: String(limit) });
+		const body = await this.request<{ messages: Message[] }>('GET', `/servers/${seg(serverId)}/messages/search?${qs}`);
+		return Array.isArray(body?.messages) ? body.messages : [];
+	}
+
 	/** `POST /servers/{id}/roles` (MANAGE_ROLES). */
 	createRole(serverId: string, input: { name: string; color?: number; hoist?: boolean }): Promise<Role> {
 		return this.request<Role>('POST', `/servers/${seg(serverId)}/roles`, { body: input });
