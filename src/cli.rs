@@ -24,7 +24,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every role in one process: API, gateway and web app (the SFU joins as it lands).
+    /// Run every role in one process: API, gateway, SFU and web app.
     /// Starts a private PostgreSQL when DATABASE_URL is unset; uses the in-process bus
     /// unless COPAINS_REDIS_URL is set.
     Serve,
@@ -33,6 +33,9 @@ pub enum Command {
     /// Run the gateway role only (WebSocket at /gateway; needs COPAINS_REDIS_URL to hear
     /// the api nodes).
     Gateway,
+    /// Run the SFU role only (UDP media on COPAINS_SFU_PORTS; needs COPAINS_REDIS_URL to
+    /// hear the gateways' voice signalling).
+    Sfu,
     /// Apply database migrations and exit.
     Migrate,
     /// Administer the instance from the server's shell.
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => crate::serve::serve(config, crate::serve::Roles::ALL).await,
         Command::Api => crate::serve::serve(config, crate::serve::Roles::API).await,
         Command::Gateway => crate::serve::serve(config, crate::serve::Roles::GATEWAY).await,
+        Command::Sfu => crate::serve::serve(config, crate::serve::Roles::SFU).await,
         Command::Migrate => crate::serve::migrate_only(config).await,
         Command::Admin(cmd) => crate::admin::run(config, cmd).await,
         Command::ConfigReference => Ok(()),

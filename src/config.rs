@@ -76,6 +76,16 @@ pub struct Settings {
     /// [default: the origin of COPAINS_PUBLIC_URL plus http://localhost:PORT and http://127.0.0.1:PORT].
     #[arg(long, env = "COPAINS_ALLOWED_ORIGINS", global = true)]
     pub allowed_origins: Option<String>,
+    /// UDP port range of the SFU, e.g. `50000-50100` [default: 50000-50100].
+    #[arg(long, env = "COPAINS_SFU_PORTS", global = true)]
+    pub sfu_ports: Option<String>,
+    /// Address the SFU's UDP sockets bind to [default: 127.0.0.1; use 0.0.0.0 on a server].
+    #[arg(long, env = "COPAINS_SFU_BIND_IP", global = true)]
+    pub sfu_bind_ip: Option<String>,
+    /// Address announced to clients in ICE candidates (the public IP behind a 1:1 NAT)
+    /// [default: the bind address].
+    #[arg(long, env = "COPAINS_SFU_ANNOUNCED_IP", global = true)]
+    pub sfu_announced_ip: Option<String>,
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -112,6 +122,8 @@ pub struct Config {
     pub pg_bin_dir: Option<PathBuf>,
     /// Origins allowed on the gateway WebSocket.
     pub allowed_origins: Vec<String>,
+    /// The SFU's sockets and announced address.
+    pub sfu: copains_sfu::SfuConfig,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -221,7 +233,28 @@ impl Config {
                 ]
             }
         };
+        let mut sfu = copains_sfu::SfuConfig::default();
+        sfu.ports = s
+            .sfu_ports
+            .as_deref()
+            .unwrap_or("50000-50100")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("COPAINS_SFU_PORTS: {e}"))?;
+        sfu.bind_ip = s
+            .sfu_bind_ip
+            .as_deref()
+            .unwrap_or("127.0.0.1")
+            .parse()
+            .context("COPAINS_SFU_BIND_IP must be an IP address")?;
+        sfu.announced_ip = match s.sfu_announced_ip.as_deref() {
+            Some(ip) => Some(
+                ip.parse()
+                    .context("COPAINS_SFU_ANNOUNCED_IP must be an IP address")?,
+            ),
+            None => None,
+        };
         Ok(Config {
+            sfu,
             allowed_origins,
             database_url: s.database_url,
             http_addr,

@@ -9,6 +9,7 @@ mod config;
 mod embedded_pg;
 mod serve;
 mod shutdown;
+mod voice;
 mod web;
 
 use clap::Parser;

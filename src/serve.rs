@@ -78,6 +78,8 @@ pub struct Roles {
     pub gateway: bool,
     /// The web app's static files.
     pub web: bool,
+    /// The SFU and its voice bridge.
+    pub sfu: bool,
 }
 
 impl Roles {
@@ -86,18 +88,28 @@ impl Roles {
         api: true,
         gateway: true,
         web: true,
+        sfu: true,
     };
     /// `copains api`.
     pub const API: Roles = Roles {
         api: true,
         gateway: false,
         web: false,
+        sfu: false,
+    };
+    /// `copains sfu`.
+    pub const SFU: Roles = Roles {
+        api: false,
+        gateway: false,
+        web: false,
+        sfu: true,
     };
     /// `copains gateway`.
     pub const GATEWAY: Roles = Roles {
         api: false,
         gateway: true,
         web: false,
+        sfu: false,
     };
 
     fn names(self) -> String {
@@ -110,6 +122,9 @@ impl Roles {
         }
         if self.web {
             v.push("web");
+        }
+        if self.sfu {
+            v.push("sfu");
         }
         v.join("+")
     }
@@ -175,6 +190,25 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         let gw = Arc::new(copains_signaling::Gateway::start(gs));
         app = app.merge(gw.router());
         Some(gw)
+    } else {
+        None
+    };
+    let _sfu = if roles.sfu {
+        if !roles.gateway && config.redis_url.is_none() {
+            tracing::warn!(
+                "an SFU without COPAINS_REDIS_URL hears no gateway: set it when running roles apart"
+            );
+        }
+        let (sfu, events) =
+            copains_sfu::SfuHandle::start(config.sfu.clone()).context("starting the SFU")?;
+        tracing::info!(addrs = ?sfu.local_addrs(), "SFU listening (UDP)");
+        tokio::spawn(crate::voice::run(
+            bus.clone(),
+            sfu.clone(),
+            events,
+            state.db.clone(),
+        ));
+        Some(sfu)
     } else {
         None
     };

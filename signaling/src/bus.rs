@@ -45,6 +45,8 @@ pub enum Topic {
     MemberList(Id),
     /// Voice signalling towards the SFU serving a voice channel.
     Voice(Id),
+    /// Every voice event of the instance (what the node hosting the SFU subscribes to).
+    VoiceAll,
 }
 
 impl Topic {
@@ -62,7 +64,10 @@ impl Topic {
                 channel_id,
             } => out.push(Topic::Channel(*channel_id)),
             Audience::MemberList(s) => out.push(Topic::MemberList(*s)),
-            Audience::Voice(c) => out.push(Topic::Voice(*c)),
+            Audience::Voice(c) => {
+                out.push(Topic::Voice(*c));
+                out.push(Topic::VoiceAll);
+            }
         }
     }
 
@@ -85,6 +90,7 @@ impl Topic {
             Topic::Channel(id) => format!("{prefix}:channel:{id}"),
             Topic::MemberList(id) => format!("{prefix}:members:{id}"),
             Topic::Voice(id) => format!("{prefix}:voice:{id}"),
+            Topic::VoiceAll => format!("{prefix}:voice:all"),
         }
     }
 }

@@ -703,6 +703,7 @@ impl Session {
                 {
                     return;
                 }
+                let previous = self.voice.map(|(_, c)| c);
                 self.voice = channel_id.map(|c| (server_id, c));
                 let ev = Event::VoiceStateUpdate {
                     server_id,
@@ -714,10 +715,11 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                self.actions.push_back(Action::Publish(BusEvent::to(
-                    Audience::Server(server_id),
-                    ev,
-                )));
+                // Members see the state; the SFU hears of leaving or moving (voice audience).
+                let mut audience = vec![Audience::Server(server_id)];
+                audience.extend(previous.or(channel_id).map(Audience::Voice));
+                self.actions
+                    .push_back(Action::Publish(BusEvent::new(audience, ev)));
             }
             ClientFrame::VoiceSignal {
                 channel_id,

@@ -1,0 +1,301 @@
+//! The voice bridge: joins the gateway's voice signalling (relayed on the event bus) to the
+//! SFU. A client in a voice channel sends its SDP offer as a `voice_signal`; the bridge checks
+//! CONNECT (and SPEAK: without it the participant is muted server-side), joins the
+//! participant to the channel's room, and sends the SFU's answer (and any server offer) back
+//! to exactly that gateway session. Leaving voice, a dropped permission or a kick removes the
+//! participant from the room at once.
+//!
+//! On one node (`copains serve`) the bus is in-process; with Redis the bridge runs in the
+//! process that hosts the SFU (every voice channel is served by that node for now).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use copains_api::communities::permissions::{self, Permissions};
+use copains_sfu::{ParticipantId, RoomEvent, RoomId, SfuEvent, SfuHandle};
+use copains_signaling::{EventBus, Topic};
+use copains_wire::Id;
+use copains_wire::events::{Audience, BusEvent, Event, SignalKind};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+/// Who a room participant is on the gateway side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Peer {
+    user_id: Id,
+    session_id: String,
+    server_id: Id,
+}
+
+/// The participant id of a gateway session in a room (stable per session).
+fn participant_of(session_id: &str) -> ParticipantId {
+    // FNV-1a: stable across processes, unlike the std hasher.
+    let h = session_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    ParticipantId(h)
+}
+
+/// Runs the bridge until the bus closes.
+pub async fn run(
+    bus: Arc<dyn EventBus>,
+    sfu: SfuHandle,
+    mut sfu_events: mpsc::Receiver<SfuEvent>,
+    db: PgPool,
+) {
+    if let Err(e) = bus.subscribe(&[Topic::VoiceAll]).await {
+        tracing::error!(error = %e, "voice bridge cannot subscribe to voice signalling");
+        return;
+    }
+    let mut incoming = bus.incoming();
+    let mut peers: HashMap<(u64, ParticipantId), Peer> = HashMap::new();
+    let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = recheck.tick() => recheck_permissions(&sfu, &db, &mut peers).await,
+            ev = incoming.recv() => match ev {
+                Ok(ev) => on_bus_event(&bus, &sfu, &db, &mut peers, &ev).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "voice bridge lagged behind the bus");
+                }
+                Err(_) => return,
+            },
+            ev = sfu_events.recv() => match ev {
+                Some(ev) => on_sfu_event(&bus, &mut peers, ev).await,
+                None => return,
+            },
+        }
+    }
+}
+
+async fn signal_to(
+    bus: &Arc<dyn EventBus>,
+    peer: &Peer,
+    channel_id: Id,
+    kind: SignalKind,
+    data: Value,
+) {
+    let ev = BusEvent::new(
+        vec![Audience::Session {
+            user_id: peer.user_id,
+            session_id: peer.session_id.clone(),
+        }],
+        Event::VoiceSignal {
+            channel_id,
+            user_id: peer.user_id,
+            session_id: peer.session_id.clone(),
+            kind,
+            data,
+        },
+    );
+    if let Err(e) = bus.publish(&ev).await {
+        tracing::warn!(error = %e, "voice bridge could not answer a client");
+    }
+}
+
+fn sdp_of(data: &Value) -> Option<String> {
+    data.get("sdp")
+        .and_then(Value::as_str)
+        .or_else(|| data.as_str())
+        .map(str::to_owned)
+}
+
+async fn on_bus_event(
+    bus: &Arc<dyn EventBus>,
+    sfu: &SfuHandle,
+    db: &PgPool,
+    peers: &mut HashMap<(u64, ParticipantId), Peer>,
+    ev: &BusEvent,
+) {
+    match &ev.event {
+        Event::VoiceSignal {
+            channel_id,
+            user_id,
+            session_id,
+            kind,
+            data,
+        } => {
+            // Only client → SFU signals: the bridge's own answers carry a Session audience.
+            if !ev.audience.iter().any(|a| matches!(a, Audience::Voice(_))) {
+                return;
+            }
+            let room = RoomId(channel_id.0 as u64);
+            let who = participant_of(session_id);
+            let key = (room.0, who);
+            let Ok(Some((server_id, perms))) =
+                permissions::channel_permissions(db, *user_id, *channel_id).await
+            else {
+                return;
+            };
+            let peer = Peer {
+                user_id: *user_id,
+                session_id: session_id.clone(),
+                server_id,
+            };
+            if !perms.contains(Permissions::CONNECT) {
+                signal_to(bus, &peer, *channel_id, SignalKind::Other, json!({"error": "missing_permission", "message": "you may not connect to this voice channel"})).await;
+                let _ = sfu.kick(room, who).await;
+                peers.remove(&key);
+                return;
+            }
+            let Some(sdp) = sdp_of(data) else { return };
+            match kind {
+                SignalKind::Offer => {
+                    let joined = peers.contains_key(&key);
+                    let r = if joined {
+                        sfu.renegotiate(room, who, sdp).await
+                    } else {
+                        sfu.join(room, who, sdp).await
+                    };
+                    match r {
+                        Ok(n) => {
+                            peers.insert(key, peer.clone());
+                            if !perms.contains(Permissions::SPEAK) {
+                                let _ = sfu.set_muted(room, who, true).await;
+                            }
+                            signal_to(
+                                bus,
+                                &peer,
+                                *channel_id,
+                                SignalKind::Answer,
+                                json!({"sdp": n.answer}),
+                            )
+                            .await;
+                            if let Some(offer) = n.offer {
+                                signal_to(
+                                    bus,
+                                    &peer,
+                                    *channel_id,
+                                    SignalKind::Offer,
+                                    json!({"sdp": offer}),
+                                )
+                                .await;
+                            }
+                        }
+                        Err(e) => {
+                            signal_to(
+                                bus,
+                                &peer,
+                                *channel_id,
+                                SignalKind::Other,
+                                json!({"error": "negotiation_failed", "message": e.to_string()}),
+                            )
+                            .await;
+                        }
+                    }
+                }
+                SignalKind::Answer => match sfu.accept_answer(room, who, sdp).await {
+                    Ok(Some(next)) => {
+                        signal_to(
+                            bus,
+                            &peer,
+                            *channel_id,
+                            SignalKind::Offer,
+                            json!({"sdp": next}),
+                        )
+                        .await
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        signal_to(
+                            bus,
+                            &peer,
+                            *channel_id,
+                            SignalKind::Other,
+                            json!({"error": "negotiation_failed", "message": e.to_string()}),
+                        )
+                        .await;
+                    }
+                },
+                // ICE-lite SFU: the client's trickled candidates are not needed.
+                SignalKind::Ice | SignalKind::Other => {}
+            }
+        }
+        Event::VoiceStateUpdate {
+            channel_id,
+            session_id,
+            ..
+        } => {
+            // Leaving voice (or moving): the session's participant leaves every other room.
+            let who = participant_of(session_id);
+            let stale: Vec<(u64, ParticipantId)> = peers
+                .keys()
+                .filter(|(room, p)| *p == who && Some(*room) != channel_id.map(|c| c.0 as u64))
+                .cloned()
+                .collect();
+            for key in stale {
+                peers.remove(&key);
+                let _ = sfu.leave(RoomId(key.0), key.1).await;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Kick, ban, timeout or a lost CONNECT: every 2 s each participant's permission is checked
+/// again and those who lost it are removed from their room.
+async fn recheck_permissions(
+    sfu: &SfuHandle,
+    db: &PgPool,
+    peers: &mut HashMap<(u64, ParticipantId), Peer>,
+) {
+    let keys: Vec<((u64, ParticipantId), Id)> =
+        peers.iter().map(|(k, p)| (*k, p.user_id)).collect();
+    for (key, user_id) in keys {
+        let perms = permissions::channel_permissions(db, user_id, Id(key.0 as i64)).await;
+        let Ok(perms) = perms else { continue }; // database hiccup: check again next time
+        if !perms.is_some_and(|(_, p)| p.contains(Permissions::CONNECT)) {
+            peers.remove(&key);
+            let _ = sfu.kick(RoomId(key.0), key.1).await;
+            tracing::info!(user_id = %user_id, room = key.0, "removed from voice: no longer allowed to connect");
+        }
+    }
+}
+
+async fn on_sfu_event(
+    bus: &Arc<dyn EventBus>,
+    peers: &mut HashMap<(u64, ParticipantId), Peer>,
+    ev: SfuEvent,
+) {
+    let channel_id = Id(ev.room.0 as i64);
+    match ev.event {
+        RoomEvent::Offer { participant, sdp } => {
+            if let Some(peer) = peers.get(&(ev.room.0, participant)) {
+                signal_to(
+                    bus,
+                    peer,
+                    channel_id,
+                    SignalKind::Offer,
+                    json!({"sdp": sdp}),
+                )
+                .await;
+            }
+        }
+        RoomEvent::ActiveSpeakerChanged { participant } => {
+            let speaker = participant.and_then(|p| peers.get(&(ev.room.0, p)));
+            let server = peers
+                .iter()
+                .find(|((r, _), _)| *r == ev.room.0)
+                .map(|(_, p)| p.server_id);
+            if let Some(server_id) = server {
+                let data = json!({"active_speaker": speaker.map(|p| p.user_id.to_string())});
+                let ev = BusEvent::new(
+                    vec![Audience::Server(server_id)],
+                    Event::VoiceSignal {
+                        channel_id,
+                        user_id: speaker.map(|p| p.user_id).unwrap_or(Id(0)),
+                        session_id: String::new(),
+                        kind: SignalKind::Other,
+                        data,
+                    },
+                );
+                let _ = bus.publish(&ev).await;
+            }
+        }
+        RoomEvent::ParticipantLeft { participant, .. } => {
+            peers.remove(&(ev.room.0, participant));
+        }
+        _ => {}
+    }
+}
