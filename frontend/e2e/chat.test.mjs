@@ -66,6 +66,7 @@ async function texts(page) {
 export default [
 	{
 		name: 'two users: create a server, invite, join by link, chat live, typing, edit, reactions, replies, unread, roles, presence, delete, XSS as text, leave',
+		timeoutMs: 90000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
 			const bob = newUser();
@@ -403,6 +404,61 @@ export default [
 				const box = await nav.boundingBox();
 				return box && box.x + box.width <= 0;
 			}, 'Escape closes the drawer');
+		}
+	},
+	{
+		name: 'a mention in another channel shows a desktop notification and a mention badge',
+		async run({ page, context, browser, baseURL, shot }) {
+			// Record notifications while still creating real ones (headless Chromium shows nothing).
+			await context.grantPermissions(['notifications']);
+			await context.addInitScript(() => {
+				const Real = window.Notification;
+				window.__notes = [];
+				window.Notification = class extends Real {
+					constructor(title, options) {
+						super(title, options);
+						window.__notes.push({ title, body: options?.body });
+					}
+				};
+			});
+			const alice = newUser();
+			await register(page, alice);
+			await page.goto('/settings');
+			await page.getByRole('button', { name: 'Turn on desktop notifications' }).click();
+			await page.getByText('Desktop notifications are on').waitFor();
+			await page.goto('/');
+			await createServer(page, 'Pings');
+			const general = page.url();
+			const link = await createInvite(page);
+			await page.getByTestId('server-menu-button').click();
+			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByLabel('Channel name').fill('elsewhere');
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.waitForURL((u) => u.href !== general);
+			const b = await secondBrowser(browser, baseURL);
+			try {
+				await register(b.page, newUser());
+				await b.page.goto(link);
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.getByRole('textbox', { name: 'Message #general' }).waitFor();
+				await b.page.getByTestId('member').nth(1).waitFor();
+				await send(b.page, `@${alice.username} ping!`);
+				const notes = await eventually(async () => {
+					const n = await page.evaluate(() => window.__notes);
+					return n.length ? n : null;
+				}, 'a notification for the mention');
+				assert(notes.length === 1 && /in #general/.test(notes[0].title) && notes[0].body === `@${alice.username} ping!`, `notification: ${JSON.stringify(notes)}`);
+				const badge = page.getByTestId('channel-link').filter({ hasText: 'general' }).getByTestId('unread-badge');
+				await eventually(async () => /@1/.test((await badge.textContent()) ?? ''), 'a mention badge on #general');
+				await shot('mention-badge');
+				// A message without a mention does not notify.
+				await send(b.page, 'no ping');
+				await eventually(async () => ((await badge.textContent()) ?? '').includes('@1'), 'still one mention');
+				await page.waitForTimeout(500);
+				assert((await page.evaluate(() => window.__notes.length)) === 1, 'no notification without a mention');
+			} finally {
+				await b.context.close().catch(() => {});
+			}
 		}
 	}
 ];

@@ -54,6 +54,7 @@ async function send(page, text) {
 export default [
 	{
 		name: 'a dropped gateway link shows the reconnecting banner, then resumes and delivers what was missed',
+		timeoutMs: 60000,
 		async run({ page, browser, baseURL, shot }) {
 			const gw = await routeGateway(page);
 			await register(page, newUser());

@@ -4,7 +4,7 @@
 // given as arguments), one fresh browser context per test, saves screenshots in e2e/artifacts/,
 // prints `N passed, N failed` and exits non-zero when any test failed.
 // Env: COPAINS_URL, CHROMIUM_PATH (default /usr/bin/chromium), E2E_GREP (run matching tests only),
-//      E2E_TIMEOUT_MS (per test, default 30000), E2E_HEADFUL=1 (show the browser).
+//      E2E_TIMEOUT_MS (per test, default 30000; a test may set a longer `timeoutMs`), E2E_HEADFUL=1 (show the browser).
 import { mkdirSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -74,7 +74,9 @@ for (const file of files) {
 			await Promise.race([
 				t.run({ page, context, browser, baseURL, shot }),
 				new Promise((_, reject) => {
-					timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+					// A long scenario may ask for more time (`timeoutMs` on the test), scaled like the default.
+					const limit = Math.max(timeoutMs, Math.round((t.timeoutMs ?? 0) * (timeoutMs / 30000)));
+					timer = setTimeout(() => reject(new Error(`timed out after ${limit} ms`)), limit);
 				})
 			]);
 			if (pageErrors.length) throw new Error(`error in the page: ${pageErrors[0].stack ?? pageErrors[0]}`);

@@ -349,3 +349,14 @@ describe('mentions', () => {
 		expect(body).toContain('&lt;img src=x>');
 	});
 });
+
+describe('mention notifications', () => {
+	it('fire only for mentions of me by others', async () => {
+		const { mentions } = await import('../src/lib/notify.svelte');
+		expect(mentions({ author_id: BOB, mentions: [ME] }, ME)).toBe(true);
+		expect(mentions({ author_id: BOB, mentions: [], mention_everyone: true }, ME)).toBe(true);
+		expect(mentions({ author_id: ME, mentions: [ME] }, ME)).toBe(false);
+		expect(mentions({ author_id: BOB, mentions: ['7'] }, ME)).toBe(false);
+		expect(mentions({ author_id: BOB, mentions: [ME] }, null)).toBe(false);
+	});
+});

@@ -3,7 +3,10 @@
  * into the chat model (`$lib/chat/state.svelte`); the connection state drives the reconnecting banner.
  */
 import { api } from '$lib/api';
-import { applyDispatch, applyReady, chat, resetChat } from '$lib/chat/state.svelte';
+import { applyDispatch, applyReady, chat, nameOf, resetChat } from '$lib/chat/state.svelte';
+import { segments } from '$lib/chat/mentions';
+import { notifyMention } from '$lib/notify.svelte';
+import type { Message } from '$lib/api';
 import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
 
@@ -26,7 +29,10 @@ export function startGateway(onAuthLost: () => void): void {
 			// A new session starts online: restate the status the user chose.
 			if (chat.myStatus !== 'online') client?.send('presence_update', { status: chat.myStatus });
 		},
-		onDispatch: (t, d) => applyDispatch(chat, t, d),
+		onDispatch: (t, d) => {
+			applyDispatch(chat, t, d);
+			if (t === 'message_create') notifyFor((d as { message?: Message } | null)?.message);
+		},
 		onStatus: (st) => {
 			if (st.state === 'ready') {
 				if (connection.status !== 'offline') setOnline();
@@ -50,4 +56,25 @@ export function stopGateway(): void {
 /** Sends a client op on the live connection; false when not connected. */
 export function gatewaySend(op: string, fields: Record<string, unknown> = {}): boolean {
 	return client?.send(op, fields) ?? false;
+}
+
+/** A desktop notification for a new message that mentions me (when enabled and not on screen). */
+function notifyFor(m: Message | undefined): void {
+	if (!m || typeof m.channel_id !== 'string' || typeof m.content !== 'string') return;
+	const server = chat.servers.find((s) => s.id === m.server_id);
+	const channel = server?.channels.find((c) => c.id === m.channel_id);
+	const body = segments(
+		m.content,
+		(id) => nameOf(chat, id, server?.id),
+		(id) => server?.roles.find((r) => r.id === id)?.name ?? null
+	)
+		.map((p) => p.text)
+		.join('');
+	notifyMention(m, {
+		meId: chat.meId,
+		viewing: chat.viewing,
+		title: `${nameOf(chat, m.author_id, server?.id)}${channel ? ` in #${channel.name}` : ''}`,
+		body,
+		href: server ? `/servers/${server.id}/${m.channel_id}` : '/'
+	});
 }

@@ -1,0 +1,62 @@
+/**
+ * Desktop notifications for mentions of me, when the message is not on screen (another channel,
+ * or the tab is hidden). Off until the user turns them on in settings (which asks the browser's
+ * permission); the choice is remembered locally — it is not a secret.
+ */
+import type { Message } from '$lib/api';
+
+const KEY = 'copains.notifications';
+
+/** Reactive notification settings. */
+export const notifications = $state<{ enabled: boolean; permission: NotificationPermission | 'unsupported' }>({
+	enabled: false,
+	permission: 'default'
+});
+
+function supported(): boolean {
+	return typeof window !== 'undefined' && 'Notification' in window;
+}
+
+/** Reads the saved choice and the browser's permission (on app start). */
+export function initNotifications(): void {
+	if (!supported()) {
+		notifications.permission = 'unsupported';
+		return;
+	}
+	notifications.permission = Notification.permission;
+	notifications.enabled = localStorage.getItem(KEY) === 'on' && Notification.permission === 'granted';
+}
+
+/** Asks the browser's permission and turns notifications on when granted; returns the permission. */
+export async function enableNotifications(): Promise<NotificationPermission | 'unsupported'> {
+	if (!supported()) return 'unsupported';
+	const p = Notification.permission === 'granted' ? 'granted' : await Notification.requestPermission();
+	notifications.permission = p;
+	notifications.enabled = p === 'granted';
+	if (notifications.enabled) localStorage.setItem(KEY, 'on');
+	return p;
+}
+
+/** Turns notifications off. */
+export function disableNotifications(): void {
+	notifications.enabled = false;
+	localStorage.removeItem(KEY);
+}
+
+/** Whether `m` mentions `meId` (directly or through @everyone) and is by someone else. */
+export function mentions(m: Pick<Message, 'author_id' | 'mentions' | 'mention_everyone'>, meId: string | null): boolean {
+	return !!meId && m.author_id !== meId && (m.mention_everyone === true || (m.mentions?.includes(meId) ?? false));
+}
+
+/** Shows a notification for a new message that mentions me and is not on screen. */
+export function notifyMention(m: Message, ctx: { meId: string | null; viewing: string | null; title: string; body: string; href: string }): boolean {
+	if (!notifications.enabled || !supported() || Notification.permission !== 'granted') return false;
+	if (!mentions(m, ctx.meId)) return false;
+	if (!document.hidden && ctx.viewing === m.channel_id) return false;
+	const n = new Notification(ctx.title, { body: ctx.body.slice(0, 300), tag: m.id });
+	n.onclick = () => {
+		window.focus();
+		window.location.assign(ctx.href);
+	};
+	return true;
+}
