@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::mentions::{self, Parsed};
 use super::place::{Place, PlaceKind};
-use super::{Envelope, MESSAGE_COLUMNS, Message, MessageRow, NONCE_WINDOW_SECS};
+use super::{Envelope, LISTED_COLUMNS, MESSAGE_COLUMNS, Message, MessageRow, NONCE_WINDOW_SECS};
 use crate::communities::events::value;
 use crate::communities::permissions::Permissions;
 use crate::error::{ApiError, ApiResult};
@@ -597,7 +597,7 @@ async fn page(
 ) -> ApiResult<Vec<MessageRow>> {
     let order = if op.starts_with('>') { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
+        "SELECT {LISTED_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
           ORDER BY m.id {order} LIMIT $3"
     );
     Ok(sqlx::query_as::<_, MessageRow>(&sql)

@@ -151,6 +151,15 @@ pub const MESSAGE_COLUMNS: &str = "m.id, m.channel_id, m.server_id, m.author_id,
      m.reply_to, m.mention_everyone, m.mention_users, m.mention_roles, m.pinned_at, \
      m.edited_at, m.created_at";
 
+/// [`MESSAGE_COLUMNS`] plus whether each message has reactions / attachments, so rendering a
+/// page skips the lookups that would find nothing (history pages, pins, search).
+pub const LISTED_COLUMNS: &str = "m.id, m.channel_id, m.server_id, m.author_id, m.content, \
+     m.enc_algorithm, m.enc_sender_device, m.enc_session_id, m.enc_ciphertext, m.nonce, \
+     m.reply_to, m.mention_everyone, m.mention_users, m.mention_roles, m.pinned_at, \
+     m.edited_at, m.created_at, \
+     EXISTS (SELECT 1 FROM reactions r WHERE r.message_id = m.id) AS has_reactions, \
+     EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id) AS has_attachments";
+
 /// A stored message.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
@@ -188,6 +197,12 @@ pub struct MessageRow {
     pub edited_at: Option<DateTime<Utc>>,
     /// Created at.
     pub created_at: DateTime<Utc>,
+    /// Has reactions (`None`: not loaded, look them up).
+    #[sqlx(default)]
+    pub has_reactions: Option<bool>,
+    /// Has attachments (`None`: not loaded, look them up).
+    #[sqlx(default)]
+    pub has_attachments: Option<bool>,
 }
 
 impl MessageRow {
@@ -240,9 +255,15 @@ pub async fn render_all(
     viewer: Id,
     rows: Vec<MessageRow>,
 ) -> ApiResult<Vec<Message>> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut counts = reactions::counts(db, viewer, &ids).await?;
-    let mut files = attachments::of_messages(db, &ids).await?;
+    let with = |f: fn(&MessageRow) -> Option<bool>| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| f(r) != Some(false))
+            .map(|r| r.id)
+            .collect()
+    };
+    let (react_ids, file_ids) = (with(|r| r.has_reactions), with(|r| r.has_attachments));
+    let mut counts = reactions::counts(db, viewer, &react_ids).await?;
+    let mut files = attachments::of_messages(db, &file_ids).await?;
     Ok(rows
         .into_iter()
         .map(|r| {

@@ -211,7 +211,7 @@ pub async fn pins(db: &PgPool, me: Id, place: &Place) -> ApiResult<Vec<super::Me
     let rows: Vec<super::MessageRow> = sqlx::query_as(&format!(
         "SELECT {} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL
           ORDER BY m.pinned_at DESC, m.id DESC LIMIT $2",
-        super::MESSAGE_COLUMNS
+        super::LISTED_COLUMNS
     ))
     .bind(place.id.0)
     .bind(super::MAX_PINS)

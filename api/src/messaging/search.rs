@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::{MESSAGE_COLUMNS, Message, MessageRow};
+use super::{LISTED_COLUMNS, Message, MessageRow};
 use crate::communities::channels::{self, ChannelKind};
 use crate::communities::permissions::{self, Permissions};
 use crate::error::{ApiError, ApiResult};
@@ -93,7 +93,7 @@ pub async fn search(db: &PgPool, user: Id, server: Id, q: SearchQuery) -> ApiRes
         high = high.min(b.0);
     }
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
+        "SELECT {LISTED_COLUMNS} FROM messages m
           WHERE m.channel_id = ANY($1) AND m.search @@ websearch_to_tsquery('simple', $2)
             AND ($3::BIGINT IS NULL OR m.author_id = $3) AND m.id >= $4 AND m.id < $5
           ORDER BY m.id DESC LIMIT $6"
