@@ -156,6 +156,17 @@ export default [
 				await eventually(async () => ((await fixed(b.page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 2', 'bob sees two reactions');
 				assert((await fixed(page).getByTestId('reaction').getAttribute('aria-pressed')) === 'true', 'alice’s reaction is marked as hers');
 
+				// Pins: alice (owner) pins her message, bob sees the mark live and finds it in the pinned panel;
+				// bob (no MANAGE_MESSAGES) has no pin button.
+				await fixed(page).hover();
+				await fixed(page).getByRole('button', { name: 'Pin message' }).click();
+				await fixed(b.page).getByTestId('pinned-mark').waitFor();
+				await fixed(b.page).hover();
+				assert((await fixed(b.page).getByRole('button', { name: 'Pin message' }).count()) === 0, 'bob cannot pin');
+				await b.page.getByRole('button', { name: 'Pinned messages' }).click();
+				await eventually(async () => /hello bob \(fixed\)/.test((await b.page.getByTestId('pinned-message').first().textContent()) ?? ''), 'bob sees the pin in the panel');
+				await b.page.getByTestId('pins-panel').getByRole('button', { name: 'Close' }).click();
+
 				// Replies: bob replies to alice's message; alice sees the quote.
 				await fixed(b.page).hover();
 				await fixed(b.page).getByRole('button', { name: 'Reply' }).click();

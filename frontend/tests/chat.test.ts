@@ -112,6 +112,14 @@ describe('chat model', () => {
 		expect(s.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000004', 'pending-x']);
 	});
 
+	it('keeps my reaction flags when an update rendered for someone else arrives', () => {
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000001', { reactions: [{ emoji: '👍', count: 1, me: true }] }) });
+		applyDispatch(s, 'message_update', { message: message('400000000000000001', { content: 'edited', pinned: true, reactions: [{ emoji: '👍', count: 1, me: false }] }) });
+		const m = s.history[GEN]?.items[0];
+		expect([m?.content, m?.pinned, m?.reactions?.[0].me]).toEqual(['edited', true, true]);
+	});
+
 	it('counts reactions', () => {
 		const s = readyState();
 		applyDispatch(s, 'message_create', { message: message('400000000000000001') });

@@ -336,6 +336,16 @@ export class ApiClient {
 		return this.request<ReadState>('POST', `/channels/${seg(channelId)}/messages/${seg(messageId)}/ack`, { body: {} });
 	}
 
+	/** `GET /channels/{id}/pins`: pinned messages, most recently pinned first. */
+	pins(channelId: string): Promise<Message[]> {
+		return this.request<Message[]>('GET', `/channels/${seg(channelId)}/pins`);
+	}
+
+	/** `PUT` (pin) or `DELETE` (unpin) `/channels/{id}/pins/{message_id}` (MANAGE_MESSAGES). */
+	setPinned(channelId: string, messageId: string, pinned: boolean): Promise<void> {
+		return this.request<void>(pinned ? 'PUT' : 'DELETE', `/channels/${seg(channelId)}/pins/${seg(messageId)}`);
+	}
+
 	/** `PUT /channels/{id}/messages/{message_id}/reactions/{emoji}/@me`. */
 	addReaction(channelId: string, messageId: string, emoji: string): Promise<void> {
 		return this.request<void>('PUT', `/channels/${seg(channelId)}/messages/${seg(messageId)}/reactions/${seg(emoji)}/@me`);

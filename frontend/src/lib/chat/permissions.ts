@@ -3,6 +3,7 @@ import type { Role } from '$lib/api';
 
 /** Permission bits used by the web app. */
 export const Perm = {
+	MANAGE_MESSAGES: 8,
 	MANAGE_CHANNELS: 16,
 	MANAGE_ROLES: 32,
 	MANAGE_SERVER: 64,

@@ -304,7 +304,12 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			}
 			if (t === 'message_update') {
 				const h = s.history[m.channel_id];
-				if (!h || !h.items.some((x) => x.id === m.id)) return; // Not shown: nothing to update.
+				const old = h?.items.find((x) => x.id === m.id);
+				if (!old) return; // Not shown: nothing to update.
+				// The update is rendered for whoever changed it (its reactions' `me` is theirs): keep
+				// the reactions this client tracks through reaction events.
+				upsertMessage(s, { ...m, reactions: old.reactions ?? m.reactions });
+				return;
 			}
 			upsertMessage(s, m);
 			return;
