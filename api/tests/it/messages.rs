@@ -555,6 +555,89 @@ async fn messages_visibility_history_send_timeout_and_slowmode() {
         StatusCode::NOT_FOUND
     );
 
+    // Role overwrites: @everyone denied VIEW_CHANNEL, a role allows it back; a role deny
+    // of SEND_MESSAGES applies to its holders only; an administrator role ignores overwrites.
+    let staff = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "staff", "kind": "text"}),
+    )
+    .await;
+    overwrite(&ts, &w.owner, &staff, &w.server, "role", P::VIEW_CHANNEL).await;
+    assert_eq!(
+        send(&ts, m, &staff, json!({"content": "x"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, role) = ts
+        .post(
+            &format!("/api/v1/servers/{}/roles", w.server),
+            Some(&w.owner.token),
+            json!({"name": "staff", "permissions": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{role}");
+    let role = id_of(&role);
+    let (s, v) = ts
+        .put(
+            &format!("/api/v1/channels/{staff}/overwrites/{role}"),
+            &w.owner.token,
+            Some(json!({"kind": "role", "allow": P::VIEW_CHANNEL.0, "deny": P::SEND_MESSAGES.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{}/members/{}", w.server, m.id),
+            &w.owner.token,
+            json!({"roles": [role]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, e) = send(&ts, m, &staff, json!({"content": "x"})).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission"))
+    );
+    assert_eq!(
+        ts.get(&format!("/api/v1/channels/{staff}/messages"), &m.token)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, admin) = ts
+        .post(
+            &format!("/api/v1/servers/{}/roles", w.server),
+            Some(&w.owner.token),
+            json!({"name": "admin", "permissions": P::ADMINISTRATOR.0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{admin}");
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{}/members/{}", w.server, m.id),
+            &w.owner.token,
+            json!({"roles": [role, id_of(&admin)]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        send(&ts, m, &staff, json!({"content": "admin"})).await.0,
+        StatusCode::CREATED
+    );
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{}/members/{}", w.server, m.id),
+            &w.owner.token,
+            json!({"roles": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        send(&ts, m, &staff, json!({"content": "x"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+
     // No READ_HISTORY: may send, may not read (403 missing_permission).
     let blind = channel(
         &ts,
