@@ -76,6 +76,23 @@ pub struct Settings {
     /// [default: the origin of COPAINS_PUBLIC_URL plus http://localhost:PORT and http://127.0.0.1:PORT].
     #[arg(long, env = "COPAINS_ALLOWED_ORIGINS", global = true)]
     pub allowed_origins: Option<String>,
+    /// Comma-separated STUN URLs handed to clients, e.g. `stun:turn.example.org:3478` [default: none].
+    #[arg(long, env = "COPAINS_STUN_URLS", global = true)]
+    pub stun_urls: Option<String>,
+    /// Comma-separated TURN URLs, e.g. `turn:turn.example.org:3478?transport=udp` [default: none].
+    #[arg(long, env = "COPAINS_TURN_URLS", global = true)]
+    pub turn_urls: Option<String>,
+    /// The secret shared with coturn (`static-auth-secret`) to mint TURN credentials [default: none].
+    #[arg(
+        long,
+        env = "COPAINS_TURN_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Seconds minted TURN credentials stay valid [default: 43200].
+    #[arg(long, env = "COPAINS_TURN_TTL_SECS", global = true)]
+    pub turn_ttl_secs: Option<u64>,
     /// UDP port range of the SFU, e.g. `50000-50100` [default: 50000-50100].
     #[arg(long, env = "COPAINS_SFU_PORTS", global = true)]
     pub sfu_ports: Option<String>,
@@ -204,6 +221,16 @@ impl Config {
                 .unwrap_or(defaults.auth_rate_period),
             cookie_secure: s.cookie_secure.unwrap_or(true),
             smtp,
+            ice: copains_api::config::IceConfig {
+                stun_urls: split_list(s.stun_urls.as_deref()),
+                turn_urls: split_list(s.turn_urls.as_deref()),
+                turn_secret: s.turn_secret.clone().filter(|t| !t.is_empty()),
+                turn_ttl: Duration::from_secs(
+                    s.turn_ttl_secs
+                        .unwrap_or(12 * 3600)
+                        .clamp(60, 7 * 24 * 3600),
+                ),
+            },
             ..defaults
         };
         if api.body_limit < 1024 {
@@ -289,6 +316,15 @@ impl Config {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(copains_wire::TokenSigner::from_pem(&pem)?)
     }
+}
+
+fn split_list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

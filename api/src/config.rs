@@ -30,6 +30,23 @@ pub struct ApiConfig {
     pub smtp: Option<SmtpConfig>,
     /// Most argon2 computations run at once (each takes ~19 MiB and tens of ms).
     pub max_concurrent_hashes: usize,
+    /// ICE servers handed to clients for calls (STUN and TURN).
+    pub ice: IceConfig,
+}
+
+/// STUN/TURN servers for calls. TURN credentials are minted per user with coturn's
+/// `use-auth-secret` scheme (seed 001): username `expiry:user_id`, password
+/// base64(HMAC-SHA1(secret, username)).
+#[derive(Clone, Debug, Default)]
+pub struct IceConfig {
+    /// STUN URLs (`stun:host:port`).
+    pub stun_urls: Vec<String>,
+    /// TURN URLs (`turn:host:3478?transport=udp`, `turns:host:5349`...).
+    pub turn_urls: Vec<String>,
+    /// The secret shared with coturn (`static-auth-secret`); `None`: no TURN.
+    pub turn_secret: Option<String>,
+    /// Lifetime of minted TURN credentials.
+    pub turn_ttl: Duration,
 }
 
 /// Where password-reset mail is sent from.
@@ -55,6 +72,10 @@ impl Default for ApiConfig {
             cookie_secure: true,
             smtp: None,
             max_concurrent_hashes: 4,
+            ice: IceConfig {
+                turn_ttl: Duration::from_secs(12 * 3600),
+                ..IceConfig::default()
+            },
         }
     }
 }

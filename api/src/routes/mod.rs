@@ -23,6 +23,7 @@ pub mod servers;
 pub mod threads;
 pub mod to_device;
 pub mod users;
+pub mod voice;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .routes(utoipa_axum::routes!(auth::logout))
         .routes(utoipa_axum::routes!(auth::reset_password))
         .merge(users::router())
+        .merge(voice::router())
         .merge(admin::router())
         .merge(servers::router())
         .merge(channels::router())

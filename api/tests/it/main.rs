@@ -16,3 +16,4 @@ mod errors;
 mod keys;
 mod messages;
 mod policy;
+mod voice_ice;
