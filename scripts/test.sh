@@ -97,6 +97,12 @@ e2e() {
 }
 step web-e2e e2e
 
+voice_browser() {
+  (cd sfu/browser-test && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; } \
+    && COPAINS_URL="http://localhost:$SERVE_PORT" node voice.mjs)
+}
+step voice-browser voice_browser
+
 # ---------------------------------------------------------------- schemathesis against the OpenAPI document
 schemathesis_run() {
   local venv="$ROOT/target/venv"
