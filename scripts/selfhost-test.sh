@@ -31,6 +31,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS ${DB}_restored WITH (FORCE)" >/dev/null 2>&1 || true
   if [ "$rc" != 0 ] || [ "$FAILS" != 0 ]; then
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "---- $(basename "$f") (last 15 lines)"; tail -15 "$f"; }; done
   fi
@@ -258,6 +259,8 @@ async def main():
     d = got["d"].get("message", got["d"])
     report(d.get("content") == "hello through caddy" and d.get("id") == msg.get("id"),
            "message_create received on the gateway WebSocket (api -> Redis -> gateway -> Caddy -> client)")
+    with open(os.environ["OUT"], "w") as f:
+        f.write(channel)
     await ws.close()
 
 # ---- TURN (RFC 5389/5766) with the REST-API credentials of use-auth-secret
@@ -294,12 +297,17 @@ def turn(tport, secret):
     report(typ == 0x0113, "coturn refuses an Allocate with a wrong password (401)")
     typ, a = ask(stun(0x0003, [transport] + creds, key_for(good)))
     report(typ == 0x0103 and 0x0016 in a, "coturn allocates a relay with REST credentials from the shared secret (use-auth-secret)")
-    for peer, ipb in (("10.1.2.3", socket.inet_aton("10.1.2.3")), ("169.254.169.254", socket.inet_aton("169.254.169.254"))):
-        x = bytes(a ^ b for a, b in zip(ipb, struct.pack("!I", MAGIC)))
+    def permission(peer):
+        x = bytes(a ^ b for a, b in zip(socket.inet_aton(peer), struct.pack("!I", MAGIC)))
         xpeer = attr(0x0012, struct.pack("!BBH", 0, 1, 3478 ^ (MAGIC >> 16)) + x)
         typ, r = ask(stun(0x0008, [xpeer] + creds, key_for(good)))
         code = r.get(0x0009, b"\0\0\0\0")
-        report(typ == 0x0118 and code[2] * 100 + code[3] == 403, f"coturn refuses {peer} as a relay peer (403, denied-peer-ip)")
+        return 200 if typ == 0x0108 else code[2] * 100 + code[3]
+    for peer in ("10.1.2.3", "172.17.0.2", "192.168.1.1", "169.254.169.254", "100.64.0.1"):
+        st = permission(peer)
+        report(st == 403, f"coturn refuses {peer} as a relay peer (denied-peer-ip): {st}")
+    st = permission("93.184.215.14")
+    report(st == 200, f"coturn accepts a public peer (93.184.215.14): {st}")
 
 asyncio.run(main())
 turn(int(os.environ["TURN_PORT"]), os.environ["TURN_SECRET"])
@@ -312,11 +320,40 @@ if [ -z "$PY" ]; then
   [ -x target/selfhost-venv/bin/python ] || python3 -m venv target/selfhost-venv
   target/selfhost-venv/bin/pip install -q 'websockets>=10,<16' && PY=target/selfhost-venv/bin/python
 fi
-if CPORT="$CPORT" CA="$CA" TURN_PORT="$TURN_PORT" TURN_SECRET="$TURN_SECRET" timeout 60 "$PY" "$T/client.py"; then :; else
+if CPORT="$CPORT" CA="$CA" TURN_PORT="$TURN_PORT" TURN_SECRET="$TURN_SECRET" OUT="$T/channel" timeout 60 "$PY" "$T/client.py"; then :; else
   fail "the client run through Caddy (see above)"
 fi
 
-if grep -q panicked "$T"/api.log "$T"/gateway.log; then fail "a copains process panicked"; fi
+# ------------------------------------------------------------------ 4. backup and restore
+backup_restore() {
+  local db2="${DB}_restored" url2 port ch token
+  url2="${ADMIN_URL%/*}/$db2"
+  DATABASE_URL="$DATABASE_URL" deploy/backup.sh "$T/backup/copains.dump" >"$T/backup.log" 2>&1 || return 1
+  if deploy/restore.sh "$T/backup/copains.dump" >>"$T/backup.log" 2>&1; then echo "restore ran without --yes" >&2; return 1; fi
+  psql "$ADMIN_URL" -qc "CREATE DATABASE $db2" >/dev/null || return 1
+  # Twice: into an empty database, then over its own contents (--clean).
+  DATABASE_URL="$url2" deploy/restore.sh --yes "$T/backup/copains.dump" >>"$T/backup.log" 2>&1 &&
+    DATABASE_URL="$url2" deploy/restore.sh --yes "$T/backup/copains.dump" >>"$T/backup.log" 2>&1 || return 1
+  # A copains api on the restored database: Alice logs in and reads her message.
+  port="$(free_port)"
+  env "${copains_env[@]}" DATABASE_URL="$url2" COPAINS_DATA_DIR="$T/data" COPAINS_HTTP_ADDR="127.0.0.1:$port" \
+    COPAINS_NODE_ID=3 "$BIN" api >"$T/api-restored.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/readyz" 60 || return 1
+  ch="$(cat "$T/channel")"
+  token="$(curl -fsS "http://127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"login":"alice","password":"alice-password-1"}' | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')" || return 1
+  curl -fsS "http://127.0.0.1:$port/api/v1/channels/$ch/messages" -H "authorization: Bearer $token" |
+    grep -q '"content":"hello through caddy"' || return 1
+  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" >/dev/null 2>&1 || true
+}
+if [ -s "$T/channel" ]; then
+  check "deploy/backup.sh + deploy/restore.sh (pg_dump/pg_restore): a copains api on the restored database logs Alice in and serves her message" backup_restore
+else
+  fail "backup/restore not tried: the client run did not get that far"
+fi
+
+if grep -q panicked "$T"/api*.log "$T"/gateway.log; then fail "a copains process panicked"; fi
 
 if [ "$FAILS" = 0 ]; then
   printf '\033[1;32mselfhost-test: all checks passed\033[0m\n'
