@@ -5,12 +5,13 @@
 #      and `docker-compose -f docker-compose.yml config` accepts the file with it;
 #   2. `caddy validate` accepts caddy/Caddyfile;
 #   3. PostgreSQL (a throwaway database), Redis (with a password, like compose), coturn with
-#      deploy/coturn/turnserver.conf and use-auth-secret, `copains api` and `copains gateway`
-#      as separate processes, and Caddy with `tls internal` on https://localhost:PORT
+#      deploy/coturn/turnserver.conf and use-auth-secret, `copains api`, `copains gateway`
+#      and `copains sfu` as separate processes, and Caddy with `tls internal` on https://localhost:PORT
 #      importing the same routes as production (caddy/copains.caddy). A client checks the
 #      headers, registers, creates a server, posts a message through Caddy and receives it on
-#      the gateway WebSocket through Caddy; TURN answers with REST credentials, refuses bad
-#      ones and refuses internal relay peers.
+#      the gateway WebSocket through Caddy, joins a voice channel and gets the sfu's SDP
+#      answer; coturn accepts the TURN credentials copains mints, refuses bad ones and
+#      refuses internal relay peers. 4. deploy/backup.sh and deploy/restore.sh round-trip.
 # Installs what it needs (caddy, coturn, docker-compose, python3-websockets) with apt-get.
 #   COPAINS_TEST_DATABASE_URL   admin URL of the PostgreSQL [postgres://postgres@127.0.0.1:5432/postgres]
 #   COPAINS_SELFHOST_TIMEOUT    seconds allowed once built [180]
@@ -52,16 +53,17 @@ check() { # check DESCRIPTION COMMAND...
 mkdir -p "$T/site" && cp -R docker-compose.yml caddy deploy "$T/site/"
 init_env() {
   local s1 s2 site="$T/site"
-  "$site/deploy/init.sh" --domain chat.example.org >"$T/init.log" 2>&1 || return 1
+  "$site/deploy/init.sh" --domain chat.example.org --public-ip 203.0.113.5 >"$T/init.log" 2>&1 || return 1
   "$site/deploy/init.sh" --domain chat.example.org --env-file "$T/env2" >>"$T/init.log" 2>&1 || return 1
   if "$site/deploy/init.sh" --domain chat.example.org >>"$T/init.log" 2>&1; then echo "overwrote an .env" >&2; return 1; fi
   if "$site/deploy/init.sh" --domain 'bad domain' --env-file "$T/env3" >>"$T/init.log" 2>&1; then echo "took a bad domain" >&2; return 1; fi
+  if "$site/deploy/init.sh" --domain chat.example.org --public-ip 'x;y' --env-file "$T/env4" >>"$T/init.log" 2>&1; then echo "took a bad address" >&2; return 1; fi
   [ "$(stat -c %a "$site/.env")" = 600 ] && grep -q '^COPAINS_DOMAIN=chat.example.org$' "$site/.env" || return 1
   s1="$(grep '^POSTGRES_PASSWORD=' "$site/.env" | cut -d= -f2)"
   s2="$(grep '^POSTGRES_PASSWORD=' "$T/env2" | cut -d= -f2)"
   [ "${#s1}" -ge 32 ] && [ "$s1" != "$s2" ]
 }
-check "deploy/init.sh writes a 0600 .env with the domain and fresh random secrets, refuses to overwrite one and refuses a bad domain" init_env
+check "deploy/init.sh writes a 0600 .env with the domain and fresh random secrets, refuses to overwrite one, refuses a bad domain or address" init_env
 
 compose_config() {
   (cd "$T/site" && docker-compose -f docker-compose.yml config) >"$T/compose.out" 2>"$T/compose.log" || { cat "$T/compose.log"; return 1; }
@@ -72,9 +74,12 @@ compose_config() {
     grep -q 'COPAINS_PUBLIC_URL: https://chat.example.org' "$T/compose.out" &&
     grep -q 'COPAINS_TRUSTED_PROXIES: 172.29.0.10' "$T/compose.out" &&
     grep -q 'ipv4_address: 172.29.0.10' "$T/compose.out" &&
+    grep -q 'COPAINS_SFU_ANNOUNCED_IP: 203.0.113.5' "$T/compose.out" &&
+    grep -q "COPAINS_TURN_SECRET: $(grep '^TURN_SECRET=' "$T/site/.env" | cut -d= -f2)" "$T/compose.out" &&
+    grep -q -- "--static-auth-secret=$(grep '^TURN_SECRET=' "$T/site/.env" | cut -d= -f2)" "$T/compose.out" &&
     grep -q 'condition: service_healthy' "$T/compose.out" &&
-    [ "$(grep -c 'pull_policy: always' "$T/compose.out")" -ge 7 ] &&
-    ! grep -Eq '^  sfu:' "$T/compose.out"
+    [ "$(grep -c 'pull_policy: always' "$T/compose.out")" -ge 8 ] &&
+    grep -Eq '^  sfu:' "$T/compose.out"
 }
 check "docker-compose -f docker-compose.yml config accepts the file with the generated .env (no warning; secrets, trusted proxy, healthchecks wired)" compose_config
 compose_without_env() {
@@ -125,6 +130,9 @@ copains_env=(
   DATABASE_URL="$DATABASE_URL" COPAINS_REDIS_URL="redis://:$RPASS@127.0.0.1:$RPORT"
   COPAINS_DATA_DIR="$T/data" COPAINS_PUBLIC_URL="$PUBLIC" COPAINS_TRUSTED_PROXIES=127.0.0.1/32
   COPAINS_WEB_DIR="$T/no-web" COPAINS_LOG=info,tower_http=warn
+  # As in docker-compose.yml: the api mints TURN credentials with coturn's secret.
+  COPAINS_TURN_SECRET="$TURN_SECRET" COPAINS_STUN_URLS="stun:127.0.0.1:$TURN_PORT"
+  COPAINS_TURN_URLS="turn:127.0.0.1:$TURN_PORT?transport=udp"
 )
 env "${copains_env[@]}" COPAINS_HTTP_ADDR="127.0.0.1:$APORT" COPAINS_NODE_ID=1 "$BIN" api >"$T/api.log" 2>&1 &
 PIDS+=($!)
@@ -133,7 +141,12 @@ wait_http "http://127.0.0.1:$APORT/readyz" 60 || die "copains api did not become
 env "${copains_env[@]}" COPAINS_HTTP_ADDR="127.0.0.1:$GPORT" COPAINS_NODE_ID=2 "$BIN" gateway >"$T/gateway.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$GPORT/readyz" 60 || die "copains gateway did not become ready"
-pass "copains api (:$APORT) and copains gateway (:$GPORT) run as separate processes on PostgreSQL + Redis"
+SFU_LO=$((42000 + RANDOM % 5000)); SPORT="$(free_port)"
+env "${copains_env[@]}" COPAINS_HTTP_ADDR="127.0.0.1:$SPORT" COPAINS_NODE_ID=4 \
+  COPAINS_SFU_BIND_IP=127.0.0.1 COPAINS_SFU_PORTS="$SFU_LO-$((SFU_LO + 20))" "$BIN" sfu >"$T/sfu.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$SPORT/readyz" 60 || die "copains sfu did not become ready"
+pass "copains api (:$APORT), gateway (:$GPORT) and sfu (:$SPORT, UDP $SFU_LO-$((SFU_LO + 20))) run as separate processes on PostgreSQL + Redis"
 
 WEB="$ROOT/frontend/build"
 if [ ! -f "$WEB/index.html" ]; then
@@ -261,7 +274,37 @@ async def main():
            "message_create received on the gateway WebSocket (api -> Redis -> gateway -> Caddy -> client)")
     with open(os.environ["OUT"], "w") as f:
         f.write(channel)
+
+    # Voice: join a voice channel and send an SDP offer over the gateway; the answer comes
+    # back from the separate sfu process (gateway -> Redis -> sfu -> Redis -> gateway -> Caddy).
+    st, vc = call("POST", f"/api/v1/servers/{server['id']}/channels", {"name": "Lounge", "kind": "voice"}, token=token)
+    report(st in (200, 201), f"create a voice channel ({st})")
+    fp = ":".join(f"{b:02X}" for b in os.urandom(32))
+    offer = "\r\n".join([
+        "v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS selfhost", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0", "a=ice-ufrag:sLfh", "a=ice-pwd:selfhosttestpassword0123",
+        "a=ice-options:trickle", f"a=fingerprint:sha-256 {fp}", "a=setup:actpass", "a=mid:0",
+        "a=sendrecv", "a=msid:selfhost track0", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2",
+        "a=fmtp:111 minptime=10;useinbandfec=1", "a=ssrc:11111111 cname:selfhost", ""])
+    await ws.send(json.dumps({"op": "voice_state_update", "server_id": server["id"], "channel_id": vc["id"]}))
+    await ws.send(json.dumps({"op": "voice_signal", "channel_id": vc["id"], "kind": "offer", "data": {"sdp": offer}}))
+    try:
+        sig = await next_frame(ws, lambda f: f.get("t") == "voice_signal" and f["d"].get("channel_id") == vc["id"]
+                               and f["d"].get("kind") in ("answer", "other"), timeout=10)
+        d = sig["d"]
+        sdp = (d.get("data") or {}).get("sdp") or ""
+        report(d.get("kind") == "answer" and "a=fingerprint:sha-256" in sdp and "m=audio" in sdp,
+               "voice: SDP answer from the sfu process over wss through Caddy" + ("" if d.get("kind") == "answer" else f": {d.get('data')}"))
+    except asyncio.TimeoutError:
+        report(False, "voice: no SDP answer from the sfu within 10 s")
+    await ws.send(json.dumps({"op": "voice_state_update", "server_id": server["id"], "channel_id": None}))
     await ws.close()
+
+    st, ice = call("GET", "/api/v1/voice/ice-servers", token=token)
+    turn_entry = next((i for i in (ice or {}).get("ice_servers", []) if i.get("credential")), None)
+    report(st == 200 and turn_entry is not None, f"GET /api/v1/voice/ice-servers through Caddy mints TURN credentials ({st})")
+    return turn_entry
 
 # ---- TURN (RFC 5389/5766) with the REST-API credentials of use-auth-secret
 MAGIC = 0x2112A442
@@ -279,7 +322,7 @@ def parse(data):
     while i + 4 <= len(data):
         t, l = struct.unpack("!HH", data[i:i + 4]); out[t] = data[i + 4:i + 4 + l]; i += 4 + l + (4 - l % 4) % 4
     return typ, out
-def turn(tport, secret):
+def turn(tport, ice):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
     def ask(msg):
         s.sendto(msg, ("127.0.0.1", tport)); return parse(s.recv(2048))
@@ -288,15 +331,16 @@ def turn(tport, secret):
     transport = attr(0x0019, bytes([17, 0, 0, 0]))
     typ, a = ask(stun(0x0003, [transport]))
     realm, nonce = a.get(0x0014, b""), a.get(0x0015, b"")
-    user = f"{int(time.time()) + 600}:alice".encode()
+    # The credentials copains minted (GET /voice/ice-servers), checked by coturn with the
+    # same secret.
+    user, good = ice["username"].encode(), ice["credential"].encode()
     def key_for(password):
         return hashlib.md5(user + b":" + realm + b":" + password).digest()
-    good = base64.b64encode(hmac.new(secret.encode(), user, hashlib.sha1).digest())
     creds = [attr(0x0006, user), attr(0x0014, realm), attr(0x0015, nonce)]
     typ, a = ask(stun(0x0003, [transport] + creds, key_for(b"wrong-password")))
     report(typ == 0x0113, "coturn refuses an Allocate with a wrong password (401)")
     typ, a = ask(stun(0x0003, [transport] + creds, key_for(good)))
-    report(typ == 0x0103 and 0x0016 in a, "coturn allocates a relay with REST credentials from the shared secret (use-auth-secret)")
+    report(typ == 0x0103 and 0x0016 in a, "coturn allocates a relay with the credentials copains minted (use-auth-secret, shared secret)")
     def permission(peer):
         x = bytes(a ^ b for a, b in zip(socket.inet_aton(peer), struct.pack("!I", MAGIC)))
         xpeer = attr(0x0012, struct.pack("!BBH", 0, 1, 3478 ^ (MAGIC >> 16)) + x)
@@ -309,8 +353,9 @@ def turn(tport, secret):
     st = permission("93.184.215.14")
     report(st == 200, f"coturn accepts a public peer (93.184.215.14): {st}")
 
-asyncio.run(main())
-turn(int(os.environ["TURN_PORT"]), os.environ["TURN_SECRET"])
+ice = asyncio.run(main())
+if ice:
+    turn(int(os.environ["TURN_PORT"]), ice)
 sys.exit(0 if ok else 1)
 EOF
 # A Python with `websockets`: Debian's (apt above), else a venv under target/.
@@ -353,7 +398,7 @@ else
   fail "backup/restore not tried: the client run did not get that far"
 fi
 
-if grep -q panicked "$T"/api*.log "$T"/gateway.log; then fail "a copains process panicked"; fi
+if grep -q panicked "$T"/api*.log "$T"/gateway.log "$T"/sfu.log; then fail "a copains process panicked"; fi
 
 if [ "$FAILS" = 0 ]; then
   printf '\033[1;32mselfhost-test: all checks passed\033[0m\n'
