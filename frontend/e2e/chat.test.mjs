@@ -197,6 +197,9 @@ export default [
 				const acked = page.waitForResponse((r) => /\/messages\/\d+\/ack$/.test(r.url()) && r.ok());
 				await page.getByTestId('channel-link').filter({ hasText: 'random' }).click();
 				await eventually(async () => (await texts(page)).includes('psst, over here'), 'alice reads #random');
+				// The "new" divider sits right above the first unread message.
+				const next = page.getByTestId('unread-divider').locator('xpath=following-sibling::*[1]');
+				assert(((await next.getByTestId('message-content').textContent()) ?? '').includes('psst, over here'), 'the divider is above the unread message');
 				await acked; // the read is acknowledged to the server
 				await eventually(async () => (await badge.count()) === 0, 'the badge goes once read');
 				// The read is stored on the server: after a reload, no badge comes back.

@@ -186,6 +186,7 @@ export async function loadReadStates(): Promise<void> {
 	try {
 		const states = await api.readStates();
 		for (const r of states) {
+			if (r.last_read_id) chat.lastRead[r.channel_id] = r.last_read_id;
 			if (r.unread_count > 0 && r.channel_id !== chat.viewing) chat.unread[r.channel_id] = { count: r.unread_count, mentions: r.mention_count };
 			else delete chat.unread[r.channel_id];
 		}
@@ -204,6 +205,7 @@ export async function markRead(channelId: string): Promise<void> {
 	const newest = [...items].reverse().find((m) => !m.pending && m.failed === undefined);
 	if (!newest || acked.get(channelId) === newest.id) return;
 	acked.set(channelId, newest.id);
+	chat.lastRead[channelId] = newest.id;
 	try {
 		await api.ack(channelId, newest.id);
 	} catch {

@@ -49,6 +49,8 @@ export interface ChatState {
 	myStatus: 'online' | 'idle' | 'dnd' | 'invisible';
 	/** Unread messages by others (and mentions of me) per channel, from read states and live messages. */
 	unread: Record<string, { count: number; mentions: number } | undefined>;
+	/** The last message I read per channel (from read states and my acks), for the "new" divider. */
+	lastRead: Record<string, string | undefined>;
 	/** Read states were fetched since the last `ready`. */
 	readStatesLoaded: boolean;
 	/** The channel on screen (its new messages are read, not unread). */
@@ -70,6 +72,7 @@ export function emptyChat(): ChatState {
 		users: {},
 		myStatus: 'online',
 		unread: {},
+		lastRead: {},
 		readStatesLoaded: false,
 		viewing: null,
 		relationships: {}
