@@ -327,7 +327,7 @@ export default [
 		}
 	},
 	{
-		name: 'an encrypted channel shows a lock and says end-to-end encryption is not here yet',
+		name: 'an encrypted channel shows a lock and says end-to-end encryption is not here yet; channel and server settings',
 		async run({ page, shot }) {
 			await register(page, newUser());
 			await createServer(page, 'Secret');
@@ -354,6 +354,26 @@ export default [
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
+			// Channel settings: rename and give a topic (the header shows it), then delete.
+			await page.getByRole('button', { name: 'Edit channel Hangout' }).click();
+			await page.getByLabel('Channel name').fill('Lounge talk');
+			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save' }).click();
+			await page.getByTestId('channel-list').getByText('Lounge talk').waitFor();
+			await page.getByRole('button', { name: 'Edit channel vault' }).click();
+			await page.getByLabel('Topic').fill('keys and secrets');
+			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save' }).click();
+			await eventually(async () => (await page.getByTestId('channel-topic').textContent())?.trim() === 'keys and secrets', 'the topic shows in the header');
+			await page.getByRole('button', { name: 'Edit channel Lounge talk' }).click();
+			await page.getByRole('button', { name: 'Delete channel' }).click();
+			await page.getByRole('button', { name: 'Really delete?' }).click();
+			await eventually(async () => (await page.getByTestId('channel-list').getByText('Lounge talk').count()) === 0, 'the channel is gone');
+			// Server settings: rename the server; the rail and header follow.
+			await page.getByTestId('server-menu-button').click();
+			await page.getByRole('button', { name: 'Server settings' }).click();
+			await page.getByLabel('Server name').fill('Secret Society');
+			await page.getByTestId('server-settings-dialog').getByRole('button', { name: 'Save' }).click();
+			await eventually(async () => (await page.getByTestId('server-menu-button').textContent())?.includes('Secret Society'), 'renamed');
+			assert((await page.getByTestId('rail-server').getAttribute('aria-label')) === 'Secret Society', 'the rail follows');
 		}
 	},
 	{

@@ -209,6 +209,21 @@ export class ApiClient {
 		return this.request<void>('DELETE', `/servers/${seg(serverId)}`);
 	}
 
+	/** `PATCH /servers/{id}` (MANAGE_SERVER): name and description. */
+	updateServer(serverId: string, patch: { name?: string; description?: string }): Promise<Server> {
+		return this.request<Server>('PATCH', `/servers/${seg(serverId)}`, { body: patch });
+	}
+
+	/** `PATCH /channels/{id}` (MANAGE_CHANNELS): name and topic (encryption is never turned off). */
+	updateChannel(channelId: string, patch: { name?: string; topic?: string }): Promise<Channel> {
+		return this.request<Channel>('PATCH', `/channels/${seg(channelId)}`, { body: patch });
+	}
+
+	/** `DELETE /channels/{id}` (MANAGE_CHANNELS). */
+	deleteChannel(channelId: string): Promise<void> {
+		return this.request<void>('DELETE', `/channels/${seg(channelId)}`);
+	}
+
 	/** `GET /servers/{id}/channels`: the channels I may see. */
 	channels(serverId: string): Promise<Channel[]> {
 		return this.request<Channel[]>('GET', `/servers/${seg(serverId)}/channels`);
