@@ -607,3 +607,40 @@ async fn page(
         .fetch_all(db)
         .await?)
 }
+
+/// Deletes `user`'s messages in `server` from the last `secs` seconds — what a ban's
+/// `delete_message_secs` asks for (the ban route calls this after recording the ban) — and
+/// publishes `message_delete` for each. Returns how many were deleted.
+pub async fn purge_recent(state: &AppState, server: Id, user: Id, secs: i64) -> ApiResult<u64> {
+    if secs <= 0 {
+        return Ok(0);
+    }
+    let gone: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "WITH d AS (
+            DELETE FROM messages WHERE server_id = $1 AND author_id = $2
+               AND created_at > now() - make_interval(secs => $3)
+            RETURNING id, channel_id
+         )
+         SELECT d.id, d.channel_id, t.parent_id FROM d LEFT JOIN threads t ON t.id = d.channel_id",
+    )
+    .bind(server.0)
+    .bind(user.0)
+    .bind(secs as f64)
+    .fetch_all(&state.db)
+    .await?;
+    for (id, channel, parent) in &gone {
+        state
+            .publish(BusEvent::to(
+                copains_wire::events::Audience::Channel {
+                    server_id: Some(server),
+                    channel_id: Id(parent.unwrap_or(*channel)),
+                },
+                Event::MessageDelete {
+                    channel_id: Id(*channel),
+                    message_id: Id(*id),
+                },
+            ))
+            .await;
+    }
+    Ok(gone.len() as u64)
+}

@@ -1623,3 +1623,42 @@ async fn messages_attachments_upload_claim_download_and_caps() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn messages_ban_purge_deletes_only_the_recent_window() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "purge").await;
+    let other = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "o", "kind": "text"}),
+    )
+    .await;
+    let old = say(&ts, &w.member, &w.text, "old").await;
+    sqlx::query("UPDATE messages SET created_at = now() - interval '2 days' WHERE id = $1")
+        .bind(wid(&old).0)
+        .execute(&ts.state.db)
+        .await
+        .unwrap();
+    say(&ts, &w.member, &w.text, "recent 1").await;
+    say(&ts, &w.member, &other, "recent 2").await;
+    let keep = say(&ts, &w.owner, &w.text, "someone else's").await;
+    let n = copains_api::messaging::messages::purge_recent(
+        &ts.state,
+        wid(&w.server),
+        wid(&w.member.id),
+        86400,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let (_, hist) = ts
+        .get(
+            &format!("/api/v1/channels/{}/messages", w.text),
+            &w.owner.token,
+        )
+        .await;
+    let ids: Vec<String> = hist.as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, vec![old, keep]);
+}
