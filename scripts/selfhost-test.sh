@@ -54,8 +54,9 @@ mkdir -p "$T/site" && cp -R docker-compose.yml caddy deploy "$T/site/"
 init_env() {
   local s1 s2 site="$T/site"
   "$site/deploy/init.sh" --domain chat.example.org --public-ip 203.0.113.5 >"$T/init.log" 2>&1 || return 1
-  "$site/deploy/init.sh" --domain chat.example.org --env-file "$T/env2" >>"$T/init.log" 2>&1 || return 1
-  if "$site/deploy/init.sh" --domain chat.example.org >>"$T/init.log" 2>&1; then echo "overwrote an .env" >&2; return 1; fi
+  "$site/deploy/init.sh" --domain chat.example.org --public-ip 203.0.113.5 --env-file "$T/env2" >>"$T/init.log" 2>&1 || return 1
+  if "$site/deploy/init.sh" --domain chat.example.org --public-ip 203.0.113.5 >"$T/init-again.log" 2>&1 ||
+    ! grep -q 'exists; keeping it' "$T/init-again.log"; then echo "overwrote an .env" >&2; return 1; fi
   if "$site/deploy/init.sh" --domain 'bad domain' --env-file "$T/env3" >>"$T/init.log" 2>&1; then echo "took a bad domain" >&2; return 1; fi
   if "$site/deploy/init.sh" --domain chat.example.org --public-ip 'x;y' --env-file "$T/env4" >>"$T/init.log" 2>&1; then echo "took a bad address" >&2; return 1; fi
   [ "$(stat -c %a "$site/.env")" = 600 ] && grep -q '^COPAINS_DOMAIN=chat.example.org$' "$site/.env" || return 1
@@ -91,9 +92,12 @@ check "docker-compose refuses to run without the .env (no default secret)" compo
 check "no .env nor rendered secret is tracked by git" bash -c '! git ls-files --error-unmatch .env deploy/.env >/dev/null 2>&1'
 
 # ------------------------------------------------------------------ 2. caddy validate
-check "caddy validate --config caddy/Caddyfile" \
+caddy_validate() {
   env COPAINS_DOMAIN=chat.example.org XDG_DATA_HOME="$T/xdg" XDG_CONFIG_HOME="$T/xdg" \
-  caddy validate --config caddy/Caddyfile --adapter caddyfile >"$T/caddy-validate.log" 2>&1
+    caddy validate --config caddy/Caddyfile --adapter caddyfile >"$T/caddy-validate.log" 2>&1 &&
+    grep -q '^Valid configuration' "$T/caddy-validate.log"
+}
+check "caddy validate --config caddy/Caddyfile (COPAINS_DOMAIN=chat.example.org)" caddy_validate
 
 # ------------------------------------------------------------------ 3. the topology, natively
 if [ -n "${COPAINS_BIN:-}" ]; then
