@@ -198,6 +198,16 @@ sec_headers() {
     has "alt-svc: h3=\":$CPORT\"" && ! has 'server:' 2>/dev/null
 }
 check "web app: HSTS, CSP with 'wasm-unsafe-eval', X-Frame-Options, nosniff, Referrer-Policy, Permissions-Policy, HTTP/3 advertised, no Server header" sec_headers
+csp_matches_binary() { # Caddy's CSP is the one `copains serve` sends (src/web.rs), character for character
+  local want got
+  want="$(python3 -c 'import re,sys; s=open("src/web.rs").read(); m=re.search(r"pub const CSP: &str = \"(.*?)\";", s, re.S); print(re.sub(r"\\\n\s*", "", m.group(1)))')"
+  got="$(grep -i '^content-security-policy: ' <<<"$H" | cut -d' ' -f2-)"
+  [ -n "$want" ] && [ "$want" = "$got" ] || { echo "src/web.rs: $want" >&2; echo "caddy:      $got" >&2; return 1; }
+}
+check "web app: Caddy's Content-Security-Policy is exactly src/web.rs's" csp_matches_binary
+# (On these test ports Caddy 2.6 redirects to https://localhost/x, without the custom HTTPS
+# port; in production that is 80 -> 443.)
+check "http://localhost:$HPORT answers 308 to HTTPS" bash -c "curl -sS -o /dev/null -D - 'http://localhost:$HPORT/x' | tr -d '\r' | grep -qi '^location: https://localhost[:0-9]*/x'"
 check "web app: gzip/zstd compression" bash -c "curl -fsS --cacert '$CA' -H 'Accept-Encoding: gzip' -o /dev/null -D - '$PUBLIC/' | tr -d '\r' | grep -qi '^content-encoding: gzip'"
 check "web app: an unknown path falls back to index.html (SPA)" bash -c "curl -fsS --cacert '$CA' '$PUBLIC/channels/1/2' | grep -qi '<!doctype html>'"
 check "api: /version through Caddy answers with the schema version" bash -c "curl -fsS --cacert '$CA' '$PUBLIC/version' | grep -q '\"schema\":[1-9]'"
