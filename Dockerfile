@@ -2,19 +2,21 @@
 # The Copains image: one `copains` binary (every role) and the built web app.
 #   docker build -t copains .
 #   docker run --rm copains --help
-# The command picks the role: `serve` (default: every role), `api`, `gateway`, `migrate`,
-# `admin …`. docker-compose.yml runs `api` and `gateway` behind Caddy (docs/deployment.md).
+# The command picks the role: `serve` (default: every role), `api`, `gateway`, `sfu`, `migrate`,
+# `admin …`. docker-compose.yml runs `api`, `gateway` and `sfu` behind Caddy (docs/deployment.md).
 
 # ---------------------------------------------------------------- Rust toolchain
 FROM rust:1-bookworm AS rust
 RUN rustup target add wasm32-unknown-unknown
 WORKDIR /src
 # wasm-bindgen-cli at exactly the lockfile's wasm-bindgen version (the generated glue and the
-# library must match).
+# library must match); like crypto/scripts/build-wasm.sh, without --locked if a locked
+# dependency of the CLI has left the registry.
 COPY Cargo.lock ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     WB="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)" \
- && cargo install wasm-bindgen-cli --version "$WB" --locked
+ && { cargo install wasm-bindgen-cli --version "$WB" --locked \
+      || cargo install wasm-bindgen-cli --version "$WB"; }
 
 # ---------------------------------------------------------------- the crypto wasm package
 FROM rust AS wasm
