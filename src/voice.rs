@@ -25,7 +25,42 @@ use tokio::sync::mpsc;
 struct Peer {
     user_id: Id,
     session_id: String,
-    server_id: Id,
+    /// The server of the voice channel; `None` for a DM call.
+    server_id: Option<Id>,
+}
+
+/// What a user may do in a voice place.
+struct VoiceAccess {
+    server_id: Option<Id>,
+    connect: bool,
+    speak: bool,
+}
+
+/// CONNECT/SPEAK in a server voice channel, or membership of a DM / group DM (a DM call);
+/// `None` if the user cannot see the place.
+async fn voice_access(
+    db: &PgPool,
+    user_id: Id,
+    channel_id: Id,
+) -> Result<Option<VoiceAccess>, copains_api::ApiError> {
+    if let Some((server_id, p)) = permissions::channel_permissions(db, user_id, channel_id).await? {
+        return Ok(Some(VoiceAccess {
+            server_id: Some(server_id),
+            connect: p.contains(Permissions::CONNECT),
+            speak: p.contains(Permissions::SPEAK),
+        }));
+    }
+    let member: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM dm_recipients WHERE channel_id = $1 AND user_id = $2")
+            .bind(channel_id.0)
+            .bind(user_id.0)
+            .fetch_optional(db)
+            .await?;
+    Ok(member.map(|_| VoiceAccess {
+        server_id: None,
+        connect: true,
+        speak: true,
+    }))
 }
 
 /// The participant id of a gateway session in a room (stable per session).
@@ -123,17 +158,15 @@ async fn on_bus_event(
             let room = RoomId(channel_id.0 as u64);
             let who = participant_of(session_id);
             let key = (room.0, who);
-            let Ok(Some((server_id, perms))) =
-                permissions::channel_permissions(db, *user_id, *channel_id).await
-            else {
+            let Ok(Some(access)) = voice_access(db, *user_id, *channel_id).await else {
                 return;
             };
             let peer = Peer {
                 user_id: *user_id,
                 session_id: session_id.clone(),
-                server_id,
+                server_id: access.server_id,
             };
-            if !perms.contains(Permissions::CONNECT) {
+            if !access.connect {
                 signal_to(bus, &peer, *channel_id, SignalKind::Other, json!({"error": "missing_permission", "message": "you may not connect to this voice channel"})).await;
                 let _ = sfu.kick(room, who).await;
                 peers.remove(&key);
@@ -151,7 +184,7 @@ async fn on_bus_event(
                     match r {
                         Ok(n) => {
                             peers.insert(key, peer.clone());
-                            if !perms.contains(Permissions::SPEAK) {
+                            if !access.speak {
                                 let _ = sfu.set_muted(room, who, true).await;
                             }
                             signal_to(
@@ -243,9 +276,9 @@ async fn recheck_permissions(
     let keys: Vec<((u64, ParticipantId), Id)> =
         peers.iter().map(|(k, p)| (*k, p.user_id)).collect();
     for (key, user_id) in keys {
-        let perms = permissions::channel_permissions(db, user_id, Id(key.0 as i64)).await;
-        let Ok(perms) = perms else { continue }; // database hiccup: check again next time
-        if !perms.is_some_and(|(_, p)| p.contains(Permissions::CONNECT)) {
+        let access = voice_access(db, user_id, Id(key.0 as i64)).await;
+        let Ok(access) = access else { continue }; // database hiccup: check again next time
+        if !access.is_some_and(|a| a.connect) {
             peers.remove(&key);
             let _ = sfu.kick(RoomId(key.0), key.1).await;
             tracing::info!(user_id = %user_id, room = key.0, "removed from voice: no longer allowed to connect");
@@ -274,14 +307,21 @@ async fn on_sfu_event(
         }
         RoomEvent::ActiveSpeakerChanged { participant } => {
             let speaker = participant.and_then(|p| peers.get(&(ev.room.0, p)));
-            let server = peers
+            let place = peers
                 .iter()
                 .find(|((r, _), _)| *r == ev.room.0)
                 .map(|(_, p)| p.server_id);
-            if let Some(server_id) = server {
+            if let Some(server_id) = place {
+                let audience = match server_id {
+                    Some(s) => Audience::Server(s),
+                    None => Audience::Channel {
+                        server_id: None,
+                        channel_id,
+                    },
+                };
                 let data = json!({"active_speaker": speaker.map(|p| p.user_id.to_string())});
                 let ev = BusEvent::new(
-                    vec![Audience::Server(server_id)],
+                    vec![audience],
                     Event::VoiceSignal {
                         channel_id,
                         user_id: speaker.map(|p| p.user_id).unwrap_or(Id(0)),

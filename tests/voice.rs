@@ -65,6 +65,16 @@ impl Member {
 async fn join_voice(gw: &str, token: &str, server_id: &str, channel: &str) -> Member {
     let mut ws = connect(gw, None).await.unwrap();
     identify(&mut ws, token).await;
+    start_voice(ws, server_id, channel).await
+}
+
+/// Joins voice on an identified connection (`server_id` empty: a DM call).
+async fn start_voice(mut ws: Ws, server_id: &str, channel: &str) -> Member {
+    let server_id = if server_id.is_empty() {
+        Value::Null
+    } else {
+        json!(server_id)
+    };
     send(
         &mut ws,
         json!({"op": "voice_state_update", "server_id": server_id, "channel_id": channel}),
@@ -224,4 +234,97 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
         "bob still received {} packets after the kick",
         after.len()
     );
+}
+
+/// Talks both ways in a voice place and returns how many of 30 packets each side heard.
+async fn exchange(a: &mut Member, b: &mut Member, tag: &str) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.client.is_connected() && b.client.is_connected()) {
+        assert!(Instant::now() < deadline, "voice clients did not connect");
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for _ in 0..50 {
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for i in 0..30u32 {
+        a.client
+            .send_audio(
+                Instant::now(),
+                format!("{tag}-a-{i}").into_bytes(),
+                i * 960,
+                -20,
+            )
+            .unwrap();
+        b.client
+            .send_audio(
+                Instant::now(),
+                format!("{tag}-b-{i}").into_bytes(),
+                i * 960,
+                -20,
+            )
+            .unwrap();
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for _ in 0..30 {
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    let b_heard = (0..30).filter(|i| has(b, &format!("{tag}-a-{i}"))).count();
+    let a_heard = (0..30).filter(|i| has(a, &format!("{tag}-b-{i}"))).count();
+    (a_heard, b_heard)
+}
+
+#[tokio::test]
+async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
+    let db = TestDb::new("dmcall");
+    let dir = temp_dir("dmcall");
+    let start = 47000 + (nanos() % 2000) as u16;
+    let ports = format!("{start}-{}", start + 40);
+    let s = Proc::start(
+        "serve",
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("COPAINS_SFU_PORTS", ports),
+        ],
+        &dir,
+    )
+    .await;
+    let base = s.base.as_str();
+    let (alice_id, alice) = register(base, "alice").await;
+    let (bob_id, bob) = register(base, "bob").await;
+    let dm = post(
+        base,
+        "/api/v1/users/@me/channels",
+        Some(&alice),
+        json!({"recipients": [bob_id]}),
+    )
+    .await;
+    let dm_id = dm["id"].as_str().unwrap().to_owned();
+
+    let mut bob_ws = connect(base, None).await.unwrap();
+    identify(&mut bob_ws, &bob).await;
+    let mut a = join_voice(base, &alice, "", &dm_id).await;
+    // Bob's client sees Alice's voice state in their DM: that is the ring.
+    let ring = wait_for(&mut bob_ws, "voice_state_update", |d| {
+        d["channel_id"] == dm_id.as_str()
+    })
+    .await;
+    assert_eq!(ring["user_id"], alice_id.as_str());
+    assert!(ring["server_id"].is_null());
+    // Bob accepts: he joins the call.
+    let mut b = start_voice(bob_ws, "", &dm_id).await;
+    let (a_heard, b_heard) = exchange(&mut a, &mut b, "dm").await;
+    assert!(
+        a_heard >= 28 && b_heard >= 28,
+        "dm call: alice heard {a_heard}/30, bob heard {b_heard}/30"
+    );
+
+    // A stranger cannot join the DM's call.
+    let (_, eve) = register(base, "eve").await;
+    let mut e = join_voice(base, &eve, "", &dm_id).await;
+    e.pump(Duration::from_millis(1500)).await;
+    assert!(!e.client.is_connected(), "a stranger joined a DM call");
 }

@@ -305,7 +305,8 @@ pub struct Session {
     last_heartbeat: Instant,
     bucket: Bucket,
     typing: Option<(Id, Instant)>,
-    voice: Option<(Id, Id)>,
+    /// (server, channel) of the voice connection; the server is `None` for a DM call.
+    voice: Option<(Option<Id>, Id)>,
 }
 
 fn frame(f: &ServerFrame) -> Bytes {
@@ -695,13 +696,25 @@ impl Session {
                 self_video,
                 self_stream,
             } => {
-                if !self.scope.servers.contains(&server_id) {
-                    return;
-                }
-                if let Some(c) = channel_id
-                    && self.scope.channels.get(&c) != Some(&server_id)
-                {
-                    return;
+                match server_id {
+                    Some(server_id) => {
+                        if !self.scope.servers.contains(&server_id) {
+                            return;
+                        }
+                        if let Some(c) = channel_id
+                            && self.scope.channels.get(&c) != Some(&server_id)
+                        {
+                            return;
+                        }
+                    }
+                    // A DM call: the channel must be one of my DMs.
+                    None => {
+                        if let Some(c) = channel_id
+                            && !self.scope.dms.contains(&c)
+                        {
+                            return;
+                        }
+                    }
                 }
                 let previous = self.voice.map(|(_, c)| c);
                 self.voice = channel_id.map(|c| (server_id, c));
@@ -715,8 +728,19 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                // Members see the state; the SFU hears of leaving or moving (voice audience).
-                let mut audience = vec![Audience::Server(server_id)];
+                // Members (or the DM's recipients) see the state; the SFU hears of leaving or
+                // moving (voice audience).
+                let mut audience = match server_id {
+                    Some(s) => vec![Audience::Server(s)],
+                    None => previous
+                        .or(channel_id)
+                        .map(|c| Audience::Channel {
+                            server_id: None,
+                            channel_id: c,
+                        })
+                        .into_iter()
+                        .collect(),
+                };
                 audience.extend(previous.or(channel_id).map(Audience::Voice));
                 self.actions
                     .push_back(Action::Publish(BusEvent::new(audience, ev)));
@@ -858,10 +882,9 @@ impl Session {
         if !remove.is_empty() {
             self.actions.push_back(Action::Unsubscribe(remove));
         }
-        if self
-            .voice
-            .is_some_and(|(_, c)| !self.scope.channels.contains_key(&c))
-        {
+        if self.voice.is_some_and(|(_, c)| {
+            !self.scope.channels.contains_key(&c) && !self.scope.dms.contains(&c)
+        }) {
             self.voice = None;
         }
         self.scope_pending = false;

@@ -250,10 +250,12 @@ pub enum Event {
     },
 
     // ---- voice ----
-    /// A user's voice state in a server changed (join, leave, mute, deaf, video, screen share).
+    /// A user's voice state changed (join, leave, mute, deaf, video, screen share), in a
+    /// server's voice channel or in a DM call (then `server_id` is `None`: the other
+    /// recipients see it, which is how a DM call rings).
     VoiceStateUpdate {
-        /// The server.
-        server_id: Id,
+        /// The server (`None` for a DM call).
+        server_id: Option<Id>,
         /// The voice channel, `None` when the user left voice.
         channel_id: Option<Id>,
         /// The user.

@@ -60,9 +60,11 @@ pub enum ClientFrame {
         server_id: Id,
     },
     /// Join, move within, or leave (`channel_id: null`) voice, and set mute/deaf/video/stream.
+    /// For a call in a DM or group DM, `server_id` is null and `channel_id` is the DM.
     VoiceStateUpdate {
-        /// The server.
-        server_id: Id,
+        /// The server (null for a DM call).
+        #[serde(default)]
+        server_id: Option<Id>,
         /// The voice channel, or none to leave.
         channel_id: Option<Id>,
         /// Muted.
