@@ -284,46 +284,83 @@ export default [
 		}
 	},
 	{
-		name: 'history loads older pages on scroll; a reload keeps the conversation',
-		async run({ page, context }) {
+		name: 'history loads older pages on scroll, renders a bounded window, and jumps back to the present',
+		timeoutMs: 60000,
+		async run({ page, shot }) {
 			const user = newUser();
 			await register(page, user);
 			await createServer(page, 'History');
-			const channelUrl = page.url();
-			const channelId = channelUrl.split('/').pop();
-			// Seed 120 messages through the API with the page's own session (same cookie, fresh token).
-			await page.evaluate(async (id) => {
-				const r = await fetch('/api/v1/auth/refresh', { method: 'POST', headers: { 'X-Copains-Client': 'web', 'Content-Type': 'application/json' }, body: '{}' });
-				const { access_token } = await r.json();
-				for (let i = 1; i <= 120; i++) {
-					await fetch(`/api/v1/channels/${id}/messages`, {
-						method: 'POST',
-						headers: { Authorization: `Bearer ${access_token}`, 'Content-Type': 'application/json', 'X-Copains-Client': 'web' },
-						body: JSON.stringify({ content: `seed ${i}`, nonce: `seed-${i}` })
-					});
-				}
-			}, channelId);
+			const channelId = page.url().split('/').pop();
+			// Seed 260 messages through the API with the page's own session (same cookie, fresh token).
+			const N = 260;
+			await page.evaluate(
+				async ({ id, n }) => {
+					const r = await fetch('/api/v1/auth/refresh', { method: 'POST', headers: { 'X-Copains-Client': 'web', 'Content-Type': 'application/json' }, body: '{}' });
+					const { access_token } = await r.json();
+					for (let i = 1; i <= n; i++) {
+						await fetch(`/api/v1/channels/${id}/messages`, {
+							method: 'POST',
+							headers: { Authorization: `Bearer ${access_token}`, 'Content-Type': 'application/json', 'X-Copains-Client': 'web' },
+							body: JSON.stringify({ content: `seed ${i}`, nonce: `seed-${i}` })
+						});
+					}
+				},
+				{ id: channelId, n: N }
+			);
 			await page.reload();
 			await page.getByTestId('composer').waitFor({ state: 'visible' });
-			await eventually(async () => (await texts(page)).at(-1) === 'seed 120', 'the newest message is shown at the bottom');
+			await eventually(async () => (await texts(page)).at(-1) === `seed ${N}`, 'the newest message is shown at the bottom');
 			const first = (await texts(page)).length;
 			assert(first === 50, `the first page holds 50 messages, got ${first}`);
-			// Scroll to the top until everything is loaded.
+			// Scroll to the top until the first message is there; the DOM never holds more than 200.
+			let most = 0;
+			const seen = new Set();
 			await eventually(
 				async () => {
 					await page.getByTestId('message-list').evaluate((el) => {
 						el.scrollTop = 0;
 						el.dispatchEvent(new Event('scroll'));
 					});
-					return (await texts(page)).length === 120;
+					const now = await texts(page);
+					now.forEach((t) => seen.add(t));
+					most = Math.max(most, now.length);
+					return now[0] === 'seed 1';
 				},
-				'older pages load on scroll'
+				'older pages load on scroll up to the first message',
+				30000
 			);
-			const all = await texts(page);
-			assert(all[0] === 'seed 1' && all[119] === 'seed 120', 'in order, without gaps or duplicates');
-			assert(new Set(all).size === 120, 'no duplicates');
+			assert(most <= 200, `at most 200 messages rendered, saw ${most}`);
+			assert(seen.size === N, `every message was shown once on the way up (${seen.size})`);
+			const top = await texts(page);
+			for (let i = 1; i < top.length; i++) assert(top[i] === `seed ${i + 1}`, `in order without gaps: ${top[i]} at ${i}`);
 			await page.getByText('This is the start of the #general channel.').waitFor();
-			void context;
+			await page.getByTestId('older-view').waitFor();
+			await shot('history-top');
+			// Back to the present in one click.
+			await page.getByRole('button', { name: 'Jump to present' }).click();
+			await eventually(async () => (await texts(page)).at(-1) === `seed ${N}`, 'back at the newest message');
+			await page.getByTestId('older-view').waitFor({ state: 'detached' });
+			// Scrolling down from the top also walks back to the present.
+			await eventually(
+				async () => {
+					await page.getByTestId('message-list').evaluate((el) => {
+						el.scrollTop = 0;
+						el.dispatchEvent(new Event('scroll'));
+					});
+					return (await texts(page))[0] === 'seed 1';
+				},
+				'back at the top'
+			);
+			await eventually(
+				async () => {
+					await page.getByTestId('message-list').evaluate((el) => {
+						el.scrollTop = el.scrollHeight;
+						el.dispatchEvent(new Event('scroll'));
+					});
+					return (await page.getByTestId('older-view').count()) === 0 && (await texts(page)).at(-1) === `seed ${N}`;
+				},
+				'scrolling down reaches the present'
+			);
 		}
 	},
 	{
