@@ -224,10 +224,66 @@ pub async fn create(
         || place.permissions.contains(Permissions::MANAGE_CHANNELS)
         || place.is_dm();
 
-    let generated = state.ids.next();
-    if (place.slowmode_secs == 0 || exempt) && files.is_empty() {
-        return create_fast(state, author, place, generated, nonce, req.reply_to, b).await;
+    // An id bumped past the channel head (`last id + 1`) can collide with an id the generator
+    // hands out later elsewhere (or the reverse): the insert then fails on the primary key and
+    // is retried with a fresh id.
+    for _ in 0..MAX_ID_ATTEMPTS {
+        let generated = state.ids.next();
+        let done = if (place.slowmode_secs == 0 || exempt) && files.is_empty() {
+            create_fast(
+                state,
+                author,
+                place,
+                generated,
+                nonce.as_deref(),
+                req.reply_to,
+                &b,
+            )
+            .await?
+        } else {
+            create_tx(
+                state,
+                author,
+                place,
+                generated,
+                nonce.as_deref(),
+                req.reply_to,
+                &b,
+                &files,
+            )
+            .await?
+        };
+        if let Some(done) = done {
+            return Ok(done);
+        }
     }
+    Err(ApiError::Unavailable)
+}
+
+/// Most attempts at a fresh id when inserts collide on the primary key.
+const MAX_ID_ATTEMPTS: usize = 8;
+
+/// Whether `e` is a primary-key collision of `messages` (retry with another id).
+fn id_collision(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.constraint() == Some("messages_pkey"))
+}
+
+/// The multi-statement insert (slow mode to check under the lock, attachments to claim).
+/// `None`: the id collided, try again.
+#[allow(clippy::too_many_arguments)]
+async fn create_tx(
+    state: &AppState,
+    author: Id,
+    place: &Place,
+    generated: Id,
+    nonce: Option<&str>,
+    reply_to: Option<Id>,
+    b: &Body,
+    files: &[i64],
+) -> ApiResult<Option<(Message, bool)>> {
+    let exempt = place.permissions.contains(Permissions::MANAGE_MESSAGES)
+        || place.permissions.contains(Permissions::MANAGE_CHANNELS)
+        || place.is_dm();
     let mut tx = state.db.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($1, $2)
@@ -240,7 +296,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await?;
 
-    if let Some(n) = &nonce {
+    if let Some(n) = nonce {
         let claimed: Option<i64> = sqlx::query_scalar(
             "INSERT INTO message_nonces (author_id, nonce, message_id, channel_id) VALUES ($1, $2, $3, $4)
              ON CONFLICT (author_id, nonce) DO UPDATE
@@ -257,7 +313,9 @@ pub async fn create(
         .await?;
         if claimed.is_none() {
             tx.rollback().await?;
-            return original(state, author, place, n).await.map(|m| (m, false));
+            return original(state, author, place, n)
+                .await
+                .map(|m| Some((m, false)));
         }
     }
 
@@ -282,7 +340,7 @@ pub async fn create(
     let users = &b.mentions.users;
     let roles = &b.mentions.roles;
     let env = b.envelope.as_ref();
-    let r: MessageRow = sqlx::query_as(&format!(
+    let r: Result<MessageRow, sqlx::Error> = sqlx::query_as(&format!(
         "INSERT INTO messages AS m (id, channel_id, server_id, author_id, content, enc_algorithm,
                 enc_sender_device, enc_session_id, enc_ciphertext, nonce, reply_to,
                 mention_everyone, mention_users, mention_roles)
@@ -298,14 +356,18 @@ pub async fn create(
     .bind(env.map(|e| &e.sender_device_id))
     .bind(env.map(|e| &e.session_id))
     .bind(env.map(|e| &e.ciphertext))
-    .bind(&nonce)
-    .bind(req.reply_to.map(|r| r.0))
+    .bind(nonce)
+    .bind(reply_to.map(|r| r.0))
     .bind(b.mentions.everyone)
     .bind(users)
     .bind(roles)
     .fetch_one(&mut *tx)
-    .await?;
-    super::attachments::claim(&mut tx, place.id, author, id, &files).await?;
+    .await;
+    let r = match r {
+        Err(e) if id_collision(&e) => return Ok(None),
+        r => r?,
+    };
+    super::attachments::claim(&mut tx, place.id, author, id, files).await?;
     if place.kind == PlaceKind::Thread {
         sqlx::query("UPDATE threads SET last_activity_at = now() WHERE id = $1")
             .bind(place.id.0)
@@ -330,7 +392,7 @@ pub async fn create(
         },
     )
     .await?;
-    Ok((msg, true))
+    Ok(Some((msg, true)))
 }
 
 /// The common case (no slow mode to check, no attachments to claim) as one statement in its
@@ -341,12 +403,12 @@ async fn create_fast(
     author: Id,
     place: &Place,
     generated: Id,
-    nonce: Option<String>,
+    nonce: Option<&str>,
     reply_to: Option<Id>,
-    b: Body,
-) -> ApiResult<(Message, bool)> {
+    b: &Body,
+) -> ApiResult<Option<(Message, bool)>> {
     let env = b.envelope.as_ref();
-    let row: Option<MessageRow> = sqlx::query_as(&format!(
+    let row: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(&format!(
         "WITH h AS (
             INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($2, $1)
             ON CONFLICT (channel_id) DO UPDATE
@@ -381,7 +443,7 @@ async fn create_fast(
     .bind(env.map(|e| &e.sender_device_id))
     .bind(env.map(|e| &e.session_id))
     .bind(env.map(|e| &e.ciphertext))
-    .bind(&nonce)
+    .bind(nonce)
     .bind(reply_to.map(|r| r.0))
     .bind(b.mentions.everyone)
     .bind(&b.mentions.users)
@@ -389,12 +451,18 @@ async fn create_fast(
     .bind(NONCE_WINDOW_SECS as f64)
     .bind(place.kind == PlaceKind::Thread)
     .fetch_optional(&state.db)
-    .await?;
+    .await;
+    let row = match row {
+        Err(e) if id_collision(&e) => return Ok(None),
+        r => r?,
+    };
     let Some(r) = row else {
         // Only a fresh claim of the nonce stops the insert.
         let n =
             nonce.ok_or_else(|| ApiError::Internal("message insert returned nothing".into()))?;
-        return original(state, author, place, &n).await.map(|m| (m, false));
+        return original(state, author, place, n)
+            .await
+            .map(|m| Some((m, false)));
     };
     let msg = r.render(Vec::new(), Vec::new());
     publish(
@@ -405,7 +473,7 @@ async fn create_fast(
         },
     )
     .await?;
-    Ok((msg, true))
+    Ok(Some((msg, true)))
 }
 
 /// The message a fresh nonce claim names (409 `nonce_reused` when it was used in another
