@@ -202,11 +202,27 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         let (sfu, events) =
             copains_sfu::SfuHandle::start(config.sfu.clone()).context("starting the SFU")?;
         tracing::info!(addrs = ?sfu.local_addrs(), "SFU listening (UDP)");
+        let placement = match &config.redis_url {
+            Some(url) => {
+                let node = format!(
+                    "{}-{}-{:08x}",
+                    config.node_id,
+                    std::process::id(),
+                    rand::random::<u32>()
+                );
+                tracing::info!(%node, "SFU node registers in Redis");
+                crate::voice::Placement::redis(url, node)
+                    .await
+                    .context("connecting the SFU placement to Redis")?
+            }
+            None => crate::voice::Placement::Local,
+        };
         tokio::spawn(crate::voice::run(
             bus.clone(),
             sfu.clone(),
             events,
             state.db.clone(),
+            placement,
         ));
         Some(sfu)
     } else {

@@ -5,8 +5,12 @@
 //! to exactly that gateway session. Leaving voice, a dropped permission or a kick removes the
 //! participant from the room at once.
 //!
-//! On one node (`copains serve`) the bus is in-process; with Redis the bridge runs in the
-//! process that hosts the SFU (every voice channel is served by that node for now).
+//! On one node (`copains serve`) the bus is in-process and this SFU serves every room. With
+//! Redis, several SFU nodes may run: each registers itself with its load
+//! (`copains:sfu:node:<id>`, TTL 10 s), and an active voice channel is pinned to the node that
+//! first claims it (`copains:voice:room:<channel>`, SET NX, TTL 10 s refreshed every 3 s). A
+//! node only answers offers for rooms it holds or can claim. When a node dies its claims
+//! expire; its clients' connections fail and their next offer is claimed by a live node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,12 +76,94 @@ fn participant_of(session_id: &str) -> ParticipantId {
     ParticipantId(h)
 }
 
+/// Where rooms live: here always (one node), or claimed per room in Redis (many nodes).
+pub enum Placement {
+    /// Single node: every room is served here.
+    Local,
+    /// Several SFU nodes share rooms through Redis claims.
+    Redis {
+        /// Connection (reconnects by itself).
+        conn: redis::aio::ConnectionManager,
+        /// This node's id (unique per process).
+        node: String,
+    },
+}
+
+/// Seconds a room claim or a node registration lives without refresh.
+const CLAIM_TTL_SECS: u64 = 10;
+
+impl Placement {
+    /// Connects the Redis placement for node `node`.
+    pub async fn redis(url: &str, node: String) -> anyhow::Result<Placement> {
+        let client = redis::Client::open(url)?;
+        let conn = redis::aio::ConnectionManager::new(client).await?;
+        Ok(Placement::Redis { conn, node })
+    }
+
+    /// Whether this node serves `room`, claiming it if nobody does.
+    async fn claim(&mut self, room: u64) -> bool {
+        match self {
+            Placement::Local => true,
+            Placement::Redis { conn, node } => {
+                let key = format!("copains:voice:room:{room}");
+                let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(node.as_str())
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(CLAIM_TTL_SECS)
+                    .query_async(conn)
+                    .await;
+                match set {
+                    Ok(Some(_)) => true,
+                    Ok(None) => {
+                        let owner: redis::RedisResult<Option<String>> =
+                            redis::cmd("GET").arg(&key).query_async(conn).await;
+                        owner.ok().flatten().as_deref() == Some(node.as_str())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "room claim failed (Redis)");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes this node's registration (with its load) and its rooms' claims.
+    async fn refresh(&mut self, rooms: &[u64], participants: usize) {
+        let Placement::Redis { conn, node } = self else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("copains:sfu:node:{node}"))
+            .arg(participants)
+            .arg("EX")
+            .arg(CLAIM_TTL_SECS)
+            .ignore();
+        for r in rooms {
+            pipe.cmd("SET")
+                .arg(format!("copains:voice:room:{r}"))
+                .arg(node.as_str())
+                .arg("EX")
+                .arg(CLAIM_TTL_SECS)
+                .ignore();
+        }
+        let r: redis::RedisResult<()> = pipe.query_async(conn).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "refreshing SFU registration failed (Redis)");
+        }
+    }
+}
+
 /// Runs the bridge until the bus closes.
 pub async fn run(
     bus: Arc<dyn EventBus>,
     sfu: SfuHandle,
     mut sfu_events: mpsc::Receiver<SfuEvent>,
     db: PgPool,
+    mut placement: Placement,
 ) {
     if let Err(e) = bus.subscribe(&[Topic::VoiceAll]).await {
         tracing::error!(error = %e, "voice bridge cannot subscribe to voice signalling");
@@ -86,11 +172,18 @@ pub async fn run(
     let mut incoming = bus.incoming();
     let mut peers: HashMap<(u64, ParticipantId), Peer> = HashMap::new();
     let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut heartbeat = tokio::time::interval(std::time::Duration::from_secs(3));
     loop {
         tokio::select! {
             _ = recheck.tick() => recheck_permissions(&sfu, &db, &mut peers).await,
+            _ = heartbeat.tick() => {
+                let mut rooms: Vec<u64> = peers.keys().map(|(r, _)| *r).collect();
+                rooms.sort_unstable();
+                rooms.dedup();
+                placement.refresh(&rooms, peers.len()).await;
+            }
             ev = incoming.recv() => match ev {
-                Ok(ev) => on_bus_event(&bus, &sfu, &db, &mut peers, &ev).await,
+                Ok(ev) => on_bus_event(&bus, &sfu, &db, &mut peers, &mut placement, &ev).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "voice bridge lagged behind the bus");
                 }
@@ -141,6 +234,7 @@ async fn on_bus_event(
     sfu: &SfuHandle,
     db: &PgPool,
     peers: &mut HashMap<(u64, ParticipantId), Peer>,
+    placement: &mut Placement,
     ev: &BusEvent,
 ) {
     match &ev.event {
@@ -158,6 +252,11 @@ async fn on_bus_event(
             let room = RoomId(channel_id.0 as u64);
             let who = participant_of(session_id);
             let key = (room.0, who);
+            // Another SFU node serves this room (or will): leave it to that node.
+            let local = peers.contains_key(&key) || peers.keys().any(|(r, _)| *r == room.0);
+            if !local && (*kind != SignalKind::Offer || !placement.claim(room.0).await) {
+                return;
+            }
             let Ok(Some(access)) = voice_access(db, *user_id, *channel_id).await else {
                 return;
             };
