@@ -130,6 +130,9 @@ schemathesis_run() {
 }
 step schemathesis schemathesis_run
 
+# ---------------------------------------------------------------- self-hosting: compose, Caddy, coturn (issue 9)
+step selfhost scripts/selfhost-test.sh
+
 # ---------------------------------------------------------------- summary
 log "passed: ${PASSED[*]:-none}"
 [ ${#SKIPPED[@]} -gt 0 ] && log "skipped: ${SKIPPED[*]}"

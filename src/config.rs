@@ -177,6 +177,29 @@ impl Config {
                 pg_bin_dir
             );
         }
+        // An empty value (`COPAINS_REDIS_URL=` in a .env) means unset.
+        for f in [
+            &mut s.database_url,
+            &mut s.http_addr,
+            &mut s.redis_url,
+            &mut s.public_url,
+            &mut s.trusted_proxies,
+            &mut s.smtp_url,
+            &mut s.smtp_from,
+            &mut s.log,
+            &mut s.log_format,
+            &mut s.allowed_origins,
+            &mut s.stun_urls,
+            &mut s.turn_urls,
+            &mut s.turn_secret,
+            &mut s.sfu_ports,
+            &mut s.sfu_bind_ip,
+            &mut s.sfu_announced_ip,
+        ] {
+            if f.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *f = None;
+            }
+        }
         let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("data"));
         let http_addr: SocketAddr = s
             .http_addr
@@ -396,6 +419,14 @@ mod tests {
         assert_eq!(c.api.body_limit, 4096);
         assert_eq!(c.node_id, 3, "the flag beats the file");
         assert!(c.database_url.is_none());
+        let empty = Settings {
+            redis_url: Some(String::new()),
+            sfu_announced_ip: Some(" ".into()),
+            ..Default::default()
+        };
+        let c = Config::load(empty).unwrap();
+        assert!(c.redis_url.is_none(), "an empty value means unset");
+        assert!(c.sfu.announced_ip.is_none());
         let bad = Settings {
             trusted_proxies: Some("nope".into()),
             ..Default::default()

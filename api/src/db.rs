@@ -19,7 +19,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 }
 
 /// Applies every migration not yet applied (they take an advisory lock, so
-/// several nodes starting at once are safe).
+/// several nodes starting at once are safe). Migrations applied by a newer version are
+/// tolerated, so a node of the previous version still starts during a rolling upgrade
+/// (migrations are written to stay compatible with the previous version: see
+/// docs/upgrading.md).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    let mut m = sqlx::migrate!("../postgres/migrations");
+    m.set_ignore_missing(true);
+    m.run(pool).await
 }
