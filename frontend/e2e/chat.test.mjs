@@ -65,7 +65,7 @@ async function texts(page) {
 
 export default [
 	{
-		name: 'two users: create a server, invite, join by link, chat live, typing, edit, reactions, replies, unread, roles, presence, delete, XSS as text, leave',
+		name: 'two users: create a server, invite, join by link, chat live, typing, attachments, edit, reactions, pins, replies, unread, search, roles, presence, delete, XSS as text, leave',
 		timeoutMs: 90000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -128,6 +128,25 @@ export default [
 				const imgs = await b.page.getByTestId('message-list').locator('img').count();
 				assert(imgs === 0, 'no <img> element was created from a message');
 				assert(!(await b.page.evaluate(() => window.__xss)) && !(await page.evaluate(() => window.__xss)), 'the onerror handler never ran');
+
+				// Attachments: alice sends a picture and a text file; bob sees the picture inline and downloads the file.
+				const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAFklEQVR42mNk+M9Qz0AEYBxVSF+FAP5FDvcfRYWgAAAAAElFTkSuQmCC', 'base64');
+				await page.getByTestId('file-input').setInputFiles([
+					{ name: 'dot.png', mimeType: 'image/png', buffer: png },
+					{ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello file') }
+				]);
+				await eventually(async () => ((await page.getByTestId('uploads').textContent()) ?? '').split('ready').length === 3, 'both files uploaded');
+				await send(page, 'files!');
+				const withFiles = b.page.getByTestId('message').filter({ hasText: 'files!' });
+				await eventually(async () => (await withFiles.count()) === 1, 'bob gets the message with files');
+				const img = withFiles.getByTestId('attachment-image');
+				await eventually(async () => (await img.count()) === 1 && (await img.evaluate((el) => el.complete && el.naturalWidth === 2 && el.src.startsWith('blob:'))), 'the picture is shown inline');
+				const download = b.page.waitForEvent('download');
+				await withFiles.getByTestId('attachment-file').click();
+				const file = await download;
+				assert(file.suggestedFilename() === 'notes.txt', `downloaded as ${file.suggestedFilename()}`);
+				const { readFile } = await import('node:fs/promises');
+				assert((await readFile(await file.path(), 'utf8')) === 'hello file', 'the file content arrives intact');
 
 				// Edit propagates.
 				const mine = page.getByTestId('message').filter({ hasText: 'hello bob' });

@@ -10,6 +10,7 @@
  */
 import { ApiError, errorFromResponse } from './errors';
 import type {
+	Attachment,
 	AuthResponse,
 	Channel,
 	HistoryQuery,
@@ -51,6 +52,10 @@ export interface RequestOptions {
 	auth?: boolean;
 	/** Abort signal. */
 	signal?: AbortSignal;
+	/** A raw body (a file) sent as is, instead of JSON. */
+	raw?: Blob;
+	/** Read the answer as a Blob (downloads) instead of JSON. */
+	blob?: boolean;
 }
 
 type Listener = () => void;
@@ -115,6 +120,7 @@ export class ApiClient {
 			}
 		}
 		if (!res.ok) throw await errorFromResponse(res);
+		if (options.blob) return (await res.blob()) as T;
 		return (await parseBody(res)) as T;
 	}
 
@@ -295,10 +301,23 @@ export class ApiClient {
 	 * `POST /channels/{id}/messages` with a client nonce: a retry with the same nonce returns the
 	 * same message. `replyTo` is a message of the same channel.
 	 */
-	sendMessage(channelId: string, content: string, nonce: string, replyTo: string | null = null): Promise<Message> {
-		const body: Record<string, string> = { content, nonce };
+	sendMessage(channelId: string, content: string, nonce: string, replyTo: string | null = null, attachments: string[] = []): Promise<Message> {
+		const body: Record<string, string | string[]> = { nonce };
+		if (content) body.content = content;
 		if (replyTo) body.reply_to = replyTo;
+		if (attachments.length) body.attachments = attachments;
 		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
+	}
+
+	/** `POST /channels/{id}/attachments?filename=`: uploads a file (raw body) to attach to my next message. */
+	uploadAttachment(channelId: string, file: Blob, filename: string): Promise<Attachment> {
+		const qs = new URLSearchParams({ filename });
+		return this.request<Attachment>('POST', `/channels/${seg(channelId)}/attachments?${qs}`, { raw: file });
+	}
+
+	/** Downloads an attachment (with my token: a plain link could not carry it). */
+	downloadAttachment(channelId: string, attachmentId: string): Promise<Blob> {
+		return this.request<Blob>('GET', `/channels/${seg(channelId)}/attachments/${seg(attachmentId)}`, { blob: true });
 	}
 
 	/** `PATCH /channels/{id}/messages/{message_id}` (author only). */
@@ -436,11 +455,15 @@ export class ApiClient {
 	async #send(method: string, path: string, options: RequestOptions, token: string | null): Promise<Response> {
 		const headers: Record<string, string> = { Accept: 'application/json', [CLIENT_HEADER]: CLIENT_NAME };
 		if (token !== null) headers.Authorization = `Bearer ${token}`;
-		let body: string | undefined;
-		if (options.body !== undefined) {
+		let body: string | Blob | undefined;
+		if (options.raw !== undefined) {
+			headers['Content-Type'] = options.raw.type || 'application/octet-stream';
+			body = options.raw;
+		} else if (options.body !== undefined) {
 			headers['Content-Type'] = 'application/json';
 			body = JSON.stringify(options.body);
 		}
+		if (options.blob) headers.Accept = '*/*';
 		try {
 			return await this.#fetch(this.#baseUrl + path, {
 				method,

@@ -157,6 +157,20 @@ export interface Message {
 	reactions?: ReactionCount[];
 	mentions?: string[];
 	mention_everyone?: boolean;
+	attachments?: Attachment[];
+}
+
+/** An uploaded file, attached to a message once sent. Downloads need my token. */
+export interface Attachment {
+	id: string;
+	channel_id: string;
+	message_id?: string | null;
+	filename: string;
+	content_type: string;
+	size: number;
+	encrypted: boolean;
+	url: string;
+	created_at: string;
 }
 
 /** My read state of one place (`GET /users/@me/read-states`). */

@@ -1,5 +1,5 @@
 /** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
-import { api, errorMessage, isApiError, type Message, type Role, type Server } from '$lib/api';
+import { api, errorMessage, isApiError, type Attachment, type Message, type Role, type Server } from '$lib/api';
 import { gatewaySend } from '$lib/gateway';
 import { chat, compareIds, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
 
@@ -74,7 +74,13 @@ export function newNonce(): string {
 }
 
 /** Sends a message optimistically: shown at once as pending, confirmed (or marked failed) by the server. */
-export async function sendMessage(channelId: string, content: string, nonce: string = newNonce(), replyTo: string | null = null): Promise<void> {
+export async function sendMessage(
+	channelId: string,
+	content: string,
+	nonce: string = newNonce(),
+	replyTo: string | null = null,
+	attachments: Attachment[] = []
+): Promise<void> {
 	const h = historyOf(channelId);
 	const existing = h.items.find((m) => m.nonce === nonce && (m.pending || m.failed !== undefined));
 	const pending: ChatMessage = existing ?? {
@@ -84,6 +90,7 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 		content,
 		nonce,
 		reply_to: replyTo,
+		attachments,
 		edited_at: null,
 		created_at: new Date().toISOString(),
 		pending: true
@@ -92,7 +99,13 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 	delete pending.failed;
 	if (!existing) h.items.push(pending);
 	try {
-		const m: Message = await api.sendMessage(channelId, content, nonce, replyTo);
+		const m: Message = await api.sendMessage(
+			channelId,
+			content,
+			nonce,
+			replyTo,
+			attachments.map((a) => a.id)
+		);
 		upsertMessage(chat, m);
 		// If the history was not loaded yet, the pending copy is still there: replace it.
 		const cur = historyOf(channelId);
@@ -110,7 +123,7 @@ export async function sendMessage(channelId: string, content: string, nonce: str
 
 /** Retries a failed send with the same nonce (the server deduplicates). */
 export function retrySend(m: ChatMessage): Promise<void> {
-	return sendMessage(m.channel_id, m.content ?? '', m.nonce ?? newNonce(), m.reply_to ?? null);
+	return sendMessage(m.channel_id, m.content ?? '', m.nonce ?? newNonce(), m.reply_to ?? null, m.attachments ?? []);
 }
 
 /** Drops a failed message from the pane. */
