@@ -31,6 +31,8 @@ struct Peer {
     session_id: String,
     /// The server of the voice channel; `None` for a DM call.
     server_id: Option<Id>,
+    /// Whether the SFU drops this participant's audio (no SPEAK, or server-muted).
+    muted: bool,
 }
 
 /// What a user may do in a voice place.
@@ -48,10 +50,18 @@ async fn voice_access(
     channel_id: Id,
 ) -> Result<Option<VoiceAccess>, copains_api::ApiError> {
     if let Some((server_id, p)) = permissions::channel_permissions(db, user_id, channel_id).await? {
+        let server_muted: bool = sqlx::query_scalar(
+            "SELECT voice_muted FROM members WHERE server_id = $1 AND user_id = $2",
+        )
+        .bind(server_id.0)
+        .bind(user_id.0)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or(false);
         return Ok(Some(VoiceAccess {
             server_id: Some(server_id),
             connect: p.contains(Permissions::CONNECT),
-            speak: p.contains(Permissions::SPEAK),
+            speak: p.contains(Permissions::SPEAK) && !server_muted,
         }));
     }
     let member: Option<i32> =
@@ -264,6 +274,7 @@ async fn on_bus_event(
                 user_id: *user_id,
                 session_id: session_id.clone(),
                 server_id: access.server_id,
+                muted: !access.speak,
             };
             if !access.connect {
                 signal_to(bus, &peer, *channel_id, SignalKind::Other, json!({"error": "missing_permission", "message": "you may not connect to this voice channel"})).await;
@@ -365,8 +376,9 @@ async fn on_bus_event(
     }
 }
 
-/// Kick, ban, timeout or a lost CONNECT: every 2 s each participant's permission is checked
-/// again and those who lost it are removed from their room.
+/// Kick, ban, timeout, a lost CONNECT or SPEAK, a server mute: every 2 s each participant's
+/// permissions are checked again; those who may no longer connect are removed from their
+/// room, and muting follows SPEAK and the server mute.
 async fn recheck_permissions(
     sfu: &SfuHandle,
     db: &PgPool,
@@ -377,10 +389,21 @@ async fn recheck_permissions(
     for (key, user_id) in keys {
         let access = voice_access(db, user_id, Id(key.0 as i64)).await;
         let Ok(access) = access else { continue }; // database hiccup: check again next time
-        if !access.is_some_and(|a| a.connect) {
-            peers.remove(&key);
-            let _ = sfu.kick(RoomId(key.0), key.1).await;
-            tracing::info!(user_id = %user_id, room = key.0, "removed from voice: no longer allowed to connect");
+        match access {
+            Some(a) if a.connect => {
+                // SPEAK lost or regained, or a moderator's server mute: follow it.
+                if let Some(peer) = peers.get_mut(&key)
+                    && peer.muted == a.speak
+                    && sfu.set_muted(RoomId(key.0), key.1, !a.speak).await.is_ok()
+                {
+                    peer.muted = !a.speak;
+                }
+            }
+            _ => {
+                peers.remove(&key);
+                let _ = sfu.kick(RoomId(key.0), key.1).await;
+                tracing::info!(user_id = %user_id, room = key.0, "removed from voice: no longer allowed to connect");
+            }
         }
     }
 }

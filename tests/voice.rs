@@ -113,6 +113,54 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
         "alice received {alice_heard}/40 of bob's packets (identical bytes)"
     );
 
+    // Alice (MUTE_MEMBERS as the owner) server-mutes Bob: his audio stops reaching her.
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{base}/api/v1/servers/{sid}/members/{bob_id}/voice-mute"
+        ))
+        .bearer_auth(&alice)
+        .json(&json!({"muted": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "voice mute");
+    let muted_at = Instant::now();
+    while muted_at.elapsed() < Duration::from_secs(3) {
+        a.pump(Duration::from_millis(20)).await;
+        b.pump(Duration::from_millis(20)).await;
+    }
+    for i in 0..20u32 {
+        b.client
+            .send_audio(
+                Instant::now(),
+                format!("muted-{i}").into_bytes(),
+                (200 + i) * 960,
+                -20,
+            )
+            .unwrap();
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        a.pump(Duration::from_millis(10)).await;
+    }
+    let leaked = (0..20).filter(|i| has(&a, &format!("muted-{i}"))).count();
+    assert_eq!(
+        leaked, 0,
+        "a server-muted member's audio still reached the room"
+    );
+    // Bob cannot unmute himself: he lacks MUTE_MEMBERS.
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{base}/api/v1/servers/{sid}/members/{bob_id}/voice-mute"
+        ))
+        .bearer_auth(&bob)
+        .json(&json!({"muted": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     // Alice kicks Bob from the server: he is removed from the room and hears nothing more.
     let r = reqwest::Client::new()
         .delete(format!("{base}/api/v1/servers/{sid}/members/{bob_id}"))

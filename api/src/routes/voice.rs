@@ -8,13 +8,86 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use axum::http::StatusCode;
+use copains_wire::Id;
+use copains_wire::events::{Audience, Event};
+use serde::Deserialize;
+
+use crate::communities::audit::{self, Action, AuditReason, Entry};
+use crate::communities::permissions::Permissions;
+use crate::communities::{events, permissions};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
+use crate::extract::{Auth, Json, Path};
 use crate::state::AppState;
 
 /// The `/voice` routes.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ice_servers))
+    OpenApiRouter::new()
+        .routes(routes!(ice_servers))
+        .routes(routes!(set_voice_mute))
+}
+
+/// `PUT /servers/{id}/members/{user_id}/voice-mute` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VoiceMute {
+    /// Whether the member's audio is dropped by the SFU.
+    pub muted: bool,
+}
+
+/// Server-mute or unmute a member in voice (MUTE_MEMBERS, and the member ranks below you).
+/// The SFU drops a muted member's audio within 2 seconds, in every voice channel of the server.
+#[utoipa::path(put, path = "/servers/{server_id}/members/{user_id}/voice-mute", tag = "voice", security(("bearer" = [])),
+    params(("server_id" = String, Path, description = "Server id"), ("user_id" = String, Path, description = "Member's user id")),
+    request_body = VoiceMute, responses((status = 204, description = "Done")))]
+pub async fn set_voice_mute(
+    State(state): State<AppState>,
+    auth: Auth,
+    reason: AuditReason,
+    Path((server_id, user_id)): Path<(Id, Id)>,
+    Json(req): Json<VoiceMute>,
+) -> ApiResult<StatusCode> {
+    let access = permissions::require_member(&state.db, auth.user_id, server_id).await?;
+    access.require(Permissions::MUTE_MEMBERS)?;
+    let target = permissions::member_rank(&state.db, server_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown member"))?;
+    if user_id != auth.user_id && !permissions::can_manage_member(access.rank, target) {
+        return Err(ApiError::forbidden(
+            "role_hierarchy",
+            "this member's highest role is not below yours",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE members SET voice_muted = $3 WHERE server_id = $1 AND user_id = $2")
+        .bind(server_id.0)
+        .bind(user_id.0)
+        .bind(req.muted)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        &state,
+        Entry {
+            server_id,
+            actor: auth.user_id,
+            action: Action::MemberUpdate,
+            target: Some(user_id),
+            changes: serde_json::json!({"voice_muted": req.muted}),
+            reason: &reason,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    events::publish(
+        &state,
+        vec![Audience::Server(server_id)],
+        Event::MemberUpdate {
+            server_id,
+            member: serde_json::json!({"user_id": user_id.to_string(), "voice_muted": req.muted}),
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One entry of `RTCConfiguration.iceServers`.
