@@ -217,14 +217,16 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             }
             None => crate::voice::Placement::Local,
         };
-        tokio::spawn(crate::voice::run(
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let bridge = tokio::spawn(crate::voice::run(
             bus.clone(),
             sfu.clone(),
             events,
             state.db.clone(),
             placement,
+            stop_rx,
         ));
-        Some(sfu)
+        Some((sfu, stop_tx, bridge))
     } else {
         None
     };
@@ -240,13 +242,19 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, roles = %roles.names(), "copains is serving on http://{addr}");
     let drain = gateway.clone();
+    let voice_drain = _sfu.as_ref().map(|(_, stop, _)| stop.clone());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         crate::shutdown::signal().await;
-        // Tell gateway clients to reconnect (elsewhere) before the listener closes.
+        // Voice participants are told to rejoin first (through the gateway, still open)...
+        if let Some(stop) = voice_drain {
+            let _ = stop.send(true);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        // ...then gateway clients are told to reconnect (elsewhere) before the listener closes.
         if let Some(gw) = drain {
             gw.shutdown(std::time::Duration::from_secs(5)).await;
         }

@@ -174,6 +174,7 @@ pub async fn run(
     mut sfu_events: mpsc::Receiver<SfuEvent>,
     db: PgPool,
     mut placement: Placement,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     if let Err(e) = bus.subscribe(&[Topic::VoiceAll]).await {
         tracing::error!(error = %e, "voice bridge cannot subscribe to voice signalling");
@@ -185,6 +186,10 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval(std::time::Duration::from_secs(3));
     loop {
         tokio::select! {
+            _ = stop.changed() => {
+                drain(&bus, &mut placement, &mut peers).await;
+                return;
+            }
             _ = recheck.tick() => recheck_permissions(&sfu, &db, &mut peers).await,
             _ = heartbeat.tick() => {
                 let mut rooms: Vec<u64> = peers.keys().map(|(r, _)| *r).collect();
@@ -205,6 +210,44 @@ pub async fn run(
             },
         }
     }
+}
+
+/// This node is stopping: every participant is told to rejoin (their next offer lands on
+/// another SFU node, or on this one once it is back), and this node's room claims are released.
+async fn drain(
+    bus: &Arc<dyn EventBus>,
+    placement: &mut Placement,
+    peers: &mut HashMap<(u64, ParticipantId), Peer>,
+) {
+    for ((room, _), peer) in peers.iter() {
+        signal_to(
+            bus,
+            peer,
+            Id(*room as i64),
+            SignalKind::Other,
+            json!({"reconnect": true, "reason": "sfu_node_stopping"}),
+        )
+        .await;
+    }
+    if let Placement::Redis { conn, node } = placement {
+        let mut rooms: Vec<u64> = peers.keys().map(|(r, _)| *r).collect();
+        rooms.dedup();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(format!("copains:sfu:node:{node}"))
+            .ignore();
+        for r in rooms {
+            pipe.cmd("DEL")
+                .arg(format!("copains:voice:room:{r}"))
+                .ignore();
+        }
+        let _: redis::RedisResult<()> = pipe.query_async(conn).await;
+    }
+    tracing::info!(
+        participants = peers.len(),
+        "voice bridge drained: participants told to rejoin"
+    );
+    peers.clear();
 }
 
 async fn signal_to(

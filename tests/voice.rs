@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::voice::*;
 use common::*;
+use futures_util::StreamExt;
 use serde_json::json;
 
 #[tokio::test]
@@ -251,4 +252,31 @@ async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
     let mut e = join_voice(base, &eve, "", &dm_id).await;
     e.pump(Duration::from_millis(1500)).await;
     assert!(!e.client.is_connected(), "a stranger joined a DM call");
+
+    // Stopping the node (SIGTERM) tells the participants to rejoin before the gateway closes.
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a.ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if f["t"] == "voice_signal" && f["d"]["data"]["reconnect"] == true {
+                        return true;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        told.ok(),
+        Some(true),
+        "participants were not told to rejoin when the SFU stopped"
+    );
 }
