@@ -65,7 +65,7 @@ async function texts(page) {
 
 export default [
 	{
-		name: 'two users: create a server, invite, join by link, chat live, typing, attachments, edit, reactions, pins, replies, unread, search, roles, presence, delete, XSS as text, leave',
+		name: 'two users: create a server, invite, join by link, chat live, typing, markdown, attachments, edit, reactions, pins, replies, unread, search, roles, presence, delete, XSS as text, leave',
 		timeoutMs: 90000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -128,6 +128,16 @@ export default [
 				const imgs = await b.page.getByTestId('message-list').locator('img').count();
 				assert(imgs === 0, 'no <img> element was created from a message');
 				assert(!(await b.page.evaluate(() => window.__xss)) && !(await page.evaluate(() => window.__xss)), 'the onerror handler never ran');
+
+				// Safe markdown: formatting becomes elements, links only for http(s), with rel=noopener.
+				await send(page, '**bold** and `code` see https://example.test/x and javascript:alert(1)');
+				const md = b.page.getByTestId('message').filter({ hasText: 'see https://example.test/x' });
+				await eventually(async () => (await md.count()) === 1, 'bob gets the formatted message');
+				assert((await md.locator('strong').textContent()) === 'bold', 'bold');
+				assert((await md.locator('code').textContent()) === 'code', 'code');
+				const links = md.locator('.content a');
+				assert((await links.count()) === 1, 'one link (javascript: is not a link)');
+				assert((await links.getAttribute('href')) === 'https://example.test/x' && /noopener/.test((await links.getAttribute('rel')) ?? ''), 'a safe link');
 
 				// Attachments: alice sends a picture and a text file; bob sees the picture inline and downloads the file.
 				const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAFklEQVR42mNk+M9Qz0AEYBxVSF+FAP5FDvcfRYWgAAAAAElFTkSuQmCC', 'base64');
