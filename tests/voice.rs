@@ -9,8 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::voice::*;
 use common::*;
+use copains_sfu::client::Publish;
 use futures_util::StreamExt;
 use serde_json::json;
+
+async fn join_voice_video(gw: &str, token: &str, server_id: &str, channel: &str) -> Member {
+    let mut ws = connect(gw, None).await.unwrap();
+    identify(&mut ws, token).await;
+    start_voice_with(ws, server_id, channel, Publish::AudioVideo).await
+}
 
 #[tokio::test]
 async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
@@ -62,8 +69,8 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut a = join_voice(base, &alice, &sid, &vc).await;
-    let mut b = join_voice(base, &bob, &sid, &vc).await;
+    let mut a = join_voice_video(base, &alice, &sid, &vc).await;
+    let mut b = join_voice_video(base, &bob, &sid, &vc).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(a.client.is_connected() && b.client.is_connected()) {
         assert!(
@@ -96,12 +103,44 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
                 -20,
             )
             .unwrap();
+        for (m, who) in [(&mut a, "alice"), (&mut b, "bob")] {
+            for rid in ["q", "h", "f"] {
+                // VP8 payload descriptor: a key frame on the first packet, then deltas.
+                let mut v = vec![0x10, if i == 0 { 0x00 } else { 0x01 }];
+                v.extend_from_slice(format!("{who}-v{rid}-{i}").as_bytes());
+                m.client
+                    .send_video(Instant::now(), rid, v, true, i * 3000)
+                    .unwrap();
+            }
+        }
         a.pump(Duration::from_millis(10)).await;
         b.pump(Duration::from_millis(10)).await;
     }
     for _ in 0..30 {
         a.pump(Duration::from_millis(10)).await;
         b.pump(Duration::from_millis(10)).await;
+    }
+    // Video: each side gets one simulcast layer of the other, every frame, bytes identical.
+    for (m, other) in [(&b, "alice"), (&a, "bob")] {
+        let layer = ["q", "h", "f"]
+            .into_iter()
+            .find(|rid| {
+                m.got
+                    .iter()
+                    .any(|g| g.ends_with(format!("{other}-v{rid}-39").as_bytes()))
+            })
+            .unwrap_or_else(|| panic!("no video layer of {other} arrived"));
+        let frames = (0..40)
+            .filter(|i| {
+                let mut v = vec![0x10, if *i == 0 { 0x00 } else { 0x01 }];
+                v.extend_from_slice(format!("{other}-v{layer}-{i}").as_bytes());
+                m.got.contains(&v)
+            })
+            .count();
+        assert!(
+            frames >= 38,
+            "{frames}/40 video packets of {other} (layer {layer}) arrived identical"
+        );
     }
     let bob_heard = (0..40).filter(|i| has(&b, &format!("alice-{i}"))).count();
     let alice_heard = (0..40).filter(|i| has(&a, &format!("bob-{i}"))).count();
@@ -245,6 +284,36 @@ async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
     assert!(
         a_heard >= 28 && b_heard >= 28,
         "dm call: alice heard {a_heard}/30, bob heard {b_heard}/30"
+    );
+
+    // Bob hangs up: nothing reaches him afterwards.
+    send(
+        &mut b.ws,
+        json!({"op": "voice_state_update", "server_id": null, "channel_id": null}),
+    )
+    .await;
+    for _ in 0..30 {
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for i in 0..20u32 {
+        a.client
+            .send_audio(
+                Instant::now(),
+                format!("after-leave-{i}").into_bytes(),
+                (300 + i) * 960,
+                -20,
+            )
+            .unwrap();
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    let after_leave = (0..20)
+        .filter(|i| has(&b, &format!("after-leave-{i}")))
+        .count();
+    assert_eq!(
+        after_leave, 0,
+        "bob still received media after leaving the call"
     );
 
     // A stranger cannot join the DM's call.

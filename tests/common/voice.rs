@@ -66,7 +66,17 @@ pub async fn join_voice(gw: &str, token: &str, server_id: &str, channel: &str) -
 }
 
 /// Joins voice on an identified connection (`server_id` empty: a DM call).
-pub async fn start_voice(mut ws: Ws, server_id: &str, channel: &str) -> Member {
+pub async fn start_voice(ws: Ws, server_id: &str, channel: &str) -> Member {
+    start_voice_with(ws, server_id, channel, Publish::Audio).await
+}
+
+/// Like [`start_voice`], publishing `publish` (audio, or audio and simulcast video).
+pub async fn start_voice_with(
+    mut ws: Ws,
+    server_id: &str,
+    channel: &str,
+    publish: Publish,
+) -> Member {
     let server_id = if server_id.is_empty() {
         Value::Null
     } else {
@@ -77,7 +87,7 @@ pub async fn start_voice(mut ws: Ws, server_id: &str, channel: &str) -> Member {
         json!({"op": "voice_state_update", "server_id": server_id, "channel_id": channel}),
     )
     .await;
-    let (client, offer) = NativeClient::new(LO, Publish::Audio, Instant::now()).unwrap();
+    let (client, offer) = NativeClient::new(LO, publish, Instant::now()).unwrap();
     send(&mut ws, json!({"op": "voice_signal", "channel_id": channel, "kind": "offer", "data": {"sdp": offer}})).await;
     Member {
         ws,
