@@ -210,11 +210,19 @@ impl Directory for PgDirectory {
             .into_iter()
             .map(|d| d.to_string())
             .collect();
+        let dm_channels = crate::messaging::dms::list(&self.db, user_id)
+            .await
+            .map_err(err)?;
+        let read_states = crate::messaging::reads::mine(&self.db, user_id)
+            .await
+            .map_err(err)?;
         Ok(json!({
             "user": me,
             "servers": servers,
             "relationships": relationships,
             "dm_channel_ids": dms,
+            "dm_channels": dm_channels,
+            "read_states": read_states,
         }))
     }
 
