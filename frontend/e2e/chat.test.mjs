@@ -65,7 +65,7 @@ async function texts(page) {
 
 export default [
 	{
-		name: 'two users: create a server, invite, join by link, chat live, typing, markdown, attachments, edit, reactions, pins, replies, unread, search, roles, presence, delete, XSS as text, leave',
+		name: 'two users: create a server, invite, join by link, chat live, typing, markdown, attachments, edit, reactions, pins, replies, threads, unread, search, roles, presence, delete, XSS as text, leave',
 		timeoutMs: 90000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -205,6 +205,30 @@ export default [
 				await eventually(async () => (await reply.count()) === 1, 'alice sees the reply');
 				const quote = (await reply.getByTestId('reply-quote').textContent()) ?? '';
 				assert(quote.includes('hello bob (fixed)') && quote.includes(alice.username), `the reply quotes alice's message: ${quote}`);
+
+				// Threads: alice starts one from bob's reply and writes in it; bob finds it in the threads panel,
+				// reads it and answers; alice sees the answer live in her thread pane.
+				await reply.hover();
+				await reply.getByRole('button', { name: 'Start a thread' }).click();
+				await page.getByLabel('Thread name').fill('side talk');
+				await page.getByTestId('thread-dialog').getByRole('button', { name: 'Start thread' }).click();
+				await page.getByTestId('thread-pane').waitFor();
+				await page.getByTestId('thread-composer').fill('in the thread');
+				await page.getByTestId('thread-composer').press('Enter');
+				await page.getByTestId('thread-pane').getByText('in the thread').waitFor();
+				await b.page.getByRole('button', { name: 'Threads' }).click();
+				await b.page.getByTestId('thread-item').filter({ hasText: 'side talk' }).click();
+				await b.page.getByTestId('thread-pane').getByText('in the thread').waitFor();
+				await b.page.getByTestId('thread-composer').fill('thread reply');
+				await b.page.getByTestId('thread-composer').press('Enter');
+				await page.getByTestId('thread-pane').getByText('thread reply').waitFor();
+				await shot('alice-thread');
+				assert((await page.getByTestId('thread-link').filter({ hasText: 'side talk' }).count()) === 1, 'the starter message links to its thread');
+				await eventually(async () => (await b.page.getByTestId('thread-link').filter({ hasText: 'side talk' }).count()) === 1, 'bob sees the thread link too');
+				assert((await page.getByTestId('channel-link').filter({ hasText: 'side talk' }).count()) === 0, 'a thread is not listed as a channel');
+				await page.getByRole('button', { name: 'Close thread' }).click();
+				await b.page.getByRole('button', { name: 'Close thread' }).click();
+				await page.getByTestId('member-list').waitFor();
 
 				// Unread badge backed by read states: bob writes in another channel while alice reads #general.
 				const general = page.url();

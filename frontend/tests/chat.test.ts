@@ -76,6 +76,16 @@ describe('chat model', () => {
 		expect(s.servers.map((x) => x.name)).toEqual(['Copains']);
 	});
 
+	it('lists a new thread under its parent channel, not among the channels', () => {
+		const s = readyState();
+		const thread = { id: '500', parent_id: GEN, server_id: SRV, starter_message_id: '400', name: 'side', archived: false, auto_archive_secs: 86400, last_activity_at: '', created_at: '' };
+		applyDispatch(s, 'channel_create', { channel: thread });
+		expect(s.servers[0].channels.map((c) => c.id)).toEqual([GEN]);
+		expect(s.threads[GEN]?.map((t) => t.name)).toEqual(['side']);
+		applyDispatch(s, 'channel_delete', { server_id: SRV, channel_id: '500' });
+		expect(s.threads[GEN]).toEqual([]);
+	});
+
 	it('adds live messages in id order, edits and deletes them', () => {
 		const s = readyState();
 		applyDispatch(s, 'message_create', { message: message('400000000000000002') });

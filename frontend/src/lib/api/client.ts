@@ -28,6 +28,7 @@ import type {
 	RefreshResponse,
 	RegisterInput,
 	Session,
+	Thread,
 	User
 } from './types';
 
@@ -368,6 +369,16 @@ export class ApiClient {
 	/** `POST /channels/{id}/messages/{message_id}/ack`: marks the place read up to this message. */
 	ack(channelId: string, messageId: string): Promise<ReadState> {
 		return this.request<ReadState>('POST', `/channels/${seg(channelId)}/messages/${seg(messageId)}/ack`, { body: {} });
+	}
+
+	/** `POST /channels/{id}/messages/{message_id}/threads`: starts a thread from a message. */
+	startThread(channelId: string, messageId: string, name: string): Promise<Thread> {
+		return this.request<Thread>('POST', `/channels/${seg(channelId)}/messages/${seg(messageId)}/threads`, { body: { name } });
+	}
+
+	/** `GET /channels/{id}/threads`: the active threads of a text channel. */
+	threads(channelId: string): Promise<Thread[]> {
+		return this.request<Thread[]>('GET', `/channels/${seg(channelId)}/threads`);
 	}
 
 	/** `GET /channels/{id}/pins`: pinned messages, most recently pinned first. */

@@ -199,3 +199,17 @@ export interface Relationship {
 	kind: RelationshipKind;
 	since?: string | null;
 }
+
+/** A thread: a child channel of a text channel, started from one of its messages. */
+export interface Thread {
+	id: string;
+	parent_id: string;
+	server_id: string;
+	starter_message_id: string;
+	name: string;
+	owner_id?: string | null;
+	archived: boolean;
+	auto_archive_secs: number;
+	last_activity_at: string;
+	created_at: string;
+}

@@ -232,3 +232,20 @@ export async function toggleReaction(m: ChatMessage, emoji: string): Promise<voi
 	if (mine) await api.removeReaction(m.channel_id, m.id, emoji);
 	else await api.addReaction(m.channel_id, m.id, emoji);
 }
+
+/** Loads the active threads of a channel (once per opening). */
+export async function loadThreads(channelId: string): Promise<void> {
+	try {
+		chat.threads[channelId] = await api.threads(channelId);
+	} catch {
+		// Threads are optional here: without the list, starter messages just show no thread link.
+	}
+}
+
+/** Starts a thread from a message and opens it. */
+export async function startThread(m: ChatMessage, name: string): Promise<void> {
+	const t = await api.startThread(m.channel_id, m.id, name);
+	const list = (chat.threads[m.channel_id] ??= []);
+	if (!list.some((x) => x.id === t.id)) list.push(t);
+	chat.openThread = t;
+}

@@ -3,7 +3,7 @@
  * from the gateway's `ready`, its dispatched events and REST pages. `applyReady` and
  * `applyDispatch` are plain functions of this state (unit-tested without a socket).
  */
-import type { Channel, Member, Message, Relationship, Role, Server, UserSummary } from '$lib/api';
+import type { Channel, Member, Message, Relationship, Role, Server, Thread, UserSummary } from '$lib/api';
 
 /** A server with what the sidebar needs. */
 export interface ServerState extends Server {
@@ -57,6 +57,10 @@ export interface ChatState {
 	viewing: string | null;
 	/** Friends, requests and blocks, by the other user's id. */
 	relationships: Record<string, Relationship | undefined>;
+	/** Active threads per parent channel (loaded when the channel is opened). */
+	threads: Record<string, Thread[] | undefined>;
+	/** The thread shown in the side panel. */
+	openThread: Thread | null;
 }
 
 /** A fresh, empty model. */
@@ -75,7 +79,9 @@ export function emptyChat(): ChatState {
 		lastRead: {},
 		readStatesLoaded: false,
 		viewing: null,
-		relationships: {}
+		relationships: {},
+		threads: {},
+		openThread: null
 	};
 }
 
@@ -104,6 +110,7 @@ function str(v: unknown): string | null {
 function toChannel(v: unknown, serverId?: string): Channel | null {
 	const c = obj(v);
 	if (!c || !str(c.id) || !str(c.name)) return null;
+	if (str(c.starter_message_id)) return null; // a thread, not a channel of the sidebar
 	const kind = c.kind === 'voice' || c.kind === 'category' ? c.kind : 'text';
 	return {
 		id: c.id as string,
@@ -242,6 +249,16 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 		}
 		case 'channel_create':
 		case 'channel_update': {
+			const raw = obj(d.channel);
+			if (raw && str(raw.starter_message_id) && str(raw.parent_id) && str(raw.id)) {
+				// A thread (the api announces it as a channel): listed under its parent, not in the sidebar.
+				const t = raw as unknown as Thread;
+				const list = (s.threads[t.parent_id] ??= []);
+				const i = list.findIndex((x) => x.id === t.id);
+				if (i >= 0) list[i] = t;
+				else list.push(t);
+				return;
+			}
 			const c = toChannel(d.channel);
 			if (!c) return;
 			const srv = serverById(s, c.server_id);
@@ -254,6 +271,8 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 		case 'channel_delete': {
 			const id = str(d.channel_id);
 			for (const srv of s.servers) srv.channels = srv.channels.filter((c) => c.id !== id);
+			for (const [k, list] of Object.entries(s.threads)) if (list?.some((t) => t.id === id)) s.threads[k] = list.filter((t) => t.id !== id);
+			if (s.openThread?.id === id) s.openThread = null;
 			if (id) delete s.history[id];
 			return;
 		}
@@ -400,4 +419,9 @@ export function nameOf(s: ChatState, userId: string | null, serverId?: string): 
 	const u = member?.user ?? s.users[userId];
 	if (!u) return 'Unknown user';
 	return u.display_name?.trim() || u.username;
+}
+
+/** A thread as a channel the message pane can show (threads are text channels under a parent). */
+export function threadChannel(t: Thread): Channel {
+	return { id: t.id, server_id: t.server_id, kind: 'text', name: t.name, parent_id: t.parent_id, position: 0, topic: null, slowmode_secs: 0, encrypted: false };
 }
