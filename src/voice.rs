@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use copains_api::communities::permissions::{self, Permissions};
-use copains_sfu::{ParticipantId, RoomEvent, RoomId, SfuEvent, SfuHandle};
+use copains_sfu::{
+    ParticipantId, RoomEvent, RoomId, SfuEvent, SfuHandle, TrackId, TrackKind, ViewSize,
+};
 use copains_signaling::{EventBus, Topic};
 use copains_wire::Id;
 use copains_wire::events::{Audience, BusEvent, Event, SignalKind};
@@ -182,6 +184,8 @@ pub async fn run(
     }
     let mut incoming = bus.incoming();
     let mut peers: HashMap<(u64, ParticipantId), Peer> = HashMap::new();
+    // Video and screen tracks published in each room (for view-size requests).
+    let mut tracks: HashMap<u64, Vec<TrackId>> = HashMap::new();
     let mut recheck = tokio::time::interval(std::time::Duration::from_secs(2));
     let mut heartbeat = tokio::time::interval(std::time::Duration::from_secs(3));
     loop {
@@ -198,14 +202,14 @@ pub async fn run(
                 placement.refresh(&rooms, peers.len()).await;
             }
             ev = incoming.recv() => match ev {
-                Ok(ev) => on_bus_event(&bus, &sfu, &db, &mut peers, &mut placement, &ev).await,
+                Ok(ev) => on_bus_event(&bus, &sfu, &db, &mut peers, &tracks, &mut placement, &ev).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "voice bridge lagged behind the bus");
                 }
                 Err(_) => return,
             },
             ev = sfu_events.recv() => match ev {
-                Some(ev) => on_sfu_event(&bus, &mut peers, ev).await,
+                Some(ev) => on_sfu_event(&bus, &mut peers, &mut tracks, ev).await,
                 None => return,
             },
         }
@@ -287,6 +291,7 @@ async fn on_bus_event(
     sfu: &SfuHandle,
     db: &PgPool,
     peers: &mut HashMap<(u64, ParticipantId), Peer>,
+    tracks: &HashMap<u64, Vec<TrackId>>,
     placement: &mut Placement,
     ev: &BusEvent,
 ) {
@@ -323,6 +328,14 @@ async fn on_bus_event(
                 signal_to(bus, &peer, *channel_id, SignalKind::Other, json!({"error": "missing_permission", "message": "you may not connect to this voice channel"})).await;
                 let _ = sfu.kick(room, who).await;
                 peers.remove(&key);
+                return;
+            }
+            // `{"view": {"user_id": …, "size": "tile"|"focus"|"hidden"}}`: how large this client
+            // shows that user's video (the SFU picks the simulcast layer up to that size).
+            if *kind == SignalKind::Other
+                && let Some(view) = data.get("view")
+            {
+                set_view(sfu, peers, tracks, room, who, view).await;
                 return;
             }
             let Some(sdp) = sdp_of(data) else { return };
@@ -451,13 +464,54 @@ async fn recheck_permissions(
     }
 }
 
+/// Applies a view-size request of `viewer` to every video track of the named user in `room`.
+async fn set_view(
+    sfu: &SfuHandle,
+    peers: &HashMap<(u64, ParticipantId), Peer>,
+    tracks: &HashMap<u64, Vec<TrackId>>,
+    room: RoomId,
+    viewer: ParticipantId,
+    view: &Value,
+) {
+    let size = match view.get("size").and_then(Value::as_str) {
+        Some("focus") => ViewSize::Focus,
+        Some("hidden") => ViewSize::Hidden,
+        Some("tile") => ViewSize::Tile,
+        _ => return,
+    };
+    let Some(user) = view.get("user_id").and_then(Value::as_str) else {
+        return;
+    };
+    let publishers: Vec<ParticipantId> = peers
+        .iter()
+        .filter(|((r, _), p)| *r == room.0 && p.user_id.to_string() == user)
+        .map(|((_, pid), _)| *pid)
+        .collect();
+    for t in tracks.get(&room.0).into_iter().flatten() {
+        if publishers.contains(&t.publisher) {
+            let _ = sfu.set_view(room, viewer, *t, size).await;
+        }
+    }
+}
+
 async fn on_sfu_event(
     bus: &Arc<dyn EventBus>,
     peers: &mut HashMap<(u64, ParticipantId), Peer>,
+    tracks: &mut HashMap<u64, Vec<TrackId>>,
     ev: SfuEvent,
 ) {
     let channel_id = Id(ev.room.0 as i64);
     match ev.event {
+        RoomEvent::TrackPublished { track, kind } => {
+            if kind != TrackKind::Audio {
+                tracks.entry(ev.room.0).or_default().push(track);
+            }
+        }
+        RoomEvent::TrackUnpublished { track } => {
+            if let Some(v) = tracks.get_mut(&ev.room.0) {
+                v.retain(|t| *t != track);
+            }
+        }
         RoomEvent::Offer { participant, sdp } => {
             if let Some(peer) = peers.get(&(ev.room.0, participant)) {
                 signal_to(

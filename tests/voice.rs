@@ -153,6 +153,58 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
         "alice received {alice_heard}/40 of bob's packets (identical bytes)"
     );
 
+    // Alice hides Bob's video (view size "hidden"): his frames stop reaching her; "focus"
+    // brings them back.
+    let bob_name = bob_id.clone();
+    let vc_id = vc.clone();
+    send(&mut a.ws, json!({"op": "voice_signal", "channel_id": vc_id, "kind": "other", "data": {"view": {"user_id": bob_name, "size": "hidden"}}})).await;
+    for _ in 0..30 {
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    let video_round = |tag: &'static str| {
+        move |m: &mut Member, i: u32| {
+            for rid in ["q", "h", "f"] {
+                let mut v = vec![0x10, if i == 0 { 0x00 } else { 0x01 }];
+                v.extend_from_slice(format!("{tag}-{rid}-{i}").as_bytes());
+                m.client
+                    .send_video(Instant::now(), rid, v, true, (1000 + i) * 3000)
+                    .unwrap();
+            }
+        }
+    };
+    let hidden = video_round("hidden");
+    for i in 0..20u32 {
+        hidden(&mut b, i);
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        a.pump(Duration::from_millis(10)).await;
+    }
+    let seen_hidden = a
+        .got
+        .iter()
+        .filter(|g| g.windows(7).any(|w| w == b"hidden-"))
+        .count();
+    assert_eq!(seen_hidden, 0, "a hidden view still received video");
+    send(&mut a.ws, json!({"op": "voice_signal", "channel_id": vc, "kind": "other", "data": {"view": {"user_id": bob_id, "size": "focus"}}})).await;
+    let focus = video_round("focus");
+    for i in 0..40u32 {
+        focus(&mut b, i);
+        a.pump(Duration::from_millis(10)).await;
+        b.pump(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        a.pump(Duration::from_millis(10)).await;
+    }
+    let seen_focus = a
+        .got
+        .iter()
+        .filter(|g| g.windows(6).any(|w| w == b"focus-"))
+        .count();
+    assert!(seen_focus > 0, "a focused view received no video");
+
     // Alice (MUTE_MEMBERS as the owner) server-mutes Bob: his audio stops reaching her.
     let r = reqwest::Client::new()
         .put(format!(
