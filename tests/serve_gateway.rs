@@ -33,7 +33,10 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     let mut a = connect(s, Some(s)).await.unwrap();
     let ready = identify(&mut a, &alice).await;
     assert_eq!(ready["user"]["username"], "alice");
-    assert!(ready["read_states"].is_array(), "ready carries my read states");
+    assert!(
+        ready["read_states"].is_array(),
+        "ready carries my read states"
+    );
     assert!(ready["dm_channels"].is_array(), "ready carries my DMs");
     assert!(
         ready["servers"]
