@@ -467,7 +467,8 @@ export default [
 		}
 	},
 	{
-		name: 'an invite link opened while signed out leads through registration to the invite; the owner kicks; phone layout of a server',
+		name: 'an invite link opened while signed out leads through registration to the invite; kick, ban, unban, audit log; phone layout',
+		timeoutMs: 60000,
 		async run({ page, browser, baseURL, shot }) {
 			await register(page, newUser());
 			await createServer(page, 'Newcomers');
@@ -495,6 +496,33 @@ export default [
 				await eventually(async () => (await page.getByTestId('member').count()) === 1, 'the newcomer left the member list');
 				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'the server left the newcomer’s rail');
 				await b.page.getByTestId('server-missing').waitFor();
+				// Bans and audit log: the kick is in the log; the owner bans then unbans someone else.
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Bans and audit log' }).click();
+				await page.getByRole('button', { name: 'Audit log' }).click();
+				await eventually(async () => /member_kick/.test((await page.getByTestId('moderation').textContent()) ?? ''), 'the kick is in the audit log');
+				await page.getByRole('button', { name: 'Bans', exact: true }).click();
+				await page.getByText('Nobody is banned.').waitFor();
+				await page.getByTestId('moderation-dialog').getByRole('button', { name: 'Close' }).click();
+				// The newcomer comes back with the same link; the owner bans them; a ban keeps them out until lifted.
+				await b.page.goto(link);
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.getByTestId('composer').waitFor();
+				await eventually(async () => (await page.getByTestId('member').count()) === 2, 'back in the member list');
+				await page.locator(`[data-testid=member][data-username="${guest.username}"] button.row`).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Ban' }).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Confirm ban' }).click();
+				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'banned: the server left the rail');
+				await b.page.goto(link);
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.getByRole('alert').waitFor();
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Bans and audit log' }).click();
+				const ban = page.getByTestId('ban').filter({ hasText: guest.username });
+				await ban.waitFor();
+				await ban.getByRole('button', { name: 'Unban' }).click();
+				await page.getByText('Nobody is banned.').waitFor();
+				await page.getByTestId('moderation-dialog').getByRole('button', { name: 'Close' }).click();
 				// A bad code explains itself.
 				await b.page.goto('/invite/NoSuchCode123');
 				await b.page.getByText('This invite does not work').waitFor();

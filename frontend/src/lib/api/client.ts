@@ -11,6 +11,8 @@
 import { ApiError, errorFromResponse } from './errors';
 import type {
 	Attachment,
+	AuditEntry,
+	Ban,
 	AuthResponse,
 	Channel,
 	HistoryQuery,
@@ -266,6 +268,21 @@ export class ApiClient {
 	/** `DELETE /servers/{id}/members/{user_id}`: kicks a member (they may rejoin with an invite). */
 	kick(serverId: string, userId: string): Promise<void> {
 		return this.request<void>('DELETE', `/servers/${seg(serverId)}/members/${seg(userId)}`);
+	}
+
+	/** `GET /servers/{id}/bans` (BAN_MEMBERS). */
+	bans(serverId: string): Promise<Ban[]> {
+		return this.request<Ban[]>('GET', `/servers/${seg(serverId)}/bans`);
+	}
+
+	/** `DELETE /servers/{id}/bans/{user_id}`: lifts a ban. */
+	unban(serverId: string, userId: string): Promise<void> {
+		return this.request<void>('DELETE', `/servers/${seg(serverId)}/bans/${seg(userId)}`);
+	}
+
+	/** `GET /servers/{id}/audit-log` (VIEW_AUDIT_LOG): newest first. */
+	auditLog(serverId: string, limit = 50): Promise<AuditEntry[]> {
+		return this.request<AuditEntry[]>('GET', `/servers/${seg(serverId)}/audit-log?limit=${limit}`);
 	}
 
 	/** `PUT /servers/{id}/bans/{user_id}`: bans a user (removes them and refuses their return). */

@@ -213,3 +213,23 @@ export interface Thread {
 	last_activity_at: string;
 	created_at: string;
 }
+
+/** A ban of a server. */
+export interface Ban {
+	user: UserSummary;
+	reason?: string | null;
+	moderator_id?: string | null;
+	delete_message_secs: number;
+	created_at: string;
+}
+
+/** One audit-log entry of a server. */
+export interface AuditEntry {
+	id: string;
+	action: string;
+	actor_id?: string | null;
+	target_id?: string | null;
+	reason?: string | null;
+	changes: Record<string, unknown>;
+	created_at: string;
+}
