@@ -283,25 +283,27 @@ impl Config {
                 ]
             }
         };
-        let mut sfu = copains_sfu::SfuConfig::default();
-        sfu.ports = s
-            .sfu_ports
-            .as_deref()
-            .unwrap_or("50000-50100")
-            .parse()
-            .map_err(|e| anyhow::anyhow!("COPAINS_SFU_PORTS: {e}"))?;
-        sfu.bind_ip = s
-            .sfu_bind_ip
-            .as_deref()
-            .unwrap_or("127.0.0.1")
-            .parse()
-            .context("COPAINS_SFU_BIND_IP must be an IP address")?;
-        sfu.announced_ip = match s.sfu_announced_ip.as_deref() {
-            Some(ip) => Some(
-                ip.parse()
-                    .context("COPAINS_SFU_ANNOUNCED_IP must be an IP address")?,
-            ),
-            None => None,
+        let sfu = copains_sfu::SfuConfig {
+            ports: s
+                .sfu_ports
+                .as_deref()
+                .unwrap_or("50000-50100")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("COPAINS_SFU_PORTS: {e}"))?,
+            bind_ip: s
+                .sfu_bind_ip
+                .as_deref()
+                .unwrap_or("127.0.0.1")
+                .parse()
+                .context("COPAINS_SFU_BIND_IP must be an IP address")?,
+            announced_ip: match s.sfu_announced_ip.as_deref() {
+                Some(ip) => Some(
+                    ip.parse()
+                        .context("COPAINS_SFU_ANNOUNCED_IP must be an IP address")?,
+                ),
+                None => None,
+            },
+            ..copains_sfu::SfuConfig::default()
         };
         Ok(Config {
             sfu,

@@ -502,10 +502,8 @@ async fn on_sfu_event(
 ) {
     let channel_id = Id(ev.room.0 as i64);
     match ev.event {
-        RoomEvent::TrackPublished { track, kind } => {
-            if kind != TrackKind::Audio {
-                tracks.entry(ev.room.0).or_default().push(track);
-            }
+        RoomEvent::TrackPublished { track, kind } if kind != TrackKind::Audio => {
+            tracks.entry(ev.room.0).or_default().push(track);
         }
         RoomEvent::TrackUnpublished { track } => {
             if let Some(v) = tracks.get_mut(&ev.room.0) {
