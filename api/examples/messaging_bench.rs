@@ -20,8 +20,10 @@
 //!   are serialized by its ordering lock; different channels are not);
 //! - `insert`: a raw `INSERT INTO messages` of the same kind of row through the same pool,
 //!   with the same concurrency (the floor);
-//! - `history`: `GET /api/v1/channels/{id}/messages?before=<random>&limit=50` (50 messages);
-//! - `healthz`: `GET /healthz` (the HTTP floor).
+//! - `history`: `GET /api/v1/channels/{id}/messages?before=<random>&limit=50` (50 messages;
+//!   every body is read, one in 20 parsed and checked);
+//! - `healthz`: `GET /healthz` (the HTTP floor);
+//! - context: `readyz` (one `SELECT 1`, no auth) and `GET /api/v1/users/@me` (auth + one query).
 //!
 //! Phases alternate over `BENCH_ROUNDS` rounds; each ratio is the median over rounds of
 //! (API requests/s ÷ floor requests/s). Latencies (p50/p99, ms) are over all rounds.
@@ -281,6 +283,36 @@ async fn main() {
         }
     };
 
+    // Context floors: one database round trip without auth (`/readyz`), and an authenticated
+    // request with one small query (`GET /api/v1/users/@me`).
+    let readyz = {
+        let (http, api) = (http.clone(), api.clone());
+        move |_i: usize| {
+            let (http, api) = (http.clone(), api.clone());
+            async move {
+                let r = http.get(format!("{api}/readyz")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await;
+            }
+        }
+    };
+    let me = {
+        let (http, api, token) = (http.clone(), api.clone(), token.clone());
+        move |_i: usize| {
+            let (http, api, token) = (http.clone(), api.clone(), token.clone());
+            async move {
+                let r = http
+                    .get(format!("{api}/api/v1/users/@me"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await;
+            }
+        }
+    };
+
     // Warm-up (connections, caches), not timed.
     run(200, conc, create.clone()).await;
     run(200, conc, insert.clone()).await;
@@ -290,6 +322,7 @@ async fn main() {
     let (mut c_rps, mut i_rps, mut h_rps, mut z_rps) = (vec![], vec![], vec![], vec![]);
     let (mut cv_i, mut hv_z) = (vec![], vec![]);
     let (mut s_lat, mut s_rps, mut sv_i) = (vec![], vec![], vec![]);
+    let (mut r_rps, mut me_rps, mut hv_r) = (vec![], vec![], vec![]);
     for round in 0..rounds {
         let c = run(n, conc, create.clone()).await;
         let i = run(n, conc, insert.clone()).await;
@@ -319,16 +352,26 @@ async fn main() {
                         .await
                         .unwrap();
                     assert_eq!(r.status(), 200);
-                    let v: Vec<Value> = r.json().await.unwrap();
-                    assert_eq!(v.len(), 50);
+                    let body = r.bytes().await.unwrap();
+                    // Every body is read; one in 20 is parsed and checked (50 messages), so the
+                    // client's JSON parsing does not dominate what is measured.
+                    if k % 20 == 0 {
+                        let v: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                        assert_eq!(v.len(), 50);
+                    }
                 }
             }
         };
         let h = run(n, conc, history).await;
         let z = run(n, conc, healthz.clone()).await;
+        let rz = run(n, conc, readyz.clone()).await;
+        let mz = run(n, conc, me.clone()).await;
+        hv_r.push(h.rps / rz.rps);
+        r_rps.push(rz.rps);
+        me_rps.push(mz.rps);
         println!(
-            "round {round}: create {:.0}/s insert {:.0}/s create-spread {:.0}/s history {:.0}/s healthz {:.0}/s",
-            c.rps, i.rps, sp.rps, h.rps, z.rps
+            "round {round}: create {:.0}/s insert {:.0}/s create-spread {:.0}/s history {:.0}/s healthz {:.0}/s readyz {:.0}/s users/@me {:.0}/s",
+            c.rps, i.rps, sp.rps, h.rps, z.rps, rz.rps, mz.rps
         );
         sv_i.push(sp.rps / i.rps);
         s_rps.push(sp.rps);
@@ -349,10 +392,13 @@ async fn main() {
         "create_vs_insert_ratio": r3(median(cv_i.clone())),
         "history_vs_healthz_ratio": r3(median(hv_z.clone())),
         "create_vs_insert_ratio_spread": r3(median(sv_i.clone())),
+        "history_vs_readyz_ratio": r3(median(hv_r.clone())),
         "targets": {"create_vs_insert_ratio": ">= 0.5", "history_vs_healthz_ratio": ">= 0.3"},
         "requests_per_second": {
             "create": r3(median(c_rps)), "insert": r3(median(i_rps)),
             "create_spread": r3(median(s_rps)),
+            "readyz_one_db_round_trip": r3(median(r_rps)),
+            "users_me_auth_plus_one_query": r3(median(me_rps)),
             "history_50": r3(median(h_rps)), "healthz": r3(median(z_rps)),
         },
         "latency_ms": {
@@ -362,12 +408,15 @@ async fn main() {
             "history_50": {"p50": pct(&mut h_lat, 0.5), "p99": pct(&mut h_lat, 0.99)},
             "healthz": {"p50": pct(&mut z_lat, 0.5), "p99": pct(&mut z_lat, 0.99)},
         },
-        "per_round": {"create_vs_insert": cv_i, "create_spread_vs_insert": sv_i, "history_vs_healthz": hv_z},
+        "per_round": {"history_vs_readyz": hv_r, "create_vs_insert": cv_i, "create_spread_vs_insert": sv_i, "history_vs_healthz": hv_z},
         "notes": "create_vs_insert_ratio: every create goes to ONE channel (worst case: inserts \
                   into one channel are serialized by the per-channel ordering lock until commit, \
                   which is what makes `after` pagination gap-free); create_vs_insert_ratio_spread: \
                   the same requests spread over one channel per client. The raw INSERT floor has \
-                  no auth, no permission check, no ordering lock, no event.",
+                  no auth, no permission check, no ordering lock, no event. Context floors: \
+                  readyz = one `SELECT 1` round trip without auth; users_me = bearer auth (Ed25519 \
+                  verify + session lookup) plus one small query; history_vs_readyz_ratio compares a \
+                  history page with that single round trip.",
         "method": format!(
             "one process: the real router on 127.0.0.1 over HTTP/1.1 keep-alive (reqwest), \
              {conc} concurrent clients, {n} requests per phase, {rounds} alternating rounds after a \
