@@ -21,19 +21,7 @@ async fn join_voice_video(gw: &str, token: &str, server_id: &str, channel: &str)
 
 #[tokio::test]
 async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
-    let db = TestDb::new("voice");
-    let dir = temp_dir("voice");
-    let start = 42000 + (nanos() % 5000) as u16;
-    let ports = format!("{start}-{}", start + 40);
-    let s = Proc::start(
-        "serve",
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("COPAINS_SFU_PORTS", ports),
-        ],
-        &dir,
-    )
-    .await;
+    let (_db, s) = serve_with_sfu("voice", 42000, 5000).await;
     let base = s.base.as_str();
     let (_, alice) = register(base, "alice").await;
     let (bob_id, bob) = register(base, "bob").await;
@@ -295,19 +283,7 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
 
 #[tokio::test]
 async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
-    let db = TestDb::new("dmcall");
-    let dir = temp_dir("dmcall");
-    let start = 47000 + (nanos() % 2000) as u16;
-    let ports = format!("{start}-{}", start + 40);
-    let s = Proc::start(
-        "serve",
-        &[
-            ("DATABASE_URL", db.url.clone()),
-            ("COPAINS_SFU_PORTS", ports),
-        ],
-        &dir,
-    )
-    .await;
+    let (_db, s) = serve_with_sfu("dmcall", 47000, 2000).await;
     let base = s.base.as_str();
     let (alice_id, alice) = register(base, "alice").await;
     let (bob_id, bob) = register(base, "bob").await;

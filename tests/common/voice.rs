@@ -141,3 +141,22 @@ pub async fn exchange(a: &mut Member, b: &mut Member, tag: &str) -> (usize, usiz
     let a_heard = (0..30).filter(|i| has(a, &format!("{tag}-b-{i}"))).count();
     (a_heard, b_heard)
 }
+
+/// A `copains serve` on its own database with its SFU on a port range picked at random in
+/// `[base, base + spread)` (the SFU takes the first free ports of the range).
+pub async fn serve_with_sfu(tag: &str, base: u16, spread: u16) -> (TestDb, Proc) {
+    let db = TestDb::new(tag);
+    let dir = temp_dir(tag);
+    let start = base + (nanos() % u32::from(spread)) as u16;
+    let ports = format!("{start}-{}", start + 40);
+    let s = Proc::start(
+        "serve",
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("COPAINS_SFU_PORTS", ports),
+        ],
+        &dir,
+    )
+    .await;
+    (db, s)
+}
