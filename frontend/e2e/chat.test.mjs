@@ -301,6 +301,19 @@ export default [
 				await b.page.getByTestId('server-menu-button').click();
 				assert((await b.page.getByRole('button', { name: 'Create role' }).count()) === 0, 'no Create role for bob');
 				await b.page.getByTestId('server-menu-button').click();
+				// Alice lets Moderators manage messages: bob's pin button appears live (role_update).
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Roles and permissions' }).click();
+				await page.getByTestId('roles-panel').getByLabel('Role', { exact: true }).selectOption({ label: 'Moderators' });
+				await page.getByTestId('roles-panel').getByLabel("Delete and pin others' messages").check();
+				await page.getByRole('button', { name: 'Save permissions' }).click();
+				await page.getByTestId('roles-panel').getByText('Saved.').waitFor();
+				await page.getByTestId('roles-dialog').getByRole('button', { name: 'Close' }).click();
+				const aliceMsg = b.page.getByTestId('message').filter({ hasText: 'hello bob (fixed)' }).first();
+				await eventually(async () => {
+					await aliceMsg.hover();
+					return (await aliceMsg.getByRole('button', { name: /Pin message|Unpin message/ }).count()) === 1;
+				}, 'bob may now pin');
 				await apiAs(page, 'PATCH', `/servers/${serverId}/members/${bobId}`, { nickname: 'Bobby' });
 				for (const p of [page, b.page]) {
 					const entry = p.getByTestId('member').filter({ hasText: 'Bobby' });

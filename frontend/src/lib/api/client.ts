@@ -260,6 +260,16 @@ export class ApiClient {
 		return this.request<Role>('POST', `/servers/${seg(serverId)}/roles`, { body: input });
 	}
 
+	/** `PATCH /servers/{id}/roles/{role_id}` (MANAGE_ROLES; only permissions I hold may be added). */
+	updateRole(serverId: string, roleId: string, patch: { name?: string; color?: number; hoist?: boolean; permissions?: number }): Promise<Role> {
+		return this.request<Role>('PATCH', `/servers/${seg(serverId)}/roles/${seg(roleId)}`, { body: patch });
+	}
+
+	/** `DELETE /servers/{id}/roles/{role_id}`. */
+	deleteRole(serverId: string, roleId: string): Promise<void> {
+		return this.request<void>('DELETE', `/servers/${seg(serverId)}/roles/${seg(roleId)}`);
+	}
+
 	/** `PATCH /servers/{id}/members/{user_id}`: nickname and/or the complete set of roles. */
 	updateMember(serverId: string, userId: string, patch: { nickname?: string; roles?: string[] }): Promise<Member> {
 		return this.request<Member>('PATCH', `/servers/${seg(serverId)}/members/${seg(userId)}`, { body: patch });

@@ -35,3 +35,30 @@ export function serverPermissions(server: { id: string; owner_id: string; roles:
 export function has(bits: number, perm: number): boolean {
 	return (bits & perm) === perm;
 }
+
+/** Every permission with its name and what it allows (docs/permissions.md), for the roles editor. */
+export const PERMISSIONS: { bit: number; name: string; label: string }[] = [
+	{ bit: 1, name: 'VIEW_CHANNEL', label: 'See channels' },
+	{ bit: 2, name: 'SEND_MESSAGES', label: 'Send messages' },
+	{ bit: 4, name: 'READ_HISTORY', label: 'Read message history' },
+	{ bit: 8, name: 'MANAGE_MESSAGES', label: "Delete and pin others' messages" },
+	{ bit: 16, name: 'MANAGE_CHANNELS', label: 'Manage channels' },
+	{ bit: 32, name: 'MANAGE_ROLES', label: 'Manage and assign roles' },
+	{ bit: 64, name: 'MANAGE_SERVER', label: 'Manage the server' },
+	{ bit: 128, name: 'CREATE_INVITE', label: 'Create invites' },
+	{ bit: 256, name: 'KICK_MEMBERS', label: 'Kick members' },
+	{ bit: 512, name: 'BAN_MEMBERS', label: 'Ban members' },
+	{ bit: 1024, name: 'MODERATE_MEMBERS', label: 'Time members out' },
+	{ bit: 2048, name: 'MENTION_EVERYONE', label: 'Mention @everyone' },
+	{ bit: 4096, name: 'ADD_REACTIONS', label: 'Add reactions' },
+	{ bit: 8192, name: 'ATTACH_FILES', label: 'Attach files' },
+	{ bit: 16384, name: 'CONNECT', label: 'Join voice channels' },
+	{ bit: 32768, name: 'SPEAK', label: 'Speak in voice' },
+	{ bit: 65536, name: 'VIDEO', label: 'Camera and screen share' },
+	{ bit: 131072, name: 'MUTE_MEMBERS', label: 'Mute others in voice' },
+	{ bit: 262144, name: 'MOVE_MEMBERS', label: 'Move others between voice channels' },
+	{ bit: 524288, name: 'VIEW_AUDIT_LOG', label: 'Read the audit log' },
+	{ bit: 1048576, name: 'CHANGE_NICKNAME', label: 'Change own nickname' },
+	{ bit: 2097152, name: 'MANAGE_NICKNAMES', label: "Change others' nicknames" },
+	{ bit: 4194304, name: 'ADMINISTRATOR', label: 'Administrator (everything)' }
+];
