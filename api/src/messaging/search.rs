@@ -74,8 +74,10 @@ pub async fn readable_places(db: &PgPool, user: Id, server: Id) -> ApiResult<Vec
 /// Runs a search for `user` in `server`.
 pub async fn search(db: &PgPool, user: Id, server: Id, q: SearchQuery) -> ApiResult<SearchResults> {
     let text = q.q.trim();
-    if text.is_empty() || text.chars().count() > 200 {
-        return Err(ApiError::validation("q must be 1 to 200 characters"));
+    if text.is_empty() || text.chars().count() > 200 || text.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "q must be 1 to 200 characters without control characters",
+        ));
     }
     let limit = crate::communities::limit(q.limit, 25, 50)?;
     let mut places = readable_places(db, user, server).await?;

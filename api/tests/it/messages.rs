@@ -1705,3 +1705,103 @@ async fn messages_concurrent_writers_across_channels_never_fail() {
         .unwrap();
     assert_eq!(total, 12 * 25);
 }
+
+#[tokio::test]
+async fn messages_garbage_input_is_a_4xx_never_a_5xx() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "junk").await;
+    let t = &w.member.token;
+    let mid = say(&ts, &w.member, &w.text, "anchor").await;
+    let msgs = format!("/api/v1/channels/{}/messages", w.text);
+    for body in [
+        json!({"content": 5}),
+        json!({"content": null, "encrypted": "x"}),
+        json!({"content": "a", "reply_to": "9007199254740993"}),
+        json!({"content": "a", "reply_to": -1}),
+        json!({"content": "a", "reply_to": 1.5}),
+        json!({"content": "a", "nonce": 123}),
+        json!({"content": "a", "attachments": [1e30]}),
+        json!({"content": "a", "attachments": ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]}),
+        json!({"content": "a", "reply_to": "123456789"}),
+        json!([1, 2]),
+        json!("string"),
+    ] {
+        let (s, v) = ts.post(&msgs, Some(t), body.clone()).await;
+        assert!(s.is_client_error(), "{body} → {s} {v}");
+    }
+    for raw in [
+        "not json",
+        "{\"content\": \"unterminated",
+        "",
+        "{\"content\":\"a\"}}",
+    ] {
+        let resp = ts
+            .http
+            .post(ts.url(&msgs))
+            .bearer_auth(t)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_client_error(),
+            "{raw:?} → {}",
+            resp.status()
+        );
+    }
+    for q in [
+        "limit=-5",
+        "before=-1",
+        "around=99999999999999999999",
+        "after=abc",
+        "limit=1e3",
+        "before=0",
+    ] {
+        let (s, v) = ts.get(&format!("{msgs}?{q}"), t).await;
+        assert!(s.is_client_error(), "{q} → {s} {v}");
+    }
+    let long_emoji = "e".repeat(65);
+    for path in [
+        format!("{msgs}/{mid}/reactions/{long_emoji}/@me"),
+        format!("{msgs}/{mid}/reactions/%00/@me"),
+        format!("{msgs}/{mid}/reactions/%20/@me"),
+        format!("{msgs}/99999999999999999999/reactions/x/@me"),
+    ] {
+        let (s, v) = ts.put(&path, t, None).await;
+        assert!(s.is_client_error(), "{path} → {s} {v}");
+    }
+    for body in [
+        json!({"recipients": "x"}),
+        json!({"recipients": [w.owner.id], "bogus": true}),
+        json!({"recipients": (0..11).map(|i| (1000 + i).to_string()).collect::<Vec<_>>()}),
+        json!({"recipients": [w.owner.id, "5"], "name": ""}),
+    ] {
+        let (s, v) = ts
+            .post("/api/v1/users/@me/channels", Some(t), body.clone())
+            .await;
+        assert!(s.is_client_error(), "{body} → {s} {v}");
+    }
+    let search = format!("/api/v1/servers/{}/messages/search", w.server);
+    let long_q = "q".repeat(201);
+    for q in [
+        format!("q={long_q}"),
+        "q=a&after=notadate".to_owned(),
+        "q=a&limit=0".to_owned(),
+        "q=a&author_id=-3".to_owned(),
+        "q=%00".to_owned(),
+    ] {
+        let (s, v) = ts.get(&format!("{search}?{q}"), t).await;
+        assert!(s.is_client_error() || s == StatusCode::OK, "{q} → {s} {v}");
+    }
+    for body in [
+        json!({"name": "t", "auto_archive_secs": 5}),
+        json!({"name": ""}),
+        json!({"name": "x".repeat(101)}),
+    ] {
+        let (s, v) = ts
+            .post(&format!("{msgs}/{mid}/threads"), Some(t), body.clone())
+            .await;
+        assert!(s.is_client_error(), "{body} → {s} {v}");
+    }
+}
