@@ -355,7 +355,7 @@ async fn main() {
                     let body = r.bytes().await.unwrap();
                     // Every body is read; one in 20 is parsed and checked (50 messages), so the
                     // client's JSON parsing does not dominate what is measured.
-                    if k % 20 == 0 {
+                    if k.is_multiple_of(20) {
                         let v: Vec<Value> = serde_json::from_slice(&body).unwrap();
                         assert_eq!(v.len(), 50);
                     }
