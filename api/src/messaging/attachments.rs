@@ -124,7 +124,8 @@ pub struct Attachment {
     pub channel_id: Id,
     /// The message that claimed it, if any yet.
     pub message_id: Option<Id>,
-    /// File name as given by the uploader (1–255 characters, no path separators).
+    /// File name as given by the uploader (1–255 characters, no path separators); always
+    /// `encrypted` in encrypted places (the real name travels inside the encrypted message).
     pub filename: String,
     /// Media type as given (`application/octet-stream` in encrypted places).
     pub content_type: String,
@@ -208,6 +209,13 @@ pub async fn upload(
     super::messages::check_can_send(place)?;
     place.require_perm(Permissions::ATTACH_FILES)?;
     let name = filename(name)?;
+    // In encrypted places the real name belongs inside the encrypted message; the server keeps
+    // no client-chosen plaintext about the file.
+    let name = if place.encrypted {
+        "encrypted".to_owned()
+    } else {
+        name
+    };
     if bytes.len() > max_bytes() {
         return Err(ApiError::PayloadTooLarge(max_bytes()));
     }

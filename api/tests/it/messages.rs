@@ -1613,6 +1613,10 @@ async fn messages_attachments_upload_claim_download_and_caps() {
         (a["content_type"].as_str(), a["encrypted"].as_bool()),
         (Some("application/octet-stream"), Some(true))
     );
+    assert_eq!(
+        a["filename"], "encrypted",
+        "no plaintext file name in encrypted places"
+    );
     let (s, v) = send(
         &ts,
         m,
