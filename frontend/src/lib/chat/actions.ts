@@ -162,9 +162,10 @@ const lastTyping = new Map<string, number>();
 
 /** Tells the channel I am typing (at most once per 5 s, as the gateway allows). */
 export function notifyTyping(channelId: string, now: number = Date.now()): void {
-	const last = lastTyping.get(channelId) ?? 0;
+	const key = `${chat.meId}:${channelId}`;
+	const last = lastTyping.get(key) ?? 0;
 	if (now - last < 5000) return;
-	if (gatewaySend('typing_start', { channel_id: channelId })) lastTyping.set(channelId, now);
+	if (gatewaySend('typing_start', { channel_id: channelId })) lastTyping.set(key, now);
 }
 
 /** Sets my presence status (sent to the gateway for this connection). */
@@ -216,13 +217,14 @@ export async function markRead(channelId: string): Promise<void> {
 	delete chat.unread[channelId];
 	const items = chat.history[channelId]?.items ?? [];
 	const newest = [...items].reverse().find((m) => !m.pending && m.failed === undefined);
-	if (!newest || acked.get(channelId) === newest.id) return;
-	acked.set(channelId, newest.id);
+	const key = `${chat.meId}:${channelId}`;
+	if (!newest || acked.get(key) === newest.id) return;
+	acked.set(key, newest.id);
 	chat.lastRead[channelId] = newest.id;
 	try {
 		await api.ack(channelId, newest.id);
 	} catch {
-		acked.delete(channelId);
+		acked.delete(key);
 	}
 }
 
