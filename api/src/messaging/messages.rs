@@ -254,10 +254,37 @@ pub async fn create(
             .await?
         };
         if let Some(done) = done {
+            if nonce.is_some() && rand::random::<u8>() < 8 {
+                prune_nonces(state, author);
+            }
             return Ok(done);
         }
     }
     Err(ApiError::Unavailable)
+}
+
+/// Now and then (1 send in 32 with a nonce), drops the author's nonces older than the window,
+/// in the background, so `message_nonces` stays about one window of rows per active author.
+fn prune_nonces(state: &AppState, author: Id) {
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = prune_stale_nonces(&db, author).await {
+            tracing::warn!(error = %e, "pruning message nonces failed");
+        }
+    });
+}
+
+/// Deletes `author`'s nonces older than the 10-minute window; returns how many.
+pub async fn prune_stale_nonces(db: &PgPool, author: Id) -> ApiResult<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM message_nonces WHERE author_id = $1
+            AND created_at < now() - make_interval(secs => $2)",
+    )
+    .bind(author.0)
+    .bind(NONCE_WINDOW_SECS as f64)
+    .execute(db)
+    .await?
+    .rows_affected())
 }
 
 /// Most attempts at a fresh id when inserts collide on the primary key.

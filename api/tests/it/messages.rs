@@ -394,6 +394,30 @@ async fn messages_nonce_concurrent_retries_create_one() {
     .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(!ids.contains(&id_of(&v)));
+    // Stale nonces are pruned (one live nonce row is left: the one just used).
+    sqlx::query("UPDATE message_nonces SET created_at = now() - interval '11 minutes'")
+        .execute(&ts.state.db)
+        .await
+        .unwrap();
+    send(
+        &ts,
+        &w.member,
+        &w.text,
+        json!({"content": "fresh", "nonce": "n-456"}),
+    )
+    .await;
+    let pruned =
+        copains_api::messaging::messages::prune_stale_nonces(&ts.state.db, wid(&w.member.id))
+            .await
+            .unwrap();
+    // (The background pruning may have run first: 1 send in 32.)
+    assert!(pruned <= 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM message_nonces WHERE author_id = $1")
+        .bind(wid(&w.member.id).0)
+        .fetch_one(&ts.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
 }
 
 #[tokio::test]
