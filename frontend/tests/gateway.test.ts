@@ -255,6 +255,22 @@ describe('gateway client', () => {
 		expect(t.statuses.at(-1)).toEqual({ state: 'reconnecting', attempt: 1, retryInMs: 1000 });
 	});
 
+	it('reconnects at once when nudged (back online) instead of waiting out the backoff', async () => {
+		const t = setup();
+		await connected(t);
+		t.last().serverCloses(1006);
+		t.timers.advance(1000);
+		t.last().serverCloses(1006); // attempt 2 now waits 2 s
+		expect(t.sockets).toHaveLength(2);
+		t.client.nudge();
+		expect(t.sockets).toHaveLength(3);
+		expect(t.timers.pending()).toEqual([]); // the pending retry was cancelled
+		await t.hello();
+		expect(t.last().sent[0].op).toBe('resume');
+		t.client.nudge(); // not reconnecting: nothing happens
+		expect(t.sockets).toHaveLength(3);
+	});
+
 	it('identifies again on the same connection after invalid_session', async () => {
 		const t = setup();
 		await connected(t);

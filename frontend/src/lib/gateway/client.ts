@@ -151,6 +151,14 @@ export class GatewayClient {
 		this.#seq = 0;
 	}
 
+	/** Reconnects at once if waiting for a retry (the browser came back online): no need to wait out the backoff. */
+	nudge(): void {
+		if (this.#state !== 'reconnecting' || this.#retry === null) return;
+		this.#timers.clearTimeout(this.#retry);
+		this.#retry = null;
+		this.#open();
+	}
+
 	/** Sends a client op (`typing_start`, `presence_update`…) if the session is ready; returns whether it was sent. */
 	send(op: string, fields: Record<string, unknown> = {}): boolean {
 		if (this.#state !== 'ready' || !this.#ws || this.#ws.readyState !== OPEN) return false;

@@ -43,10 +43,17 @@ export function startGateway(onAuthLost: () => void): void {
 		onAuthLost: () => lostHandler?.()
 	});
 	client.start();
+	window.addEventListener('online', onOnline);
+}
+
+/** Back online: retry now rather than after the backoff delay. */
+function onOnline(): void {
+	client?.nudge();
 }
 
 /** Stops the gateway and forgets the chat model (logout). */
 export function stopGateway(): void {
+	window.removeEventListener('online', onOnline);
 	client?.stop();
 	client = null;
 	resetChat();
