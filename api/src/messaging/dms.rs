@@ -126,21 +126,46 @@ pub async fn load(db: &PgPool, id: Id) -> ApiResult<DmChannel> {
     })
 }
 
-/// My DMs and group DMs, most recently active first (at most 200).
+/// My DMs and group DMs, most recently active first (at most 200); two queries.
 pub async fn list(db: &PgPool, me: Id) -> ApiResult<Vec<DmChannel>> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT d.id FROM dm_recipients r JOIN dm_channels d ON d.id = r.channel_id
+    let rows: Vec<DmRow> = sqlx::query_as(
+        "SELECT d.id, d.kind, d.owner_id, d.name, h.last_message_id
+           FROM dm_recipients r JOIN dm_channels d ON d.id = r.channel_id
            LEFT JOIN channel_heads h ON h.channel_id = d.id
           WHERE r.user_id = $1 ORDER BY COALESCE(h.last_message_id, d.id) DESC LIMIT 200",
     )
     .bind(me.0)
     .fetch_all(db)
     .await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.push(load(db, Id(id)).await?);
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let users: Vec<(i64, i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT r.channel_id, u.id, u.username, u.display_name
+           FROM dm_recipients r JOIN users u ON u.id = r.user_id
+          WHERE r.channel_id = ANY($1) ORDER BY r.channel_id, r.added_at, u.id",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await?;
+    let mut by_channel: std::collections::HashMap<i64, Vec<UserSummary>> = Default::default();
+    for (ch, id, username, display_name) in users {
+        by_channel.entry(ch).or_default().push(UserSummary {
+            id: Id(id),
+            username,
+            display_name,
+        });
     }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, owner, name, last)| DmChannel {
+            id: Id(id),
+            kind,
+            owner_id: owner.map(Id),
+            name,
+            recipients: by_channel.remove(&id).unwrap_or_default(),
+            encrypted: true,
+            last_message_id: last.map(Id),
+        })
+        .collect())
 }
 
 async fn announce(state: &AppState, ch: &DmChannel, event: Event, extra: &[Id]) {
