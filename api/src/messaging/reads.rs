@@ -118,8 +118,8 @@ pub async fn ack(state: &AppState, me: Id, place: &Place, message: Id) -> ApiRes
     .ok_or_else(|| ApiError::Internal("read state vanished".into()))
 }
 
-/// My read states: every DM and group DM I am in, and every text channel I can read in my
-/// servers (threads are reported only once acknowledged, through their own ack answer).
+/// My read states: every DM and group DM I am in, every text channel I can see in my servers,
+/// and the threads of those channels I have acknowledged at least once.
 pub async fn mine(db: &PgPool, me: Id) -> ApiResult<Vec<ReadState>> {
     let mut places: Vec<(Id, Option<Id>)> = Vec::new();
     let dms: Vec<i64> =
@@ -146,6 +146,22 @@ pub async fn mine(db: &PgPool, me: Id) -> ApiResult<Vec<ReadState>> {
             }
         }
     }
+    // Threads of those channels that I have acknowledged at least once.
+    let visible: Vec<i64> = places
+        .iter()
+        .filter(|(_, s)| s.is_some())
+        .map(|(c, _)| c.0)
+        .collect();
+    let threads: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT t.id, t.server_id FROM threads t
+           JOIN read_states rs ON rs.channel_id = t.id AND rs.user_id = $1
+          WHERE t.parent_id = ANY($2) ORDER BY t.id LIMIT 500",
+    )
+    .bind(me.0)
+    .bind(&visible)
+    .fetch_all(db)
+    .await?;
+    places.extend(threads.into_iter().map(|(t, s)| (Id(t), Some(Id(s)))));
     states(db, me, &places, &roles).await
 }
 

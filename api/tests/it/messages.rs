@@ -1428,6 +1428,23 @@ async fn messages_threads_inherit_permissions_and_auto_archive() {
         .get(&format!("/api/v1/channels/{}/threads", w.text), &m.token)
         .await;
     assert_eq!(active.as_array().unwrap().len(), 1);
+    // Acknowledged threads appear in my read states.
+    let (s, rs) = ts
+        .post(
+            &format!("/api/v1/channels/{tid}/messages/{in_thread}/ack"),
+            Some(&m.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rs}");
+    let all = mine(&ts, m).await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["channel_id"] == tid.as_str()),
+        "{all}"
+    );
     // Hiding the parent hides the thread.
     overwrite(&ts, o, &w.text, &m.id, "member", P::VIEW_CHANNEL).await;
     assert_eq!(
