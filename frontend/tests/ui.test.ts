@@ -71,3 +71,16 @@ describe('formatting', () => {
 		expect(initials('')).toBe('?');
 	});
 });
+
+describe('avatars and day headings', () => {
+	it('gives a stable colour per id and names days', async () => {
+		const { avatarColor, dayLabel } = await import('../src/lib/format');
+		expect(avatarColor('123')).toBe(avatarColor('123'));
+		expect(avatarColor(null)).toMatch(/^#[0-9a-f]{6}$/);
+		const now = new Date(2026, 10, 21, 15, 0);
+		expect(dayLabel(new Date(2026, 10, 21, 0, 5).toISOString(), now)).toBe('Today');
+		expect(dayLabel(new Date(2026, 10, 20, 23, 59).toISOString(), now)).toBe('Yesterday');
+		expect(dayLabel(new Date(2026, 9, 1).toISOString(), now)).not.toMatch(/Today|Yesterday/);
+		expect(dayLabel('nope', now)).toBe('');
+	});
+});

@@ -46,3 +46,22 @@ export function initials(name: string): string {
 	const letters = parts.length > 1 ? [...parts[0]][0] + [...parts[1]][0] : [...(parts[0] ?? '?')].slice(0, 2).join('');
 	return letters.toUpperCase();
 }
+
+/** A stable avatar colour for an id (one of a few that read well with white text in both themes). */
+export function avatarColor(id: string | null | undefined): string {
+	const palette = ['#5865f2', '#3ba55d', '#c27c0e', '#ed4245', '#9b59b6', '#1f8b4c', '#e67e22', '#206694'];
+	let h = 0;
+	for (const c of id ?? '') h = (h * 31 + c.charCodeAt(0)) >>> 0;
+	return palette[h % palette.length];
+}
+
+/** The day heading for a message time ("Today", "Yesterday", or a date), or "" when invalid. */
+export function dayLabel(iso: string, now: Date = new Date()): string {
+	const d = new Date(iso);
+	if (Number.isNaN(d.getTime())) return '';
+	const start = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+	const days = Math.round((start(now) - start(d)) / 86400000);
+	if (days === 0) return 'Today';
+	if (days === 1) return 'Yesterday';
+	return d.toLocaleDateString(undefined, { dateStyle: 'long' });
+}
