@@ -42,22 +42,6 @@ async function send(page, text) {
 	await page.getByTestId('composer').press('Enter');
 }
 
-/** Calls the API from inside `page` with its own session (the refresh cookie gives a fresh token). */
-async function apiAs(page, method, path, body) {
-	return page.evaluate(
-		async ({ method, path, body }) => {
-			const h = { 'X-Copains-Client': 'web', 'Content-Type': 'application/json' };
-			const r = await fetch('/api/v1/auth/refresh', { method: 'POST', headers: h, body: '{}' });
-			const { access_token } = await r.json();
-			const res = await fetch(`/api/v1${path}`, { method, headers: { ...h, Authorization: `Bearer ${access_token}` }, body: body === undefined ? undefined : JSON.stringify(body) });
-			const text = await res.text();
-			if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-			return text ? JSON.parse(text) : null;
-		},
-		{ method, path, body }
-	);
-}
-
 /** The texts of the messages shown, in order. */
 async function texts(page) {
 	return (await page.getByTestId('message-content').allTextContents()).map((t) => t.trim());
@@ -284,8 +268,6 @@ export default [
 				await shot('alice-chat-dark');
 
 				// Roles and nicknames: alice gives bob a hoisted, coloured role and a nickname; both lists follow live.
-				const serverId = new URL(page.url()).pathname.split('/')[2];
-				const bobId = (await apiAs(b.page, 'GET', '/users/@me')).id;
 				await page.getByTestId('server-menu-button').click();
 				await page.getByRole('button', { name: 'Create role' }).click();
 				await page.getByLabel('Role name').fill('Moderators');
@@ -314,7 +296,11 @@ export default [
 					await aliceMsg.hover();
 					return (await aliceMsg.getByRole('button', { name: /Pin message|Unpin message/ }).count()) === 1;
 				}, 'bob may now pin');
-				await apiAs(page, 'PATCH', `/servers/${serverId}/members/${bobId}`, { nickname: 'Bobby' });
+				// Bob sets his own nickname from his member card.
+				await b.page.locator(`[data-testid=member][data-username="${bob.username}"] button.row`).click();
+				await b.page.getByTestId('member-card').getByLabel('Nickname').fill('Bobby');
+				await b.page.getByTestId('member-card').getByRole('button', { name: 'Save' }).click();
+				await b.page.locator(`[data-testid=member][data-username="${bob.username}"] button.row`).click();
 				for (const p of [page, b.page]) {
 					const entry = p.getByTestId('member').filter({ hasText: 'Bobby' });
 					await eventually(async () => (await entry.count()) === 1, 'bob is shown by his nickname');
