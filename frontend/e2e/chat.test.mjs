@@ -466,7 +466,7 @@ export default [
 		}
 	},
 	{
-		name: 'an invite link opened while signed out leads through registration to the invite; kick, ban, unban, audit log; phone layout',
+		name: 'an invite link opened while signed out leads through registration to the invite; timeout and retry, kick, ban, unban, audit log; phone layout',
 		timeoutMs: 60000,
 		async run({ page, browser, baseURL, shot }) {
 			await register(page, newUser());
@@ -487,6 +487,22 @@ export default [
 				assert((await b.page.getByTestId('invite-server-name').textContent())?.trim() === 'Newcomers', 'the invite shows the server name');
 				await b.page.getByRole('button', { name: 'Accept invite' }).click();
 				await b.page.getByTestId('composer').waitFor();
+				// A timeout: the newcomer's message is refused and kept with Retry; once the timeout ends,
+				// Retry sends it (same nonce: exactly one message).
+				await eventually(async () => (await page.getByTestId('member').count()) === 2, 'two members');
+				const guestRow = page.locator(`[data-testid=member][data-username="${guest.username}"] button.row`);
+				await guestRow.click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Time out 10 min' }).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'End timeout' }).waitFor();
+				await send(b.page, 'am I muted?');
+				const refused = b.page.getByTestId('message').filter({ hasText: 'am I muted?' });
+				await refused.getByText('Not sent:').waitFor();
+				await page.getByTestId('member-card').getByRole('button', { name: 'End timeout' }).click();
+				await page.getByTestId('member-card').getByRole('button', { name: 'Time out 10 min' }).waitFor();
+				await guestRow.click();
+				await refused.getByRole('button', { name: 'Retry' }).click();
+				await eventually(async () => (await texts(page)).filter((t) => t === 'am I muted?').length === 1, 'the owner gets it once');
+				await eventually(async () => (await refused.getByText('Not sent:').count()) === 0, 'no longer marked as failed');
 				// The owner kicks the newcomer: the server leaves the newcomer's rail, live.
 				await eventually(async () => (await page.getByTestId('member').count()) === 2, 'two members');
 				await page.locator(`[data-testid=member][data-username="${guest.username}"] button.row`).click();
