@@ -443,6 +443,11 @@ export default [
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
+			// A voice channel says plainly that calls are not in this web app yet.
+			await page.getByTestId('channel-list').getByText('Hangout').click();
+			await page.getByTestId('voice-notice').waitFor();
+			await page.getByTestId('channel-list').getByText('vault').click();
+			await page.getByTestId('e2ee-notice').waitFor();
 			// Channel settings: rename and give a topic (the header shows it), then delete.
 			await page.getByRole('button', { name: 'Edit channel Hangout' }).click();
 			await page.getByLabel('Channel name').fill('Lounge talk');
