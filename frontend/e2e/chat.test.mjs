@@ -579,7 +579,8 @@ export default [
 		}
 	},
 	{
-		name: 'a mention in another channel shows a desktop notification and a mention badge',
+		name: 'a mention in another channel shows a desktop notification and a mention badge; channel permission overwrites',
+		timeoutMs: 60000,
 		async run({ page, context, browser, baseURL, shot }) {
 			// Record notifications while still creating real ones (headless Chromium shows nothing).
 			await context.grantPermissions(['notifications']);
@@ -628,6 +629,24 @@ export default [
 				await eventually(async () => ((await badge.textContent()) ?? '').includes('@1'), 'still one mention');
 				await page.waitForTimeout(500);
 				assert((await page.evaluate(() => window.__notes.length)) === 1, 'no notification without a mention');
+				// Channel permission overwrites: alice denies "Send messages" to @everyone in #general; bob's
+				// message is refused; back to "Inherit", bob's Retry goes through.
+				const setSend = async (value) => {
+					await page.getByRole('button', { name: 'Edit channel general' }).click();
+					const editor = page.getByTestId('overwrites');
+					await editor.getByLabel('Send messages').waitFor();
+					await editor.getByLabel('Send messages').selectOption(value);
+					await editor.getByRole('button', { name: 'Save channel permissions' }).click();
+					await editor.getByText('Saved.').waitFor();
+					await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Cancel' }).click();
+				};
+				await setSend('deny');
+				await send(b.page, 'can I still talk?');
+				const muted = b.page.getByTestId('message').filter({ hasText: 'can I still talk?' });
+				await muted.getByText('Not sent:').waitFor();
+				await setSend('inherit');
+				await muted.getByRole('button', { name: 'Retry' }).click();
+				await eventually(async () => (await muted.getByText('Not sent:').count()) === 0, 'sent after the overwrite is gone');
 			} finally {
 				await b.context.close().catch(() => {});
 			}

@@ -22,6 +22,7 @@ import type {
 	Member,
 	Message,
 	NewChannel,
+	Overwrite,
 	ReadState,
 	Relationship,
 	Role,
@@ -226,6 +227,18 @@ export class ApiClient {
 	/** `PATCH /channels/{id}` (MANAGE_CHANNELS): name and topic (encryption is never turned off). */
 	updateChannel(channelId: string, patch: { name?: string; topic?: string }): Promise<Channel> {
 		return this.request<Channel>('PATCH', `/channels/${seg(channelId)}`, { body: patch });
+	}
+
+	/** `GET /channels/{id}` with its permission overwrites. */
+	channel(channelId: string): Promise<Channel & { overwrites?: Overwrite[] }> {
+		return this.request<Channel & { overwrites?: Overwrite[] }>('GET', `/channels/${seg(channelId)}`);
+	}
+
+	/** `PUT /channels/{id}/overwrites/{target}` or, when nothing is allowed or denied, `DELETE` it. */
+	setOverwrite(channelId: string, o: Overwrite): Promise<void> {
+		const path = `/channels/${seg(channelId)}/overwrites/${seg(o.target_id)}`;
+		if (o.allow === 0 && o.deny === 0) return this.request<void>('DELETE', path);
+		return this.request<void>('PUT', path, { body: { kind: o.kind, allow: o.allow, deny: o.deny } });
 	}
 
 	/** `DELETE /channels/{id}` (MANAGE_CHANNELS). */

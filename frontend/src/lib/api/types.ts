@@ -233,3 +233,11 @@ export interface AuditEntry {
 	changes: Record<string, unknown>;
 	created_at: string;
 }
+
+/** A channel permission overwrite for a role (the server id for @everyone) or a member. */
+export interface Overwrite {
+	target_id: string;
+	kind: 'role' | 'member';
+	allow: number;
+	deny: number;
+}

@@ -65,3 +65,8 @@ export const PERMISSIONS: { bit: number; name: string; label: string }[] = [
 	{ bit: 2097152, name: 'MANAGE_NICKNAMES', label: "Change others' nicknames" },
 	{ bit: 4194304, name: 'ADMINISTRATOR', label: 'Administrator (everything)' }
 ];
+
+/** The permissions a channel overwrite may set (the ✓ column of docs/permissions.md). */
+export const CHANNEL_PERMISSIONS = PERMISSIONS.filter((p) =>
+	[1, 2, 4, 8, 16, 128, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144].includes(p.bit)
+);
