@@ -451,11 +451,11 @@ export default [
 			// Channel settings: rename and give a topic (the header shows it), then delete.
 			await page.getByRole('button', { name: 'Edit channel Hangout' }).click();
 			await page.getByLabel('Channel name').fill('Lounge talk');
-			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save' }).click();
+			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Lounge talk').waitFor();
 			await page.getByRole('button', { name: 'Edit channel vault' }).click();
 			await page.getByLabel('Topic').fill('keys and secrets');
-			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save' }).click();
+			await page.getByTestId('edit-channel-dialog').getByRole('button', { name: 'Save', exact: true }).click();
 			await eventually(async () => (await page.getByTestId('channel-topic').textContent())?.trim() === 'keys and secrets', 'the topic shows in the header');
 			await page.getByRole('button', { name: 'Edit channel Lounge talk' }).click();
 			await page.getByRole('button', { name: 'Delete channel' }).click();
