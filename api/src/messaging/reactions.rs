@@ -148,7 +148,7 @@ pub async fn remove(
     Ok(())
 }
 
-/// Who reacted with `e`, in reaction order, after user id `after` (at most `limit`).
+/// Who reacted with `e`, by user id, after user id `after` (at most `limit`).
 pub async fn users(
     db: &PgPool,
     place: &Place,
