@@ -93,6 +93,9 @@ pub struct Settings {
     /// Seconds minted TURN credentials stay valid [default: 43200].
     #[arg(long, env = "COPAINS_TURN_TTL_SECS", global = true)]
     pub turn_ttl_secs: Option<u64>,
+    /// Largest attachment upload in bytes [default: 8388608].
+    #[arg(long, env = "COPAINS_MAX_ATTACHMENT_BYTES", global = true)]
+    pub max_attachment_bytes: Option<usize>,
     /// UDP port range of the SFU, e.g. `50000-50100` [default: 50000-50100].
     #[arg(long, env = "COPAINS_SFU_PORTS", global = true)]
     pub sfu_ports: Option<String>,
@@ -141,6 +144,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The SFU's sockets and announced address.
     pub sfu: copains_sfu::SfuConfig,
+    /// Largest attachment upload, bytes.
+    pub max_attachment_bytes: usize,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -306,6 +311,7 @@ impl Config {
             ..copains_sfu::SfuConfig::default()
         };
         Ok(Config {
+            max_attachment_bytes: s.max_attachment_bytes.unwrap_or(8 * 1024 * 1024).max(1024),
             sfu,
             allowed_origins,
             database_url: s.database_url,

@@ -169,6 +169,12 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let (bus, presence) = bus_and_presence(&config).await?;
     let (state, _pg) = state(&config).await?;
     let state = state.with_bus(bus.clone());
+    copains_api::messaging::attachments::install(
+        Arc::new(copains_api::messaging::attachments::LocalDisk::new(
+            config.data_dir.join("attachments"),
+        )),
+        config.max_attachment_bytes,
+    );
     spawn_policy_refresh(state.clone());
 
     let mut app: Router = if roles.api {
