@@ -23,9 +23,13 @@ export interface SocketLike {
 
 /** Timers the client uses (the global ones by default). */
 export interface Timers {
+	/** Runs `fn` once after `ms`. */
 	setTimeout(fn: () => void, ms: number): unknown;
+	/** Cancels a `setTimeout`. */
 	clearTimeout(id: unknown): void;
+	/** Runs `fn` every `ms`. */
 	setInterval(fn: () => void, ms: number): unknown;
+	/** Cancels a `setInterval`. */
 	clearInterval(id: unknown): void;
 }
 
@@ -59,6 +63,7 @@ export interface GatewayOptions {
 	onStatus?: (status: GatewayStatus) => void;
 	/** The login session was revoked or cannot be refreshed: the client stopped. */
 	onAuthLost?: () => void;
+	/** Timers (default the global ones; fakes in tests). */
 	timers?: Timers;
 	/** A number in [0, 1) for backoff jitter (default Math.random). */
 	random?: () => number;
