@@ -430,6 +430,7 @@ pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> ApiR
             user_id = uid,
             "refresh token reuse detected: session revoked"
         );
+        announce_revoked(state, Id(uid), &[Id(sid)]).await;
         return Err(ApiError::unauthorized(
             "refresh_token_reused",
             "this refresh token was already used; the session has been ended for safety",
@@ -523,6 +524,7 @@ pub async fn revoke_other_sessions(
 /// Tells every gateway node that these sessions ended (their connections close with 4012).
 pub async fn announce_revoked(state: &AppState, user_id: Id, sessions: &[Id]) {
     for sid in sessions {
+        state.auth_cache.forget_session(*sid);
         state
             .publish(BusEvent::new(
                 vec![Audience::User(user_id)],
@@ -752,10 +754,12 @@ pub async fn delete_account(state: &AppState, user: Id, password: &str) -> ApiRe
             "the password is wrong",
         ));
     }
+    let ended = revoke_other_sessions(&state.db, user, None, "account_deleted").await?;
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user.0)
         .execute(&state.db)
         .await?;
+    announce_revoked(state, user, &ended).await;
     tracing::info!(user_id = %user, "account deleted");
     Ok(())
 }

@@ -120,30 +120,44 @@ impl FromRequestParts<AppState> for Auth {
                 "an access token is required (Authorization: Bearer …)",
             )
         })?;
-        let claims = state.verifier.verify(token).map_err(|e| match e {
-            TokenError::Expired => {
-                ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
+        let claims = state
+            .auth_cache
+            .verify(&state.verifier, token)
+            .map_err(|e| match e {
+                TokenError::Expired => ApiError::unauthorized(
+                    "token_expired",
+                    "the access token has expired; refresh it",
+                ),
+                _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
+            })?;
+        let is_admin = match state.auth_cache.live_session(claims.sid) {
+            Some(admin) => admin,
+            None => {
+                let row: Option<(bool, bool)> = sqlx::query_as(
+                    "SELECT u.is_admin, u.suspended_at IS NOT NULL
+                       FROM sessions s JOIN users u ON u.id = s.user_id
+                      WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()",
+                )
+                .bind(claims.sid.0)
+                .bind(claims.sub.0)
+                .fetch_optional(&state.db)
+                .await?;
+                let (is_admin, suspended) = row.ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "session_revoked",
+                        "this session has ended; log in again",
+                    )
+                })?;
+                if suspended {
+                    return Err(ApiError::forbidden(
+                        "account_suspended",
+                        "this account is suspended",
+                    ));
+                }
+                state.auth_cache.remember_session(claims.sid, is_admin);
+                is_admin
             }
-            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-        })?;
-        let row: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT u.is_admin, u.suspended_at IS NOT NULL
-               FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()",
-        )
-        .bind(claims.sid.0)
-        .bind(claims.sub.0)
-        .fetch_optional(&state.db)
-        .await?;
-        let (is_admin, suspended) = row.ok_or_else(|| {
-            ApiError::unauthorized("session_revoked", "this session has ended; log in again")
-        })?;
-        if suspended {
-            return Err(ApiError::forbidden(
-                "account_suspended",
-                "this account is suspended",
-            ));
-        }
+        };
         let auth = Auth {
             user_id: claims.sub,
             session_id: claims.sid,

@@ -17,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;
+pub mod auth_cache;
 pub mod communities;
 pub mod config;
 pub mod db;

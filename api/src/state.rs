@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The event bus: every change is published here for the gateway to deliver.
     pub bus: Arc<dyn EventBus>,
+    /// Verified tokens and recently live sessions.
+    pub auth_cache: Arc<crate::auth_cache::AuthCache>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             ip_rules: IpRules::default(),
             metrics: Arc::new(Metrics::default()),
             bus: Arc::new(InProcessBus::new()),
+            auth_cache: Arc::default(),
         })
     }
 
