@@ -336,7 +336,7 @@ export default [
 		}
 	},
 	{
-		name: 'history loads older pages on scroll, renders a bounded window, and jumps back to the present',
+		name: 'history loads older pages on scroll, renders a bounded window, jumps to a search result and back to the present',
 		timeoutMs: 60000,
 		async run({ page, shot }) {
 			const user = newUser();
@@ -364,9 +364,24 @@ export default [
 			await eventually(async () => (await texts(page)).at(-1) === `seed ${N}`, 'the newest message is shown at the bottom');
 			const first = (await texts(page)).length;
 			assert(first === 50, `the first page holds 50 messages, got ${first}`);
+			// A search result far back in the history opens the channel at that message.
+			await page.getByRole('searchbox', { name: /Search messages/ }).fill('seed 7');
+			await page.getByRole('searchbox', { name: /Search messages/ }).press('Enter');
+			const result = page.getByTestId('search-result').filter({ hasText: /seed 7$/ });
+			await result.waitFor();
+			await result.click();
+			const target = page.getByTestId('message').filter({ has: page.getByTestId('message-content').getByText('seed 7', { exact: true }) });
+			await eventually(async () => (await target.count()) === 1 && (await target.evaluate((el) => {
+				const r = el.getBoundingClientRect();
+				return r.top >= 0 && r.bottom <= window.innerHeight;
+			})), 'the found message is loaded and in view', 20000);
+			await shot('jump-to-result');
+			await page.getByTestId('search-results').getByRole('button', { name: 'Close' }).click();
+			await page.getByRole('button', { name: 'Jump to present' }).click();
+			await eventually(async () => (await texts(page)).at(-1) === `seed ${N}`, 'back at the newest message');
 			// Scroll to the top until the first message is there; the DOM never holds more than 200.
 			let most = 0;
-			const seen = new Set();
+			const seen = new Set(await texts(page));
 			await eventually(
 				async () => {
 					await page.getByTestId('message-list').evaluate((el) => {
