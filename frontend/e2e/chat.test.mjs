@@ -458,6 +458,13 @@ export default [
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
+			// Ctrl+K jumps to a channel by name.
+			await page.getByTestId('channel-list').getByText('general').click();
+			await page.getByTestId('composer').waitFor();
+			await page.keyboard.press('Control+k');
+			await page.getByLabel('Channel or server name').fill('vau');
+			await page.getByLabel('Channel or server name').press('Enter');
+			await page.getByTestId('e2ee-notice').waitFor();
 			// A voice channel says plainly that calls are not in this web app yet.
 			await page.getByTestId('channel-list').getByText('Hangout').click();
 			await page.getByTestId('voice-notice').waitFor();
