@@ -158,6 +158,15 @@ export default [
 					async () => (await page.locator(`[data-testid=member][data-username="${bob.username}"]`).getAttribute('data-presence')) === 'dnd',
 					'alice sees bob as do not disturb'
 				);
+				// A custom status travels with presence.
+				await b.page.getByTestId('custom-status').fill('Out to lunch');
+				await b.page.getByTestId('custom-status').press('Tab');
+				await eventually(
+					async () => /Out to lunch/.test((await page.locator(`[data-testid=member][data-username="${bob.username}"]`).textContent()) ?? ''),
+					'alice sees bob’s custom status'
+				);
+				await b.page.getByTestId('custom-status').fill('');
+				await b.page.getByTestId('custom-status').press('Tab');
 
 				// Reactions: bob reacts to alice's message, alice sees it live and adds hers.
 				const fixed = (p) => p.getByTestId('message').filter({ hasText: 'hello bob (fixed)' });

@@ -145,8 +145,11 @@ describe('chat model', () => {
 		const s = readyState();
 		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'dnd' });
 		expect(s.presences[BOB]).toBe('dnd');
-		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'invisible' });
+		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'idle', custom_status: 'Out to lunch' });
+		expect(s.customStatus[BOB]).toBe('Out to lunch');
+		applyDispatch(s, 'presence_update', { user_id: BOB, status: 'invisible', custom_status: 'hidden' });
 		expect(s.presences[BOB]).toBe('offline');
+		expect(s.customStatus[BOB]).toBeUndefined();
 		applyDispatch(s, 'typing_start', { channel_id: GEN, user_id: BOB, timestamp_ms: 1000, expires_at_ms: 11000 }, 1000);
 		applyDispatch(s, 'typing_start', { channel_id: GEN, user_id: ME, timestamp_ms: 1000, expires_at_ms: 11000 }, 1000);
 		expect(typingIn(s, GEN, 5000)).toEqual([BOB]);

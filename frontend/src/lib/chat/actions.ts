@@ -169,10 +169,15 @@ export function notifyTyping(channelId: string, now: number = Date.now()): void 
 }
 
 /** Sets my presence status (sent to the gateway for this connection). */
-export function setMyStatus(status: 'online' | 'idle' | 'dnd' | 'invisible'): void {
+export function setMyStatus(status: 'online' | 'idle' | 'dnd' | 'invisible', customStatus: string = chat.myCustomStatus): void {
 	chat.myStatus = status;
-	if (chat.meId) chat.presences[chat.meId] = status === 'invisible' ? 'offline' : status;
-	gatewaySend('presence_update', { status });
+	chat.myCustomStatus = customStatus.slice(0, 128);
+	if (chat.meId) {
+		chat.presences[chat.meId] = status === 'invisible' ? 'offline' : status;
+		if (chat.myCustomStatus) chat.customStatus[chat.meId] = chat.myCustomStatus;
+		else delete chat.customStatus[chat.meId];
+	}
+	gatewaySend('presence_update', chat.myCustomStatus ? { status, custom_status: chat.myCustomStatus } : { status });
 }
 
 /**

@@ -47,6 +47,10 @@ export interface ChatState {
 	users: Record<string, UserSummary | undefined>;
 	/** My own chosen status (what the user panel shows). */
 	myStatus: 'online' | 'idle' | 'dnd' | 'invisible';
+	/** Custom status texts by user id (from presence; at most 128 characters). */
+	customStatus: Record<string, string | undefined>;
+	/** My own custom status text. */
+	myCustomStatus: string;
 	/** Unread messages by others (and mentions of me) per channel, from read states and live messages. */
 	unread: Record<string, { count: number; mentions: number } | undefined>;
 	/** The last message I read per channel (from read states and my acks), for the "new" divider. */
@@ -75,6 +79,8 @@ export function emptyChat(): ChatState {
 		typing: {},
 		users: {},
 		myStatus: 'online',
+		customStatus: {},
+		myCustomStatus: '',
 		unread: {},
 		lastRead: {},
 		readStatesLoaded: false,
@@ -167,7 +173,11 @@ export function applyReady(s: ChatState, d: Record<string, unknown>): void {
 	if (Array.isArray(d.presences)) {
 		for (const p of d.presences) {
 			const o = obj(p);
-			if (o && str(o.user_id)) s.presences[o.user_id as string] = presenceOf(o.status);
+			if (o && str(o.user_id)) {
+				s.presences[o.user_id as string] = presenceOf(o.status);
+				const text = str(o.custom_status);
+				if (text) s.customStatus[o.user_id as string] = text.slice(0, 128);
+			}
 		}
 	}
 	if (s.meId) s.presences[s.meId] = s.myStatus === 'invisible' ? 'offline' : s.myStatus;
@@ -382,7 +392,11 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 		}
 		case 'presence_update': {
 			const uid = str(d.user_id);
-			if (uid) s.presences[uid] = presenceOf(d.status);
+			if (!uid) return;
+			s.presences[uid] = presenceOf(d.status);
+			const text = str(d.custom_status);
+			if (text && presenceOf(d.status) !== 'offline') s.customStatus[uid] = text.slice(0, 128);
+			else delete s.customStatus[uid];
 			return;
 		}
 	}

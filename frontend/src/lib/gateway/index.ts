@@ -27,7 +27,9 @@ export function startGateway(onAuthLost: () => void): void {
 		onReady: (d) => {
 			applyReady(chat, d);
 			// A new session starts online: restate the status the user chose.
-			if (chat.myStatus !== 'online') client?.send('presence_update', { status: chat.myStatus });
+			if (chat.myStatus !== 'online' || chat.myCustomStatus) {
+				client?.send('presence_update', chat.myCustomStatus ? { status: chat.myStatus, custom_status: chat.myCustomStatus } : { status: chat.myStatus });
+			}
 		},
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
