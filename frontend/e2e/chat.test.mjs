@@ -176,7 +176,7 @@ export default [
 				await eventually(async () => ((await fixed(page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 1', 'alice sees bob’s reaction');
 				await fixed(page).getByTestId('reaction').click();
 				await eventually(async () => ((await fixed(b.page).getByTestId('reaction').textContent()) ?? '').trim() === '👍 2', 'bob sees two reactions');
-				assert((await fixed(page).getByTestId('reaction').getAttribute('aria-pressed')) === 'true', 'alice’s reaction is marked as hers');
+				await eventually(async () => (await fixed(page).getByTestId('reaction').getAttribute('aria-pressed')) === 'true', 'alice’s reaction is marked as hers');
 
 				// Pins: alice (owner) pins her message, bob sees the mark live and finds it in the pinned panel;
 				// bob (no MANAGE_MESSAGES) has no pin button.
