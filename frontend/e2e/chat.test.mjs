@@ -584,7 +584,8 @@ export default [
 			// Phone width: the message pane fills the screen, the channel list is a drawer.
 			await page.setViewportSize({ width: 390, height: 844 });
 			await send(page, 'hello from a phone');
-			await eventually(async () => (await texts(page)).includes('hello from a phone'), 'sent at phone width');
+			const phoneMsg = page.getByTestId('message').filter({ hasText: 'hello from a phone' });
+			await eventually(async () => !((await phoneMsg.getAttribute('data-message-id')) ?? 'pending-').startsWith('pending-'), 'sent and confirmed at phone width');
 			// Up in the empty composer edits my last message.
 			await page.getByTestId('composer').press('ArrowUp');
 			const box = page.getByLabel('Edited message text');
