@@ -130,6 +130,23 @@ describe('chat model', () => {
 		expect([m?.content, m?.pinned, m?.reactions?.[0].me]).toEqual(['edited', true, true]);
 	});
 
+	it('applies my reaction at once and ignores its echo, while another tab of mine still counts it', async () => {
+		const { applyMyReaction } = await import('../src/lib/chat/state.svelte');
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') });
+		applyMyReaction(s, GEN, '400000000000000001', '👍', true);
+		applyDispatch(s, 'reaction_add', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		expect(s.history[GEN]?.items[0].reactions).toEqual([{ emoji: '👍', count: 1, me: true }]);
+		applyMyReaction(s, GEN, '400000000000000001', '👍', false);
+		applyDispatch(s, 'reaction_remove', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		expect(s.history[GEN]?.items[0].reactions).toEqual([]);
+		// Another tab (no local click) counts my echo.
+		const other = readyState();
+		applyDispatch(other, 'message_create', { message: message('400000000000000001') });
+		applyDispatch(other, 'reaction_add', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		expect(other.history[GEN]?.items[0].reactions).toEqual([{ emoji: '👍', count: 1, me: true }]);
+	});
+
 	it('counts reactions', () => {
 		const s = readyState();
 		applyDispatch(s, 'message_create', { message: message('400000000000000001') });

@@ -1,7 +1,7 @@
 /** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
 import { api, errorMessage, isApiError, type Attachment, type Message, type Role, type Server } from '$lib/api';
 import { gatewaySend } from '$lib/gateway';
-import { chat, compareIds, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
+import { applyMyReaction, chat, compareIds, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
 
 /** Messages per history page. */
 export const PAGE = 50;
@@ -236,8 +236,14 @@ export async function markRead(channelId: string): Promise<void> {
 /** Adds or removes my reaction (the gateway's reaction events update the counts for everyone). */
 export async function toggleReaction(m: ChatMessage, emoji: string): Promise<void> {
 	const mine = m.reactions?.find((r) => r.emoji === emoji)?.me ?? false;
-	if (mine) await api.removeReaction(m.channel_id, m.id, emoji);
-	else await api.addReaction(m.channel_id, m.id, emoji);
+	applyMyReaction(chat, m.channel_id, m.id, emoji, !mine);
+	try {
+		if (mine) await api.removeReaction(m.channel_id, m.id, emoji);
+		else await api.addReaction(m.channel_id, m.id, emoji);
+	} catch (e) {
+		applyMyReaction(chat, m.channel_id, m.id, emoji, mine);
+		throw e;
+	}
 }
 
 /** Loads the active threads of a channel (once per opening). */

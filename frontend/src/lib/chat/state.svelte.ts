@@ -369,6 +369,9 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			const mine = d.user_id === s.meId;
 			const list = m.reactions ?? (m.reactions = []);
 			const r = list.find((x) => x.emoji === emoji);
+			// My own reactions are applied at once when I click: their echo must not count twice.
+			if (mine && t === 'reaction_add' && r?.me) return;
+			if (mine && t === 'reaction_remove' && (!r || !r.me)) return;
 			if (t === 'reaction_add') {
 				if (r) {
 					r.count += 1;
@@ -438,4 +441,23 @@ export function nameOf(s: ChatState, userId: string | null, serverId?: string): 
 /** A thread as a channel the message pane can show (threads are text channels under a parent). */
 export function threadChannel(t: Thread): Channel {
 	return { id: t.id, server_id: t.server_id, kind: 'text', name: t.name, parent_id: t.parent_id, position: 0, topic: null, slowmode_secs: 0, encrypted: false };
+}
+
+/** Adds or removes my reaction locally (the click's immediate effect; the gateway's echo is then ignored). */
+export function applyMyReaction(s: ChatState, channelId: string, messageId: string, emoji: string, add: boolean): void {
+	const m = s.history[channelId]?.items.find((x) => x.id === messageId);
+	if (!m) return;
+	const list = m.reactions ?? (m.reactions = []);
+	const r = list.find((x) => x.emoji === emoji);
+	if (add) {
+		if (!r) list.push({ emoji, count: 1, me: true });
+		else if (!r.me) {
+			r.count += 1;
+			r.me = true;
+		}
+	} else if (r?.me) {
+		r.count -= 1;
+		r.me = false;
+		if (r.count <= 0) m.reactions = list.filter((x) => x !== r);
+	}
 }
