@@ -199,6 +199,8 @@ async fn notify(state: &AppState, me: Id, other: Id) {
             .await;
         }
     }
+    // Friendship decides who sees whose presence (and who may DM): both gateways recompute.
+    events::scope_changed(state, &[me, other]).await;
 }
 
 /// The result of a friend request.
