@@ -151,10 +151,10 @@ try {
   check(hears(sb), `bob receives alice's audio (${JSON.stringify(sb.audio)})`);
 
   await c.evaluate(([t, s, ch]) => joinVoice(t, s, ch, 'screen'), [carol.token, ids.server, ids.channel]);
-  const sa2 = await waitFor(a, (s) => decodes(s, 2), 25000);
-  const sb2 = await waitFor(b, (s) => decodes(s, 2), 25000);
+  const sa2 = await waitFor(a, (s) => decodes(s, 2), 45000);
+  const sb2 = await waitFor(b, (s) => decodes(s, 2), 45000);
   const sc = await c.evaluate(() => inbound());
-  check(decodes(sa2, 2), `alice decodes carol's screen share too (${JSON.stringify(sa2.video)}; source: ${sc.screen})`);
+  check(decodes(sa2, 2), `alice decodes carol's screen share too (${JSON.stringify(sa2.video)}; carol: ${sc.state}, source: ${sc.screen}) ${sa2.log.join(';')} ${sc.log.join(';')}`);
   check(decodes(sb2, 2), `bob decodes carol's screen share too (${JSON.stringify(sb2.video)})`);
 
   // Hanging up releases the camera and microphone.
