@@ -16,4 +16,4 @@ cargo build --locked --profile "$PROFILE" --bin copains
 DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
 log "starting: http://${COPAINS_HTTP_ADDR:-127.0.0.1:8080}"
-exec "target/$DIR/copains" serve "$@"
+exec "$TARGET/$DIR/copains" serve "$@"

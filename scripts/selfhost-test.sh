@@ -105,7 +105,7 @@ if [ -n "${COPAINS_BIN:-}" ]; then
 else
   log "building copains (debug)"
   cargo build --locked --bin copains >"$T/build.log" 2>&1 || { tail -30 "$T/build.log"; die "build failed"; }
-  BIN="$ROOT/target/debug/copains"
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/copains"
 fi
 
 # From here on the clock runs.

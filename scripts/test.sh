@@ -93,7 +93,7 @@ run_command() {
 step run-command run_command
 
 e2e() {
-  (cd frontend && COPAINS_URL="http://localhost:$SERVE_PORT" COPAINS_ADMIN_CMD="$ROOT/target/debug/copains admin" npm run e2e --silent)
+  (cd frontend && COPAINS_URL="http://localhost:$SERVE_PORT" COPAINS_ADMIN_CMD="$TARGET/debug/copains admin" npm run e2e --silent)
 }
 step web-e2e e2e
 
@@ -110,7 +110,7 @@ schemathesis_run() {
   local db="copains_test_schemathesis_$$" port; port="$(free_port)"
   psql "$COPAINS_TEST_DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
   DATABASE_URL="${COPAINS_TEST_DATABASE_URL%/*}/$db" COPAINS_HTTP_ADDR="127.0.0.1:$port" COPAINS_DATA_DIR="$WORK/st" \
-    COPAINS_AUTH_RATE_BURST=100000 COPAINS_AUTH_RATE_PERIOD_MS=1 target/debug/copains api >"$WORK/api-st.log" 2>&1 &
+    COPAINS_AUTH_RATE_BURST=100000 COPAINS_AUTH_RATE_PERIOD_MS=1 "$TARGET/debug/copains" api >"$WORK/api-st.log" 2>&1 &
   local pid=$!; PIDS+=($pid)
   wait_http "http://127.0.0.1:$port/readyz" 60 || { tail -20 "$WORK/api-st.log"; return 1; }
   local token
