@@ -18,7 +18,7 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     let proc = Proc::start("serve", &[("DATABASE_URL", db.url.clone())], &dir).await;
     let s = proc.base.as_str();
     let (_, alice) = register(s, "alice").await;
-    let (_, bob) = register(s, "bob").await;
+    let (bob_id, bob) = register(s, "bob").await;
     let server = post(
         s,
         "/api/v1/servers",
@@ -91,6 +91,22 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     assert_eq!(
         ch["channel"]["name"], "after-join",
         "bob's first channel event is the one after he joined"
+    );
+
+    // A fresh connection of Alice learns in `ready` that Bob, a co-member, is online.
+    let mut a2 = connect(s, None).await.unwrap();
+    let ready2 = identify(&mut a2, &alice).await;
+    let bob_presence = ready2["presences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user_id"] == bob_id.as_str())
+        .cloned();
+    assert_eq!(
+        bob_presence.as_ref().map(|p| p["status"].clone()),
+        Some(json!("online")),
+        "co-member presence in ready: {}",
+        ready2["presences"]
     );
 
     // A bad token is closed with 4004.

@@ -15,6 +15,8 @@ use crate::communities::permissions::{self, ChannelOverwrites, Overwrite, Permis
 /// Servers with at least this many members send member presence only to clients that
 /// subscribed to their member list.
 pub const LARGE_SERVER_MEMBERS: i64 = 1000;
+/// Most co-members whose presence goes into `ready`.
+pub const MAX_CO_MEMBERS: i64 = 2000;
 
 /// [`Directory`] backed by the api's tables.
 #[derive(Clone, Debug)]
@@ -250,6 +252,24 @@ impl Directory for PgDirectory {
             v.large_servers = large.into_iter().map(Id).collect();
         }
         v.dm_channels = self.dm_ids(user_id).await?.into_iter().map(Id).collect();
+        let small: Vec<i64> = v
+            .servers
+            .iter()
+            .filter(|s| !v.large_servers.contains(s))
+            .map(|s| s.0)
+            .collect();
+        if !small.is_empty() {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT user_id FROM members WHERE server_id = ANY($1) AND user_id <> $2 LIMIT $3",
+            )
+            .bind(&small)
+            .bind(user_id.0)
+            .bind(MAX_CO_MEMBERS)
+            .fetch_all(&self.db)
+            .await
+            .map_err(err)?;
+            v.co_members = ids.into_iter().map(Id).collect();
+        }
         v.friends = self
             .friend_ids(user_id)
             .await?

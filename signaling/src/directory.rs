@@ -34,6 +34,10 @@ pub struct Visibility {
     pub dm_channels: Vec<Id>,
     /// The user's friends (they see each other's presence).
     pub friends: Vec<Id>,
+    /// Members of the user's small servers (bounded): their current presence goes into
+    /// `ready` (live changes arrive through the servers' topics).
+    #[serde(default)]
+    pub co_members: Vec<Id>,
 }
 
 /// Why the directory could not answer.

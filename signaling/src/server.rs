@@ -581,11 +581,11 @@ impl Conn {
                 return self.fail(close::GOING_AWAY, "try again");
             }
         };
-        let presences = st
-            .presence
-            .get(&visibility.friends)
-            .await
-            .unwrap_or_default();
+        let mut known: Vec<Id> = visibility.friends.clone();
+        known.extend(visibility.co_members.iter().copied());
+        known.sort_unstable();
+        known.dedup();
+        let presences = st.presence.get(&known).await.unwrap_or_default();
         if let Some(obj) = ready.as_object_mut() {
             obj.insert(
                 "presences".into(),
