@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::voice::*;
@@ -48,22 +48,8 @@ async fn rejoin(m: &mut Member, within: Duration) {
 
 #[tokio::test]
 async fn a_voice_channel_moves_to_another_sfu_node_when_its_node_dies() {
-    let redis_port = free_port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    std::thread::sleep(Duration::from_millis(300));
+    let redis = Redis::start(free_port());
+    let redis_port = redis.port;
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     let db = TestDb::new("sfunodes");
     let dir = temp_dir("sfunodes");
@@ -151,6 +137,5 @@ async fn a_voice_channel_moves_to_another_sfu_node_when_its_node_dies() {
     );
     drop(sfu_a);
     drop(sfu_b);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
 }

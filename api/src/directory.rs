@@ -10,7 +10,7 @@ use copains_wire::Id;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::communities::permissions::{self, ChannelOverwrites, Overwrite, Permissions};
+use crate::communities::permissions::{self, ChannelOverwrites, Permissions};
 
 /// Servers with at least this many members send member presence only to clients that
 /// subscribed to their member list.
@@ -82,17 +82,14 @@ impl PgDirectory {
         .map_err(err)?;
         let mut by_channel: HashMap<i64, ChannelOverwrites> = HashMap::new();
         for (channel, target, kind, allow, deny) in rows {
-            let o = Overwrite {
-                allow: Permissions::from_db(allow),
-                deny: Permissions::from_db(deny),
-            };
-            let ow = by_channel.entry(channel).or_default();
-            match kind.as_str() {
-                "member" if target == user_id.0 => ow.member = Some(o),
-                "role" if target == server_id.0 => ow.everyone = Some(o),
-                "role" => ow.roles.push(o),
-                _ => {}
-            }
+            by_channel.entry(channel).or_default().add(
+                server_id.0,
+                user_id.0,
+                target,
+                &kind,
+                allow,
+                deny,
+            );
         }
         let none = ChannelOverwrites::default();
         Ok(channels
@@ -123,15 +120,8 @@ impl PgDirectory {
         .map_err(err)
     }
 
-    /// DM and group DM channels of the user, when the messaging schema is present.
+    /// DM and group DM channels of the user.
     async fn dm_ids(&self, user_id: Id) -> Result<Vec<i64>, DirectoryError> {
-        let has: Option<String> = sqlx::query_scalar("SELECT to_regclass('dm_recipients')::TEXT")
-            .fetch_one(&self.db)
-            .await
-            .map_err(err)?;
-        if has.is_none() {
-            return Ok(Vec::new());
-        }
         sqlx::query_scalar("SELECT channel_id FROM dm_recipients WHERE user_id = $1")
             .bind(user_id.0)
             .fetch_all(&self.db)
@@ -206,15 +196,10 @@ impl Directory for PgDirectory {
                 json!({"user": {"id": id.to_string(), "username": username, "display_name": display_name}, "kind": kind})
             })
             .collect();
-        let dms: Vec<String> = self
-            .dm_ids(user_id)
-            .await?
-            .into_iter()
-            .map(|d| d.to_string())
-            .collect();
         let dm_channels = crate::messaging::dms::list(&self.db, user_id)
             .await
             .map_err(err)?;
+        let dms: Vec<String> = dm_channels.iter().map(|d| d.id.to_string()).collect();
         let read_states = crate::messaging::reads::mine(&self.db, user_id)
             .await
             .map_err(err)?;

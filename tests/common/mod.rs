@@ -225,3 +225,48 @@ pub async fn wait_for(ws: &mut Ws, t: &str, pred: impl Fn(&Value) -> bool) -> Va
 pub async fn wait_dispatch(ws: &mut Ws, t: &str) -> Value {
     wait_for(ws, t, |_| true).await
 }
+
+/// A throwaway `redis-server` on a port, killed on drop (tests may stop and restart it).
+pub struct Redis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts one on `port` and waits until it accepts connections.
+    pub fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis { child, port }
+    }
+    /// Kills it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -201,6 +201,32 @@ pub struct ChannelOverwrites {
     pub member: Option<Overwrite>,
 }
 
+impl ChannelOverwrites {
+    /// Files one overwrite row (`target_id`, `target_kind`, `allow`, `deny` from the
+    /// `overwrites` table) under @everyone, a role or the member `user_id` of `server_id`
+    /// (the @everyone role's id is the server's id).
+    pub fn add(
+        &mut self,
+        server_id: i64,
+        user_id: i64,
+        target: i64,
+        kind: &str,
+        allow: i64,
+        deny: i64,
+    ) {
+        let o = Overwrite {
+            allow: Permissions::from_db(allow),
+            deny: Permissions::from_db(deny),
+        };
+        match kind {
+            "member" if target == user_id => self.member = Some(o),
+            "role" if target == server_id => self.everyone = Some(o),
+            "role" => self.roles.push(o),
+            _ => {}
+        }
+    }
+}
+
 /// Server-wide permissions (step 1, 2 and 4 of the module docs).
 pub fn server_permissions(m: &MemberInputs) -> Permissions {
     if m.is_owner {
@@ -417,16 +443,7 @@ pub async fn overwrites_for(
     .await?;
     let mut out = ChannelOverwrites::default();
     for (target, kind, allow, deny) in rows {
-        let o = Overwrite {
-            allow: Permissions::from_db(allow),
-            deny: Permissions::from_db(deny),
-        };
-        match kind.as_str() {
-            "member" if target == user_id.0 => out.member = Some(o),
-            "role" if target == server_id.0 => out.everyone = Some(o),
-            "role" => out.roles.push(o),
-            _ => {}
-        }
+        out.add(server_id.0, user_id.0, target, &kind, allow, deny);
     }
     Ok(out)
 }

@@ -186,16 +186,7 @@ impl Place {
             .zip(&r.ow_allow)
             .zip(&r.ow_deny)
         {
-            let o = permissions::Overwrite {
-                allow: Permissions::from_db(*allow),
-                deny: Permissions::from_db(*deny),
-            };
-            match kind.as_str() {
-                "member" if *target == user.0 => ow.member = Some(o),
-                "role" if *target == server => ow.everyone = Some(o),
-                "role" => ow.roles.push(o),
-                _ => {}
-            }
+            ow.add(server, user.0, *target, kind, *allow, *deny);
         }
         let perms = permissions::channel_permissions_for(&inputs, &ow);
         if !perms.contains(Permissions::VIEW_CHANNEL) {
