@@ -7,6 +7,8 @@ const backend = process.env.COPAINS_URL ?? 'http://127.0.0.1:8080';
 
 export default defineConfig({
 	plugins: [sveltekit()],
+	// Module workers: the call frame worker (lib/voice/e2ee) imports the crypto wasm.
+	worker: { format: 'es' },
 	server: {
 		proxy: {
 			'/api': { target: backend, changeOrigin: false },
