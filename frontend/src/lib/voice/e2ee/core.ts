@@ -146,6 +146,8 @@ export async function createFrameCryptoWith(
 		}
 	};
 	worker.onerror = (e) => readyReject(new Error(`frame worker: ${e.message}`));
+	// The same wasm file the main thread's E2EE engine loads (one download, then the HTTP cache).
+	send({ t: 'init', wasmUrl: new URL('../../../../../crypto/pkg/copains_crypto_bg.wasm', import.meta.url).href });
 	await ready;
 
 	let closed = false;

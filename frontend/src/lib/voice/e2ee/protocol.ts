@@ -26,6 +26,8 @@ export type FrameStats = {
 export type FrameSample = { role: Role; kind: MediaKind; before: Uint8Array; after: Uint8Array };
 
 export type ToWorker =
+	/** First message: where the crypto wasm is (the main thread's copy, so the browser fetches it once). */
+	| { t: 'init'; wasmUrl: string }
 	| { t: 'newSendKey'; id: number }
 	| { t: 'useSendKey'; generation: number }
 	| { t: 'addRecvKey'; sender: string; generation: number; key: Uint8Array; nowMs: number }

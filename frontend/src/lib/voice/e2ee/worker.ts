@@ -206,6 +206,8 @@ function handle(m: ToWorker) {
 		case 'streams':
 			pipe(m.role, m.kind, m.readable, m.writable);
 			break;
+		case 'init':
+			break;
 	}
 }
 
@@ -214,15 +216,26 @@ scope.onrtctransform = (e) => {
 	pipe(options.role, options.kind, readable, writable);
 };
 
-const ready = init().then(
-	() => post({ t: 'ready' }),
-	(e: unknown) => {
-		post({ t: 'failed', message: String(e) });
-		throw e;
-	}
-);
+let startInit!: (wasmUrl: string) => void;
+const ready = new Promise<void>((resolve, reject) => {
+	startInit = (wasmUrl) =>
+		init({ module_or_path: wasmUrl }).then(
+			() => {
+				post({ t: 'ready' });
+				resolve();
+			},
+			(e: unknown) => {
+				post({ t: 'failed', message: String(e) });
+				reject(e);
+			}
+		);
+});
 
 scope.onmessage = async (e: MessageEvent<ToWorker>) => {
+	if (e.data.t === 'init') {
+		startInit(e.data.wasmUrl);
+		return;
+	}
 	await ready;
 	try {
 		handle(e.data);
@@ -230,3 +243,5 @@ scope.onmessage = async (e: MessageEvent<ToWorker>) => {
 		post({ t: 'failed', message: String(err) });
 	}
 };
+// A failed load is reported to the main thread above; frames waiting on it are dropped.
+ready.catch(() => {});
