@@ -107,6 +107,10 @@ async function decodes(p, mode, shot) {
 		'bob receives frames under the new key'
 	);
 	await eventually(async () => (await inbound(p)).framesDecoded > decodedAtRotation + 10, 'bob decodes after the rotation', 15000);
+	// Another participant announcing alice's key generation with her own key changes nothing.
+	await p.evaluate(() => window.frames.hijack());
+	const decodedAtHijack = (await inbound(p)).framesDecoded;
+	await eventually(async () => (await inbound(p)).framesDecoded > decodedAtHijack + 10, 'bob still decodes alice after mallory’s claim', 15000);
 	const s = await p.evaluate(() => window.frames.stats());
 	assert(s.bob.authFailed === 0, `no frame failed authentication (${JSON.stringify(s)})`);
 	assert(s.alice.encrypted > 20 && s.bob.decrypted > 20, `frames went through the worker (${JSON.stringify(s)})`);

@@ -223,6 +223,20 @@ async function pictureDiffs(ms: number): Promise<number[]> {
 	return diffs;
 }
 
+/** Mallory announces alice's current key generation to bob with a key of her own. */
+async function hijack() {
+	if (!call) throw new Error('no call');
+	const key = crypto.getRandomValues(new Uint8Array(32));
+	const message: FrameKeyMessage = {
+		v: 1,
+		channel_id: 'chan-1',
+		generation: call.alice.sendGeneration as number,
+		key: btoa(String.fromCharCode(...key)).replace(/=+$/, '')
+	};
+	await call.bus.transport('mallory').sendToUsers(['bob'], KEY_TYPE, message);
+	await new Promise((r) => setTimeout(r, 200));
+}
+
 async function stop() {
 	if (!call) return;
 	call.a.close();
@@ -247,6 +261,7 @@ Object.assign(window, {
 		wireCheck,
 		bobSample,
 		rotate,
+		hijack,
 		stop,
 		stats,
 		setBobDecrypt: (on: boolean) => call?.bob.setDecryptionForTest(on),

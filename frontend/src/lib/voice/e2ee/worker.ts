@@ -21,6 +21,8 @@ import {
 const GRACE_MS = 10_000;
 /** Remote senders tracked at once (each holds at most 4 key generations in the crate). */
 const MAX_SENDERS = 64;
+/** Key generations a FrameReceiver keeps (crypto/src/sframe.rs MAX_GENERATIONS). */
+const GENERATIONS_PER_SENDER = 4;
 /** Keys generated but not yet in use (a rotation waiting for its delivery). */
 const MAX_PENDING = 4;
 
@@ -138,6 +140,10 @@ function pipe(role: Role, kind: MediaKind, readable: ReadableStream, writable: W
 }
 
 function addRecvKey(sender: string, generation: number, key: Uint8Array, nowMs: number) {
+	// A generation belongs to the first sender who announced it: another participant cannot take
+	// over someone's KID (frames under it would then be checked against their key).
+	const owner = generationOwner.get(generation);
+	if (owner !== undefined && owner !== sender) return;
 	let rx = receivers.get(sender);
 	if (rx) {
 		receivers.delete(sender);
@@ -150,8 +156,11 @@ function addRecvKey(sender: string, generation: number, key: Uint8Array, nowMs: 
 	}
 	receivers.set(sender, rx);
 	rx.addKey(generation, key, nowMs);
-	// A generation is one sender's: a colliding announcement by another sender replaces it.
+	generationOwner.delete(generation);
 	generationOwner.set(generation, sender);
+	// The crate's receiver keeps this sender's 4 newest generations: route no older ones.
+	const mine = [...generationOwner].filter(([, s]) => s === sender).map(([g]) => g);
+	for (const g of mine.slice(0, Math.max(0, mine.length - GENERATIONS_PER_SENDER))) generationOwner.delete(g);
 }
 
 function dropSender(sender: string) {
