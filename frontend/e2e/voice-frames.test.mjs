@@ -158,6 +158,21 @@ export default [
 		run: ({ page: p, shot }) => noDecode(p, 'script', shot)
 	},
 	{
+		name: 'a lost key message is asked for again and the video decodes',
+		timeoutMs: 45000,
+		run: async ({ page: p }) => {
+			await open(p);
+			await p.evaluate(() => window.frames.start('script', true, true));
+			await eventually(async () => (await inbound(p)).framesDecoded > 5, 'bob decodes after asking alice for her key again', 25000);
+			const log = await p.evaluate(() => window.frames.sentLog());
+			assert(log.includes('call_frame_key_request:bob->alice'), `bob asked alice (${log.join(', ')})`);
+			assert(log.includes('call_frame_key:alice->bob'), `alice sent her key again (${log.join(', ')})`);
+			const s = await p.evaluate(() => window.frames.stats());
+			assert(s.bob.unknownKey > 0, `frames under the unknown key were dropped first (${JSON.stringify(s.bob)})`);
+			await p.evaluate(() => window.frames.stop());
+		}
+	},
+	{
 		name: 'createEncodedStreams fallback: encrypted frames decode, decryption off decodes nothing',
 		timeoutMs: 90000,
 		run: async ({ page: p, shot, context }) => {

@@ -20,11 +20,14 @@ type Handler = (from: DeviceRef, content: unknown) => void;
 class Bus {
 	handlers = new Map<string, Map<string, Set<Handler>>>();
 	sent: { from: string; to: string; type: string; content: unknown }[] = [];
+	/** "to/type" of messages to lose once (a key message that never arrives). */
+	lose = new Set<string>();
 	transport(userId: string): KeyTransport {
 		return {
 			sendToUsers: async (userIds, type, content) => {
 				const json = JSON.stringify(content);
 				for (const to of userIds) {
+					if (this.lose.delete(`${to}/${type}`)) continue;
 					this.sent.push({ from: userId, to, type, content: JSON.parse(json) });
 					setTimeout(() => {
 						for (const h of this.handlers.get(to)?.get(type) ?? []) h({ userId, deviceId: `dev-${userId}` }, JSON.parse(json));
@@ -54,8 +57,9 @@ type Call = {
 
 let call: Call | null = null;
 
-async function start(mode: Mode, decryptOnBob: boolean): Promise<void> {
+async function start(mode: Mode, decryptOnBob: boolean, loseFirstKeyToBob = false): Promise<void> {
 	const bus = new Bus();
+	if (loseFirstKeyToBob) bus.lose.add(`bob/${KEY_TYPE}`);
 	const channelId = 'chan-1';
 	const alice = await createFrameCryptoWith({ channelId, selfUserId: 'alice', mode }, bus.transport('alice'));
 	const bob = await createFrameCryptoWith({ channelId, selfUserId: 'bob', mode }, bus.transport('bob'));
@@ -173,6 +177,11 @@ async function rotate() {
 	return { before, after: call.alice.sendGeneration, keysToCarol };
 }
 
+/** The to-device messages sent so far (type, from, to). */
+function sentLog() {
+	return call?.bus.sent.map((m) => `${m.type}:${m.from}->${m.to}`) ?? [];
+}
+
 const W = 32;
 const H = 24;
 const canvas = document.createElement('canvas');
@@ -262,6 +271,7 @@ Object.assign(window, {
 		bobSample,
 		rotate,
 		hijack,
+		sentLog,
 		stop,
 		stats,
 		setBobDecrypt: (on: boolean) => call?.bob.setDecryptionForTest(on),
