@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { afterPrepend, shiftDown, shiftUp, windowRange } from '../src/lib/chat/window';
+import { afterPrepend, indexById, shiftDown, shiftUp, windowRange } from '../src/lib/chat/window';
 
 describe('rendered history window', () => {
 	it('follows the newest messages and never renders more than the window', () => {
@@ -33,5 +33,17 @@ describe('rendered history window', () => {
 		expect(afterPrepend(250, 50)).toBe(200);
 		expect(windowRange(250, 200)).toEqual({ start: 0, end: 200 });
 		expect(afterPrepend(250, 0)).toBeNull();
+	});
+
+	it('finds a message by id with a binary search, skipping pending sends at the end', () => {
+		const items = Array.from({ length: 10000 }, (_, i) => ({ id: String(400000000000000000n + BigInt(i * 7)) }));
+		const all = [...items, { id: 'pending-1', pending: true }, { id: 'pending-2', failed: 'offline' }];
+		expect(indexById(all, items[0].id)).toBe(0);
+		expect(indexById(all, items[4321].id)).toBe(4321);
+		expect(indexById(all, items[9999].id)).toBe(9999);
+		expect(indexById(all, '400000000000000001')).toBe(-1);
+		expect(indexById(all, '99')).toBe(-1);
+		expect(indexById(all, 'pending-1')).toBe(-1);
+		expect(indexById([], '1')).toBe(-1);
 	});
 });

@@ -53,8 +53,8 @@ export async function loadOlder(channelId: string): Promise<number> {
 	try {
 		const page = await api.messages(channelId, { before: oldest.id, limit: PAGE });
 		const cur = historyOf(channelId);
-		const known = new Set(cur.items.map((m) => m.id));
-		const older = page.filter((m) => !known.has(m.id)).sort((a, b) => compareIds(a.id, b.id));
+		// Only what is older than the cursor (no need to look through everything already loaded).
+		const older = page.filter((m) => compareIds(m.id, oldest.id) < 0).sort((a, b) => compareIds(a.id, b.id));
 		cur.items = [...older, ...cur.items];
 		cur.hasMore = page.length >= PAGE;
 		return older.length;
@@ -221,7 +221,9 @@ const acked = new Map<string, string>();
 export async function markRead(channelId: string): Promise<void> {
 	delete chat.unread[channelId];
 	const items = chat.history[channelId]?.items ?? [];
-	const newest = [...items].reverse().find((m) => !m.pending && m.failed === undefined);
+	// From the end (10,000 loaded messages must not be copied or all read for this).
+	let newest: ChatMessage | undefined;
+	for (let i = items.length - 1; i >= 0 && !newest; i--) if (!items[i].pending && items[i].failed === undefined) newest = items[i];
 	const key = `${chat.meId}:${channelId}`;
 	if (!newest || acked.get(key) === newest.id) return;
 	acked.set(key, newest.id);

@@ -34,3 +34,22 @@ export function afterPrepend(len: number, added: number, size: number = WINDOW):
 	if (added <= 0) return null;
 	return len <= size ? null : Math.min(len, size);
 }
+
+/**
+ * The index of message `id` in a loaded history (sorted by id, with pending or failed sends at the
+ * end), or -1: a binary search, so looking up a replied-to message stays cheap with 10,000 loaded.
+ */
+export function indexById(items: readonly { id: string; pending?: boolean; failed?: unknown }[], id: string): number {
+	let hi = items.length;
+	while (hi > 0 && (items[hi - 1].pending || items[hi - 1].failed !== undefined)) hi--;
+	let lo = 0;
+	while (lo < hi) {
+		const mid = (lo + hi) >> 1;
+		const m = items[mid].id;
+		const c = m.length !== id.length ? m.length - id.length : m < id ? -1 : m > id ? 1 : 0;
+		if (c === 0) return mid;
+		if (c < 0) lo = mid + 1;
+		else hi = mid;
+	}
+	return -1;
+}
