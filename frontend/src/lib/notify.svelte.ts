@@ -1,6 +1,6 @@
 /**
- * Desktop notifications for mentions of me, when the message is not on screen (another channel,
- * or the tab is hidden). Off until the user turns them on in settings (which asks the browser's
+ * Desktop notifications for mentions of me and for direct messages, when the message is not on
+ * screen (another channel, or the tab is hidden or its window unfocused). Off until the user turns them on in settings (which asks the browser's
  * permission); the choice is remembered locally — it is not a secret.
  */
 import type { Message } from '$lib/api';
@@ -48,11 +48,30 @@ export function mentions(m: Pick<Message, 'author_id' | 'mentions' | 'mention_ev
 	return !!meId && m.author_id !== meId && (m.mention_everyone === true || (m.mentions?.includes(meId) ?? false));
 }
 
-/** Shows a notification for a new message that mentions me and is not on screen. */
-export function notifyMention(m: Message, ctx: { meId: string | null; viewing: string | null; title: string; body: string; href: string }): boolean {
+/**
+ * Whether a new message deserves a desktop notification: a mention of me in a server, or any
+ * message in a DM (no server), by someone else, and not on screen — the channel is not open, or
+ * the tab is hidden, or its window is not focused (`away`).
+ */
+export function shouldNotify(
+	m: Pick<Message, 'author_id' | 'mentions' | 'mention_everyone' | 'channel_id' | 'server_id'>,
+	ctx: { meId: string | null; viewing: string | null; away: boolean }
+): boolean {
+	if (!ctx.meId || !m.author_id || m.author_id === ctx.meId) return false;
+	const dm = !m.server_id;
+	if (!dm && !mentions(m, ctx.meId)) return false;
+	return ctx.away || ctx.viewing !== m.channel_id;
+}
+
+/** The tab is out of sight: hidden, or its window does not have the focus. */
+function away(): boolean {
+	return document.hidden || !document.hasFocus();
+}
+
+/** Shows a notification for a new message that mentions me (or is a DM) and is not on screen. */
+export function notifyMessage(m: Message, ctx: { meId: string | null; viewing: string | null; title: string; body: string; href: string }): boolean {
 	if (!notifications.enabled || !supported() || Notification.permission !== 'granted') return false;
-	if (!mentions(m, ctx.meId)) return false;
-	if (!document.hidden && ctx.viewing === m.channel_id) return false;
+	if (!shouldNotify(m, { meId: ctx.meId, viewing: ctx.viewing, away: away() })) return false;
 	const n = new Notification(ctx.title, { body: ctx.body.slice(0, 300), tag: m.id });
 	n.onclick = () => {
 		window.focus();

@@ -5,7 +5,7 @@
 import { api } from '$lib/api';
 import { applyDispatch, applyReady, chat, nameOf, resetChat } from '$lib/chat/state.svelte';
 import { segments } from '$lib/chat/mentions';
-import { notifyMention } from '$lib/notify.svelte';
+import { notifyMessage } from '$lib/notify.svelte';
 import type { Message } from '$lib/api';
 import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
@@ -67,22 +67,28 @@ export function gatewaySend(op: string, fields: Record<string, unknown> = {}): b
 	return client?.send(op, fields) ?? false;
 }
 
-/** A desktop notification for a new message that mentions me (when enabled and not on screen). */
+/** A desktop notification for a new message that mentions me or is a DM (when enabled and not on screen). */
 function notifyFor(m: Message | undefined): void {
-	if (!m || typeof m.channel_id !== 'string' || typeof m.content !== 'string') return;
-	const server = chat.servers.find((s) => s.id === m.server_id);
+	if (!m || typeof m.channel_id !== 'string') return;
+	const server = m.server_id ? chat.servers.find((s) => s.id === m.server_id) : undefined;
+	if (m.server_id && !server) return;
 	const channel = server?.channels.find((c) => c.id === m.channel_id);
-	const body = segments(
-		m.content,
-		(id) => nameOf(chat, id, server?.id),
-		(id) => server?.roles.find((r) => r.id === id)?.name ?? null
-	)
-		.map((p) => p.text)
-		.join('');
-	notifyMention(m, {
+	// A DM's text is end-to-end encrypted: the event carries no plaintext to show.
+	const body =
+		typeof m.content === 'string'
+			? segments(
+					m.content,
+					(id) => nameOf(chat, id, server?.id),
+					(id) => server?.roles.find((r) => r.id === id)?.name ?? null
+				)
+					.map((p) => p.text)
+					.join('')
+			: 'New encrypted message';
+	const author = nameOf(chat, m.author_id, server?.id);
+	notifyMessage(m, {
 		meId: chat.meId,
 		viewing: chat.viewing,
-		title: `${nameOf(chat, m.author_id, server?.id)}${channel ? ` in #${channel.name}` : ''}`,
+		title: server ? `${author}${channel ? ` in #${channel.name}` : ''}` : `${author} (direct message)`,
 		body,
 		href: server ? `/servers/${server.id}/${m.channel_id}` : '/'
 	});
