@@ -78,7 +78,7 @@ describe('chat model', () => {
 
 	it('lists a new thread under its parent channel, not among the channels', () => {
 		const s = readyState();
-		const thread = { id: '500', parent_id: GEN, server_id: SRV, starter_message_id: '400', name: 'side', archived: false, auto_archive_secs: 86400, last_activity_at: '', created_at: '' };
+		const thread = { id: '500', kind: 'thread', parent_id: GEN, server_id: SRV, starter_message_id: '400', name: 'side', archived: false, auto_archive_secs: 86400, last_activity_at: '', created_at: '' };
 		applyDispatch(s, 'channel_create', { channel: thread });
 		expect(s.servers[0].channels.map((c) => c.id)).toEqual([GEN]);
 		expect(s.threads[GEN]?.map((t) => t.name)).toEqual(['side']);
@@ -122,12 +122,19 @@ describe('chat model', () => {
 		expect(s.history[GEN]?.items.map((m) => m.id)).toEqual(['400000000000000004', 'pending-x']);
 	});
 
-	it('keeps my reaction flags when an update rendered for someone else arrives', () => {
+	it('keeps my reaction flags when a reader-neutral update (reactions without `me`) arrives', () => {
 		const s = readyState();
-		applyDispatch(s, 'message_create', { message: message('400000000000000001', { reactions: [{ emoji: '👍', count: 1, me: true }] }) });
-		applyDispatch(s, 'message_update', { message: message('400000000000000001', { content: 'edited', pinned: true, reactions: [{ emoji: '👍', count: 1, me: false }] }) });
+		applyDispatch(s, 'message_create', { message: message('400000000000000001') });
+		applyDispatch(s, 'reaction_add', { channel_id: GEN, message_id: '400000000000000001', user_id: ME, emoji: '👍' });
+		applyDispatch(s, 'message_update', { message: message('400000000000000001', { content: 'edited', pinned: true, reactions: [{ emoji: '👍', count: 1 }] as Message['reactions'] }) });
 		const m = s.history[GEN]?.items[0];
-		expect([m?.content, m?.pinned, m?.reactions?.[0].me]).toEqual(['edited', true, true]);
+		expect([m?.content, m?.pinned, m?.reactions]).toEqual(['edited', true, [{ emoji: '👍', count: 1, me: true }]]);
+	});
+
+	it('reads reactions of a message event without `me` as not mine', () => {
+		const s = readyState();
+		applyDispatch(s, 'message_create', { message: message('400000000000000002', { reactions: [{ emoji: '🎉', count: 2 }] as Message['reactions'] }) });
+		expect(s.history[GEN]?.items[0].reactions).toEqual([{ emoji: '🎉', count: 2, me: false }]);
 	});
 
 	it('applies my reaction at once and ignores its echo, while another tab of mine still counts it', async () => {
@@ -396,5 +403,22 @@ describe('mention notifications', () => {
 		expect(mentions({ author_id: ME, mentions: [ME] }, ME)).toBe(false);
 		expect(mentions({ author_id: BOB, mentions: ['7'] }, ME)).toBe(false);
 		expect(mentions({ author_id: BOB, mentions: [ME] }, null)).toBe(false);
+	});
+
+	it('notify for mentions and DMs that are not on screen', async () => {
+		const { shouldNotify } = await import('../src/lib/notify.svelte');
+		const mention = { author_id: BOB, mentions: [ME], channel_id: GEN, server_id: SRV };
+		const plain = { ...mention, mentions: [] };
+		const dm = { author_id: BOB, mentions: [], channel_id: '900', server_id: null };
+		const at = (viewing: string | null, away: boolean) => ({ meId: ME, viewing, away });
+		expect(shouldNotify(mention, at('other', false))).toBe(true);
+		expect(shouldNotify(mention, at(GEN, false))).toBe(false);
+		expect(shouldNotify(mention, at(GEN, true))).toBe(true);
+		expect(shouldNotify(plain, at('other', true))).toBe(false);
+		expect(shouldNotify(dm, at(null, false))).toBe(true);
+		expect(shouldNotify(dm, at('900', false))).toBe(false);
+		expect(shouldNotify(dm, at('900', true))).toBe(true);
+		expect(shouldNotify({ ...dm, author_id: ME }, at(null, true))).toBe(false);
+		expect(shouldNotify(dm, { meId: null, viewing: null, away: true })).toBe(false);
 	});
 });

@@ -111,9 +111,9 @@ pub enum Event {
         /// The server.
         server_id: Id,
     },
-    /// A channel was created.
+    /// A channel was created (or a thread started: its object has `kind: "thread"`).
     ChannelCreate {
-        /// The channel object as the api renders it.
+        /// The channel object as the api renders it (a thread object for threads).
         channel: Value,
     },
     /// A channel changed (name, topic, position, overwrites…).
@@ -179,12 +179,14 @@ pub enum Event {
     // ---- messages ----
     /// A message was created.
     MessageCreate {
-        /// The message object as the api renders it (ciphertext envelope in encrypted places).
+        /// The message object as the api renders it (ciphertext envelope in encrypted places),
+        /// reader-neutral: its reactions carry no `me`.
         message: Value,
     },
-    /// A message was edited.
+    /// A message was edited or (un)pinned.
     MessageUpdate {
-        /// The message object as the api renders it.
+        /// The message object as the api renders it, reader-neutral: its reactions carry
+        /// `emoji` and `count` but no `me` (the event goes to every reader).
         message: Value,
     },
     /// A message was deleted.

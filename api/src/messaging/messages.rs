@@ -528,8 +528,11 @@ async fn original(state: &AppState, author: Id, place: &Place, nonce: &str) -> A
         .map_err(|_| reused())
 }
 
-/// Publishes `event` to the place's audience.
-pub async fn publish(state: &AppState, place: &Place, event: Event) -> ApiResult<()> {
+/// Publishes `event` to the place's audience (message objects made reader-neutral first).
+pub async fn publish(state: &AppState, place: &Place, mut event: Event) -> ApiResult<()> {
+    if let Event::MessageCreate { message } | Event::MessageUpdate { message } = &mut event {
+        super::reader_neutral(message);
+    }
     let audience = place.audience(&state.db).await?;
     state.publish(BusEvent::new(audience, event)).await;
     Ok(())

@@ -274,6 +274,22 @@ pub async fn render_all(
         .collect())
 }
 
+/// Makes a rendered message reader-neutral for events: drops `me` from its reactions. The API
+/// renders `me` for the caller, but an event goes to every reader of the place, so it must not
+/// carry the actor's point of view; clients keep their own `me` from reaction events.
+pub fn reader_neutral(message: &mut serde_json::Value) {
+    if let Some(list) = message
+        .get_mut("reactions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for r in list {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("me");
+            }
+        }
+    }
+}
+
 /// A plaintext body: 1–4000 characters, not blank, no control characters but newlines/tabs.
 pub fn content(s: &str) -> ApiResult<String> {
     if s.trim().is_empty() || s.chars().count() > MAX_CONTENT_CHARS {

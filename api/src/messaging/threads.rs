@@ -22,6 +22,10 @@ use crate::state::AppState;
 pub struct Thread {
     /// Thread id (used with `/channels/{id}/messages`).
     pub id: Id,
+    /// Always `thread`: a thread is announced as a channel (`channel_create`), and this tells
+    /// it apart from a server channel (`text`, `voice`, `category`).
+    #[schema(example = "thread")]
+    pub kind: &'static str,
     /// The parent text channel.
     pub parent_id: Id,
     /// The server.
@@ -72,6 +76,7 @@ const COLUMNS: &str = "id, parent_id, server_id, starter_message_id, owner_id, n
 fn from_row(r: ThreadRow) -> Thread {
     Thread {
         id: Id(r.0),
+        kind: "thread",
         parent_id: Id(r.1),
         server_id: Id(r.2),
         starter_message_id: Id(r.3),

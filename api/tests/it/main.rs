@@ -13,6 +13,7 @@ mod support;
 mod accounts;
 mod communities;
 mod errors;
+mod events;
 mod keys;
 mod messages;
 mod policy;

@@ -148,6 +148,11 @@ function toServer(v: unknown): ServerState | null {
 	};
 }
 
+/** Reactions from an event (no `me`: events go to every reader) with `me` false until my own reaction events say otherwise. */
+function neutral(list: Message['reactions'] | undefined): Message['reactions'] {
+	return (Array.isArray(list) ? list : []).map((r) => ({ emoji: r.emoji, count: r.count, me: r.me === true }));
+}
+
 function toMessage(v: unknown): Message | null {
 	const m = obj(v);
 	if (!m || !str(m.id) || !str(m.channel_id)) return null;
@@ -260,8 +265,8 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 		case 'channel_create':
 		case 'channel_update': {
 			const raw = obj(d.channel);
-			if (raw && str(raw.starter_message_id) && str(raw.parent_id) && str(raw.id)) {
-				// A thread (the api announces it as a channel): listed under its parent, not in the sidebar.
+			if (raw && (raw.kind === 'thread' || str(raw.starter_message_id)) && str(raw.parent_id) && str(raw.id)) {
+				// A thread (announced as a channel of kind `thread`): listed under its parent, not in the sidebar.
 				const t = raw as unknown as Thread;
 				const list = (s.threads[t.parent_id] ??= []);
 				const i = list.findIndex((x) => x.id === t.id);
@@ -338,12 +343,12 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 				const h = s.history[m.channel_id];
 				const old = h?.items.find((x) => x.id === m.id);
 				if (!old) return; // Not shown: nothing to update.
-				// The update is rendered for whoever changed it (its reactions' `me` is theirs): keep
-				// the reactions this client tracks through reaction events.
-				upsertMessage(s, { ...m, reactions: old.reactions ?? m.reactions });
+				// Message events are reader-neutral (reactions with counts, no `me`): keep the
+				// reactions this client tracks through reaction events, which know my own.
+				upsertMessage(s, { ...m, reactions: old.reactions ?? neutral(m.reactions) });
 				return;
 			}
-			upsertMessage(s, m);
+			upsertMessage(s, { ...m, reactions: neutral(m.reactions) });
 			return;
 		}
 		case 'relationship_update':
