@@ -23,19 +23,35 @@ fn wid(s: &str) -> Id {
 }
 
 /// A server owned by `owner` that `member` joined; returns (server id, its first text channel).
-async fn server_with_member(ts: &TestServer, owner: &TestUser, member: &TestUser) -> (String, String) {
+async fn server_with_member(
+    ts: &TestServer,
+    owner: &TestUser,
+    member: &TestUser,
+) -> (String, String) {
     let (s, srv) = ts
-        .post("/api/v1/servers", Some(&owner.token), json!({"name": "events"}))
+        .post(
+            "/api/v1/servers",
+            Some(&owner.token),
+            json!({"name": "events"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{srv}");
     let server = id_of(&srv);
     let (s, inv) = ts
-        .post(&format!("/api/v1/servers/{server}/invites"), Some(&owner.token), json!({}))
+        .post(
+            &format!("/api/v1/servers/{server}/invites"),
+            Some(&owner.token),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{inv}");
     let code = inv["code"].as_str().unwrap().to_owned();
     let (s, v) = ts
-        .post(&format!("/api/v1/invites/{code}"), Some(&member.token), json!({}))
+        .post(
+            &format!("/api/v1/invites/{code}"),
+            Some(&member.token),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, ch) = ts
@@ -103,7 +119,11 @@ async fn message_update_events_are_reader_neutral() {
     assert_eq!(created["reactions"], json!([]));
     let base = format!("/api/v1/channels/{ch}/messages/{mid}");
     let (s, v) = ts
-        .put(&format!("{base}/reactions/%F0%9F%91%8D/@me"), &owner.token, None)
+        .put(
+            &format!("{base}/reactions/%F0%9F%91%8D/@me"),
+            &owner.token,
+            None,
+        )
         .await;
     assert!(s.is_success(), "{s} {v}");
 
@@ -113,7 +133,10 @@ async fn message_update_events_are_reader_neutral() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // The API answer is rendered for the caller, with `me`.
-    assert_eq!(v["reactions"], json!([{"emoji": "👍", "count": 1, "me": false}]));
+    assert_eq!(
+        v["reactions"],
+        json!([{"emoji": "👍", "count": 1, "me": false}])
+    );
     let ev = next_matching(&mut rx, updated(&mid)).await;
     assert_eq!(ev["content"], "edited");
     assert_eq!(
@@ -123,7 +146,13 @@ async fn message_update_events_are_reader_neutral() {
     );
 
     // The owner (who reacted) pins: the event must not say `me: true` to the author.
-    let (s, v) = ts.put(&format!("/api/v1/channels/{ch}/pins/{mid}"), &owner.token, None).await;
+    let (s, v) = ts
+        .put(
+            &format!("/api/v1/channels/{ch}/pins/{mid}"),
+            &owner.token,
+            None,
+        )
+        .await;
     assert!(s.is_success(), "{s} {v}");
     let ev = next_matching(&mut rx, updated(&mid)).await;
     assert_eq!(ev["pinned"], true);
@@ -196,7 +225,9 @@ async fn a_thread_is_announced_with_kind_thread() {
     .await;
     assert_eq!(plain["kind"], "text");
     // Listing threads says the same.
-    let (s, list) = ts.get(&format!("/api/v1/channels/{ch}/threads"), &owner.token).await;
+    let (s, list) = ts
+        .get(&format!("/api/v1/channels/{ch}/threads"), &owner.token)
+        .await;
     assert_eq!(s, StatusCode::OK, "{list}");
     assert_eq!(list[0]["kind"], "thread", "{list}");
 }
