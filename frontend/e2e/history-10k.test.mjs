@@ -3,7 +3,7 @@
 // channel and scrolls up to the very first message with real mouse-wheel input. Asserts the
 // structure — the DOM stays bounded, every rendered slice is a contiguous, strictly ordered run of
 // the seeded ids, every older page is asked for once with the right cursor, the first message is
-// reached — and records frame timings (requestAnimationFrame deltas and long tasks), printed and
+// reached, and scrolling back down slides the window without new requests — and records frame timings (requestAnimationFrame deltas and long tasks), printed and
 // written to bench/results/web.json. Timings are not asserted: the machine is shared and noisy.
 //
 // Rerun: build the app, start a server (any auth rate limits: the seeding logs in once), then
@@ -248,6 +248,21 @@ export default [
 				writeFileSync(OUT, `${JSON.stringify({ ...previous, history_scroll: result }, null, 2)}\n`);
 				console.log(`        written to ${OUT}`);
 			}
+			// Down again with the wheel: the window slides over what is loaded (no request), still
+			// bounded and contiguous, and moves forward.
+			const requestsAtTop = cursors.length;
+			let bottom = 0;
+			for (let i = 0; i < 20; i++) {
+				await page.mouse.wheel(0, WHEEL);
+				await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+				const now = await rendered();
+				assert(now.ids.length <= MAX_ROWS, `at most ${MAX_ROWS} rendered messages on the way down, found ${now.ids.length}`);
+				const at = now.ids.map((id) => index.get(id));
+				for (let j = 1; j < at.length; j++) assert(at[j] === at[j - 1] + 1, `consecutive on the way down: seeded #${at[j - 1]} then #${at[j]}`);
+				bottom = Math.max(bottom, at.at(-1));
+			}
+			assert(bottom > 250, `scrolling down moved the window forward (last rendered: seeded #${bottom})`);
+			assert(cursors.length === requestsAtTop, 'scrolling back down over loaded history makes no request');
 			// Back to the present in one click, and the newest message is there again.
 			await page.getByRole('button', { name: 'Jump to present' }).click();
 			await eventually(async () => (await page.locator(`[data-message-id="${newest}"]`).count()) === 1, 'back at the newest message');
