@@ -125,12 +125,22 @@ export default [
 			await eventually(navShut, 'the drawer closes once the channel opens');
 			await fits('a channel');
 			await inView(page.getByTestId('composer'), 'the composer');
+			const title = await page.locator('.main-header h1').evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth, text: el.textContent }));
+			assert(title.scroll <= title.client + 1, `the channel name fits in the header: ${JSON.stringify(title)}`);
 			// Chat: a message typed on the phone is sent and shown within the screen width.
 			await send(page, 'hello from a phone');
 			const mine = page.getByTestId('message').filter({ hasText: 'hello from a phone' });
 			await mine.waitFor();
 			await eventually(async () => (await mine.getAttribute('class'))?.includes('pending') === false, 'the message is confirmed');
 			await inView(mine, 'the sent message');
+			// An unbroken long word and a long link wrap instead of widening the page.
+			const long = `${'x'.repeat(180)} https://example.org/${'very-long-path-segment/'.repeat(8)}`;
+			await send(page, long);
+			const wrapped = page.getByTestId('message').filter({ hasText: 'x'.repeat(180) });
+			await wrapped.waitFor();
+			await fits('a long unbroken message');
+			const list = await page.getByTestId('message-list').evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
+			assert(list.scroll <= list.client, `the message list does not scroll sideways: ${JSON.stringify(list)}`);
 			await shot('phone-chat');
 			// Channels: make a second one from the server menu in the drawer, then switch back.
 			await openNav();
