@@ -299,10 +299,12 @@ export default [
 			await context.addInitScript(() => {
 				const Real = window.Notification;
 				window.__notes = [];
+				window.__noteObjects = [];
 				window.Notification = class extends Real {
 					constructor(title, options) {
 						super(title, options);
 						window.__notes.push({ title, body: options?.body ?? '' });
+						window.__noteObjects.push(this);
 					}
 				};
 			});
@@ -341,6 +343,17 @@ export default [
 				assert(sent.status === 201, `DM sent: ${sent.status} ${JSON.stringify(sent.body)}`);
 				const afterDm = await eventually(async () => ((await notes()).length === 1 ? await notes() : null), 'a notification for the DM');
 				assert(afterDm[0].title === `${bob.username} (direct message)` && afterDm[0].body === 'New encrypted message', `DM notification: ${JSON.stringify(afterDm)}`);
+				// Clicking it navigates inside the app (no reload); Back returns to the channel.
+				const channelUrl = page.url();
+				await page.evaluate(() => {
+					window.__sameDocument = true;
+					window.__noteObjects[0].onclick();
+				});
+				await page.waitForURL((u) => u.pathname === '/');
+				assert(await page.evaluate(() => window.__sameDocument === true), 'the click navigated without reloading the app');
+				await page.goBack();
+				await page.waitForURL(channelUrl);
+				await page.getByRole('textbox', { name: 'Message #general' }).waitFor();
 
 				// Alice's window loses the focus to another tab (Playwright's focus emulation is turned off
 				// for her page so that the browser's real focus counts): a mention in the very channel she

@@ -69,13 +69,19 @@ function away(): boolean {
 }
 
 /** Shows a notification for a new message that mentions me (or is a DM) and is not on screen. */
-export function notifyMessage(m: Message, ctx: { meId: string | null; viewing: string | null; title: string; body: string; href: string }): boolean {
+export function notifyMessage(
+	m: Message,
+	ctx: { meId: string | null; viewing: string | null; title: string; body: string; href: string; open?: (href: string) => void }
+): boolean {
 	if (!notifications.enabled || !supported() || Notification.permission !== 'granted') return false;
 	if (!shouldNotify(m, { meId: ctx.meId, viewing: ctx.viewing, away: away() })) return false;
 	const n = new Notification(ctx.title, { body: ctx.body.slice(0, 300), tag: m.id });
+	// A click brings the tab forward and opens the channel (in-app navigation when given: no reload).
 	n.onclick = () => {
 		window.focus();
-		window.location.assign(ctx.href);
+		n.close();
+		if (ctx.open) ctx.open(ctx.href);
+		else window.location.assign(ctx.href);
 	};
 	return true;
 }

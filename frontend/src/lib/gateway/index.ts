@@ -2,6 +2,7 @@
  * The app's gateway connection: started when the user is signed in, stopped on logout. Events go
  * into the chat model (`$lib/chat/state.svelte`); the connection state drives the reconnecting banner.
  */
+import { goto } from '$app/navigation';
 import { api } from '$lib/api';
 import { applyDispatch, applyReady, chat, nameOf, resetChat } from '$lib/chat/state.svelte';
 import { segments } from '$lib/chat/mentions';
@@ -90,6 +91,7 @@ function notifyFor(m: Message | undefined): void {
 		viewing: chat.viewing,
 		title: server ? `${author}${channel ? ` in #${channel.name}` : ''}` : `${author} (direct message)`,
 		body,
-		href: server ? `/servers/${server.id}/${m.channel_id}` : '/'
+		href: server ? `/servers/${server.id}/${m.channel_id}` : '/',
+		open: (href) => void goto(href)
 	});
 }
