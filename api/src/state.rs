@@ -38,6 +38,9 @@ pub struct AppState {
     pub bus: Arc<dyn EventBus>,
     /// Verified tokens and recently live sessions.
     pub auth_cache: Arc<crate::auth_cache::AuthCache>,
+    /// Resolved places and permissions of the hot messaging routes (invalidated by
+    /// [`AppState::publish`]).
+    pub places: Arc<crate::messaging::place_cache::PlaceCache>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             bus: Arc::new(InProcessBus::new()),
             auth_cache: Arc::default(),
+            places: Arc::default(),
         })
     }
 
@@ -79,7 +83,9 @@ impl AppState {
 
     /// Publishes an event after a change was committed. A bus failure does not undo the
     /// change: it is logged, and clients catch up by refetching on reconnect.
+    /// Events that can change permissions first invalidate this node's place cache.
     pub async fn publish(&self, event: BusEvent) {
+        self.places.observe(&event.event);
         if let Err(e) = self.bus.publish(&event).await {
             tracing::warn!(error = %e, "publishing an event on the bus failed");
         }

@@ -11,6 +11,8 @@ use crate::state::AppState;
 /// Publishes `event` for `audience` (nothing when the audience is empty).
 pub async fn publish(state: &AppState, audience: Vec<Audience>, event: Event) {
     if audience.is_empty() {
+        // Nobody to tell, but the change happened: permission caches must still hear of it.
+        state.places.observe(&event);
         return;
     }
     state.publish(BusEvent::new(audience, event)).await;

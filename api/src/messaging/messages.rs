@@ -422,9 +422,29 @@ async fn create_tx(
     Ok(Some((msg, true)))
 }
 
+/// Waits until everything committed so far (by any session) is flushed to the WAL: a tiny
+/// transactional WAL record committed with the session's `synchronous_commit` (on by
+/// default). A commit flushes the WAL up to its own record, so every earlier commit —
+/// notably an insert committed with `synchronous_commit = off` — is durable when it returns
+/// (and, with synchronous replication, replicated).
+pub async fn durable(db: &PgPool) -> ApiResult<()> {
+    sqlx::query("SELECT pg_logical_emit_message(true, 'copains', '')")
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// The common case (no slow mode to check, no attachments to claim) as one statement in its
 /// own transaction: head upsert (the ordering lock), nonce claim, insert and thread activity.
-/// Same guarantees as the multi-statement path, one round trip.
+/// Same guarantees as the multi-statement path.
+///
+/// The transaction commits with `synchronous_commit = off`: the head row lock that orders the
+/// place's inserts is released once the commit is visible, without waiting for the disk
+/// (waiting for the flush under the lock caps one place at one insert per disk flush). Then
+/// [`durable`] waits for the flush outside the lock, where concurrent sends share one flush;
+/// only after it is the message answered (201) or published. In between, a reader of the
+/// place can see the message a few milliseconds before it is durable; a crash in that window
+/// loses it as if never sent (the sender got no answer and retries with its nonce).
 async fn create_fast(
     state: &AppState,
     author: Id,
@@ -436,8 +456,10 @@ async fn create_fast(
 ) -> ApiResult<Option<(Message, bool)>> {
     let env = b.envelope.as_ref();
     let row: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(&format!(
-        "WITH h AS (
-            INSERT INTO channel_heads (channel_id, last_message_id) VALUES ($2, $1)
+        "WITH a AS MATERIALIZED (
+            SELECT set_config('synchronous_commit', 'off', true) AS v
+         ), h AS (
+            INSERT INTO channel_heads (channel_id, last_message_id) SELECT $2, $1 FROM a
             ON CONFLICT (channel_id) DO UPDATE
                SET last_message_id = GREATEST(channel_heads.last_message_id + 1, EXCLUDED.last_message_id)
             RETURNING last_message_id AS id
@@ -491,6 +513,9 @@ async fn create_fast(
             .await
             .map(|m| Some((m, false)));
     };
+    // Committed without waiting for the WAL flush (the ordering lock is released at once);
+    // wait for it now, outside the lock, before anyone is told.
+    durable(&state.db).await?;
     let msg = r.render(Vec::new(), Vec::new());
     publish(
         state,
@@ -506,6 +531,9 @@ async fn create_fast(
 /// The message a fresh nonce claim names (409 `nonce_reused` when it was used in another
 /// place or its message is gone).
 async fn original(state: &AppState, author: Id, place: &Place, nonce: &str) -> ApiResult<Message> {
+    // The original may have been committed a moment ago without waiting for the disk: it is
+    // answered only once durable, like the first answer.
+    durable(&state.db).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT message_id, channel_id FROM message_nonces WHERE author_id = $1 AND nonce = $2",
     )

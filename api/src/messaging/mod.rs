@@ -15,6 +15,7 @@ pub mod dms;
 pub mod mentions;
 pub mod messages;
 pub mod place;
+pub mod place_cache;
 pub mod reactions;
 pub mod reads;
 pub mod search;

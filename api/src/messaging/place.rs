@@ -12,6 +12,8 @@ use sqlx::PgPool;
 
 use crate::communities::permissions::{self, Permissions};
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use std::sync::Arc;
 
 /// What kind of place a channel id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +216,24 @@ impl Place {
             archived: r.archived,
             is_text: r.kind.as_deref() == Some("text"),
         }))
+    }
+
+    /// Like [`Place::require`], served from this node's [`PlaceCache`] when fresh (see
+    /// `messaging::place_cache` for when entries are invalidated).
+    ///
+    /// [`PlaceCache`]: super::place_cache::PlaceCache
+    pub async fn require_cached(
+        state: &AppState,
+        user: Id,
+        channel_id: Id,
+    ) -> ApiResult<Arc<Place>> {
+        if let Some(p) = state.places.get(user, channel_id) {
+            return Ok(p);
+        }
+        let epoch = state.places.epoch();
+        let place = Arc::new(Self::require(&state.db, user, channel_id).await?);
+        state.places.put(user, channel_id, place.clone(), epoch);
+        Ok(place)
     }
 
     /// Like [`Place::resolve`], but 404 when invisible.

@@ -41,7 +41,7 @@ pub async fn create_message(
     Path(channel_id): Path<Id>,
     Json(req): Json<NewMessage>,
 ) -> ApiResult<(StatusCode, axum::Json<Message>)> {
-    let place = Place::require(&state.db, auth.user_id, channel_id).await?;
+    let place = Place::require_cached(&state, auth.user_id, channel_id).await?;
     let (msg, created) = messages::create(&state, auth.user_id, &place, req).await?;
     let status = if created {
         StatusCode::CREATED
@@ -62,7 +62,7 @@ pub async fn list_messages(
     Path(channel_id): Path<Id>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<axum::Json<Vec<Message>>> {
-    let place = Place::require(&state.db, auth.user_id, channel_id).await?;
+    let place = Place::require_cached(&state, auth.user_id, channel_id).await?;
     Ok(axum::Json(
         messages::history(&state.db, auth.user_id, &place, q).await?,
     ))

@@ -1850,3 +1850,111 @@ async fn messages_garbage_input_is_a_4xx_never_a_5xx() {
         assert!(s.is_client_error(), "{body} → {s} {v}");
     }
 }
+
+/// The send and history routes serve the caller's place and permissions from a per-node
+/// cache: every revocation made through the api must still take effect on the very next
+/// request, and a change made behind the api's back (another node, a manual edit) within
+/// `PLACE_TTL`.
+#[tokio::test]
+async fn messages_permission_cache_never_outlives_a_revocation() {
+    let ts = TestServer::start().await;
+    let w = world(&ts, "pcache").await;
+    let m = &w.member;
+    let history = format!("/api/v1/channels/{}/messages", w.text);
+    // Warm the cache: the member may send and read.
+    for _ in 0..3 {
+        say(&ts, m, &w.text, "hello").await;
+        assert_eq!(ts.get(&history, &m.token).await.0, StatusCode::OK);
+    }
+    // Overwrite denying SEND_MESSAGES: the next send is refused, reading still works.
+    overwrite(&ts, &w.owner, &w.text, &m.id, "member", P::SEND_MESSAGES).await;
+    let (s, e) = send(&ts, m, &w.text, json!({"content": "x"})).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_permission"))
+    );
+    assert_eq!(ts.get(&history, &m.token).await.0, StatusCode::OK);
+    // Denying VIEW_CHANNEL: the channel is gone for them at once.
+    overwrite(
+        &ts,
+        &w.owner,
+        &w.text,
+        &m.id,
+        "member",
+        P(P::VIEW_CHANNEL.0 | P::SEND_MESSAGES.0),
+    )
+    .await;
+    assert_eq!(ts.get(&history, &m.token).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&ts, m, &w.text, json!({"content": "x"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Lifting the overwrite gives the rights back at once.
+    let (s, v) = ts
+        .delete(
+            &format!("/api/v1/channels/{}/overwrites/{}", w.text, m.id),
+            &w.owner.token,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    say(&ts, m, &w.text, "back").await;
+    // A role losing SEND_MESSAGES (@everyone's permissions) applies at once.
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{}/roles/{}", w.server, w.server),
+            &w.owner.token,
+            json!({"permissions": P::VIEW_CHANNEL.0 | P::READ_HISTORY.0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        send(&ts, m, &w.text, json!({"content": "x"})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(ts.get(&history, &m.token).await.0, StatusCode::OK);
+    // Kicked: 404 on the next request.
+    let (s, v) = ts
+        .delete(
+            &format!("/api/v1/servers/{}/members/{}", w.server, m.id),
+            &w.owner.token,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    assert_eq!(ts.get(&history, &m.token).await.0, StatusCode::NOT_FOUND);
+
+    // A change the api did not publish (as made by another node): within PLACE_TTL.
+    say(&ts, &w.owner, &w.text, "warm").await;
+    assert_eq!(ts.get(&history, &w.owner.token).await.0, StatusCode::OK);
+    let other = channel(
+        &ts,
+        &w.owner,
+        &w.server,
+        json!({"name": "o", "kind": "text"}),
+    )
+    .await;
+    let stranger = ts.register("pcachestranger").await;
+    join_server(&ts, &w.owner, &w.server, &stranger).await;
+    let other_history = format!("/api/v1/channels/{other}/messages");
+    assert_eq!(
+        ts.get(&other_history, &stranger.token).await.0,
+        StatusCode::OK
+    );
+    sqlx::query(
+        "INSERT INTO overwrites (channel_id, target_id, target_kind, allow, deny)
+         VALUES ($1, $2, 'member', 0, $3)",
+    )
+    .bind(other.parse::<i64>().unwrap())
+    .bind(stranger.id.parse::<i64>().unwrap())
+    .bind(P::VIEW_CHANNEL.0 as i64)
+    .execute(&ts.state.db)
+    .await
+    .unwrap();
+    tokio::time::sleep(
+        copains_api::messaging::place_cache::PLACE_TTL + std::time::Duration::from_millis(100),
+    )
+    .await;
+    assert_eq!(
+        ts.get(&other_history, &stranger.token).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
