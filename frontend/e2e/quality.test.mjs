@@ -183,7 +183,7 @@ export default [
 		}
 	},
 	{
-		name: 'keyboard only: tab order reaches rail, dialogs, channels and composer with a visible focus; Esc closes dialogs; channel switch by keyboard',
+		name: 'keyboard only: tab order reaches rail, dialogs, channels and composer with a visible focus; Esc closes dialogs; channel switch by keyboard (Tab+Enter, Ctrl+K, Alt+arrows)',
 		timeoutMs: 60000,
 		async run({ page, shot }) {
 			const user = newUser();
@@ -251,6 +251,15 @@ export default [
 			await page.keyboard.press('Enter');
 			await page.getByRole('textbox', { name: 'Message #second' }).waitFor();
 			await page.getByTestId('message').filter({ hasText: 'typed without a mouse' }).waitFor();
+			// Alt+↑ / Alt+↓ step through the text channels in sidebar order (and stop at the ends).
+			await page.keyboard.press('Alt+ArrowUp');
+			await page.waitForURL(general);
+			await page.getByRole('textbox', { name: 'Message #general' }).waitFor();
+			await page.keyboard.press('Alt+ArrowUp');
+			await page.waitForTimeout(300);
+			assert(page.url() === general, 'Alt+↑ on the first channel stays there');
+			await page.keyboard.press('Alt+ArrowDown');
+			await page.getByRole('textbox', { name: 'Message #second' }).waitFor();
 		}
 	},
 	{
