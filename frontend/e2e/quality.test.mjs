@@ -278,10 +278,17 @@ export default [
 			assert((await theme()) === 'dark', 'dark chosen');
 			const darkBg = await mainBg();
 			assert(darkBg !== lightBg, `the dark theme changes the background (${darkBg})`);
-			// Reloaded: still dark, although the system says light.
+			// Reloaded: still dark, although the system says light — already when the document is parsed,
+			// before the app's code runs (no light flash).
+			await page.addInitScript(() => {
+				document.addEventListener('readystatechange', () => {
+					if (document.readyState === 'interactive') window.__themeAtParse = document.documentElement.dataset.theme ?? 'system';
+				});
+			});
 			await page.reload();
 			await page.getByRole('button', { name: /^Theme: dark/ }).waitFor();
 			assert((await theme()) === 'dark' && (await mainBg()) === darkBg, 'dark after a reload');
+			assert((await page.evaluate(() => window.__themeAtParse)) === 'dark', 'dark from the first paint (set before the app starts)');
 			await shot('dark-after-reload');
 			// Signed out: the login page keeps it too.
 			await page.getByRole('button', { name: 'Log out' }).first().click();
