@@ -474,9 +474,9 @@ export default [
 			await page.getByLabel('Channel or server name').fill('vau');
 			await page.getByLabel('Channel or server name').press('Enter');
 			await page.getByTestId('e2ee-notice').waitFor();
-			// A voice channel says plainly that calls are not in this web app yet.
+			// A voice channel offers to join (calls themselves: e2e/voice.test.mjs).
 			await page.getByTestId('channel-list').getByText('Hangout').click();
-			await page.getByTestId('voice-notice').waitFor();
+			await page.getByTestId('voice-join').getByRole('button', { name: 'Join voice' }).waitFor();
 			await page.getByTestId('channel-list').getByText('vault').click();
 			await page.getByTestId('e2ee-notice').waitFor();
 			// Channel settings: rename and give a topic (the header shows it), then delete.

@@ -10,6 +10,7 @@ import { notifyMessage } from '$lib/notify.svelte';
 import type { Message } from '$lib/api';
 import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
+import { bindVoiceGateway, resetVoice, voiceDispatch, voiceReady } from '$lib/voice/lobby.svelte';
 
 export { GatewayClient, backoffDelay, gatewayUrl } from './client';
 export type { GatewayOptions, GatewayState, GatewayStatus, SocketLike, Timers } from './client';
@@ -25,8 +26,9 @@ export function startGateway(onAuthLost: () => void): void {
 		url: gatewayUrl(window.location),
 		getToken: () => api.gatewayToken(),
 		refreshToken: () => api.refreshForGateway(),
-		onReady: (d) => {
+		onReady: (d, sessionId) => {
 			applyReady(chat, d);
+			voiceReady(chat.meId, sessionId, d);
 			// A new session starts online: restate the status the user chose.
 			if (chat.myStatus !== 'online' || chat.myCustomStatus) {
 				client?.send('presence_update', chat.myCustomStatus ? { status: chat.myStatus, custom_status: chat.myCustomStatus } : { status: chat.myStatus });
@@ -34,6 +36,7 @@ export function startGateway(onAuthLost: () => void): void {
 		},
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
+			if (t.startsWith('voice_')) voiceDispatch(t, d);
 			if (t === 'message_create') notifyFor((d as { message?: Message } | null)?.message);
 		},
 		onStatus: (st) => {
@@ -45,6 +48,7 @@ export function startGateway(onAuthLost: () => void): void {
 		},
 		onAuthLost: () => lostHandler?.()
 	});
+	bindVoiceGateway((op, fields) => client?.send(op, fields) ?? false);
 	client.start();
 	window.addEventListener('online', onOnline);
 }
@@ -57,6 +61,7 @@ function onOnline(): void {
 /** Stops the gateway and forgets the chat model (logout). */
 export function stopGateway(): void {
 	window.removeEventListener('online', onOnline);
+	resetVoice();
 	client?.stop();
 	client = null;
 	resetChat();

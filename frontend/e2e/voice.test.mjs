@@ -1,0 +1,261 @@
+// Voice and video in the web app between two browsers against a real `copains serve` (its SFU):
+// a server voice channel where each side decodes the other's camera (framesDecoded > 0 through
+// getStats), a screen share the other decodes, hanging up stops the local tracks; and a DM call
+// that rings and is declined, then rings and is accepted (audio both ways).
+//
+// The page is instrumented by the test only (an init script, nothing in the app): it keeps the
+// RTCPeerConnections and the captured MediaStreams to read getStats and readyState, and, like
+// sfu/browser-test/voice.mjs, stands in a canvas stream for getDisplayMedia when headless Chromium
+// cannot capture a screen.
+import { assert, eventually, newUser, register } from './lib.mjs';
+
+function instrument() {
+	window.__pcs = [];
+	window.__media = [];
+	const PC = window.RTCPeerConnection;
+	window.RTCPeerConnection = class extends PC {
+		constructor(...args) {
+			super(...args);
+			window.__pcs.push(this);
+		}
+	};
+	const md = navigator.mediaDevices;
+	const gum = md.getUserMedia.bind(md);
+	md.getUserMedia = async (c) => {
+		const s = await gum(c);
+		window.__media.push(s);
+		return s;
+	};
+	const gdm = md.getDisplayMedia ? md.getDisplayMedia.bind(md) : null;
+	md.getDisplayMedia = async (c) => {
+		let s;
+		try {
+			if (!gdm) throw new Error('no getDisplayMedia');
+			s = await gdm(c);
+			window.__screenSource = 'getDisplayMedia';
+		} catch (e) {
+			const canvas = document.createElement('canvas');
+			canvas.width = 640;
+			canvas.height = 360;
+			const g = canvas.getContext('2d');
+			let n = 0;
+			setInterval(() => {
+				g.fillStyle = `hsl(${(n += 7) % 360} 70% 50%)`;
+				g.fillRect(0, 0, 640, 360);
+			}, 50);
+			s = canvas.captureStream(20);
+			window.__screenSource = `canvas (${e?.name ?? e})`;
+		}
+		window.__media.push(s);
+		return s;
+	};
+}
+
+/** Inbound RTP of the page's open peer connections: video frames decoded and audio packets, per mid. */
+function inbound(page) {
+	return page.evaluate(async () => {
+		const out = { video: [], audio: [] };
+		for (const pc of window.__pcs) {
+			if (pc.connectionState === 'closed') continue;
+			(await pc.getStats()).forEach((s) => {
+				if (s.type === 'inbound-rtp' && s.kind === 'video') out.video.push({ mid: s.mid, frames: s.framesDecoded ?? 0 });
+				if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audio.push({ mid: s.mid, packets: s.packetsReceived ?? 0 });
+			});
+		}
+		return out;
+	});
+}
+
+const decoding = (s) => s.video.filter((v) => v.frames > 0).length;
+const hearing = (s) => s.audio.some((a) => a.packets > 0);
+
+/** Every track the page captured has ended, and every peer connection is closed. */
+function released(page) {
+	return page.evaluate(() => ({
+		tracks: window.__media.flatMap((s) => s.getTracks()).map((t) => `${t.kind}:${t.readyState}`),
+		ended: window.__media.length > 0 && window.__media.every((s) => s.getTracks().every((t) => t.readyState === 'ended')),
+		closed: window.__pcs.every((pc) => pc.connectionState === 'closed')
+	}));
+}
+
+async function secondBrowser(browser, baseURL) {
+	const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+	context.setDefaultTimeout(10000);
+	await context.addInitScript(instrument);
+	const page = await context.newPage();
+	const errors = [];
+	page.on('pageerror', (e) => errors.push(e));
+	return { context, page, errors };
+}
+
+async function createServer(page, name) {
+	await page.getByRole('button', { name: 'Create a server' }).click();
+	await page.getByLabel('Server name').fill(name);
+	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
+	await page.waitForURL(/\/servers\/\d+\/\d+$/);
+}
+
+async function createInvite(page) {
+	await page.getByTestId('server-menu-button').click();
+	await page.getByRole('button', { name: 'Invite people' }).click();
+	const input = page.getByTestId('invite-link');
+	const link = await eventually(async () => {
+		const v = await input.inputValue();
+		return v.includes('/invite/') ? v : null;
+	}, 'an invite link is shown');
+	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
+	return link;
+}
+
+async function befriend(a, b, bUser, aUser) {
+	await a.getByLabel('Add a friend').fill(bUser.username);
+	await a.getByRole('button', { name: 'Send request' }).click();
+	await b.getByRole('button', { name: /^Pending/ }).click();
+	await b.locator(`[data-testid=friend][data-username="${aUser.username}"][data-kind=incoming]`).getByRole('button', { name: 'Accept' }).click();
+	await b.getByRole('button', { name: 'All' }).click();
+	await a.getByRole('button', { name: 'All' }).click();
+	await a.locator(`[data-testid=friend][data-username="${bUser.username}"][data-kind=friend]`).waitFor();
+}
+
+export default [
+	{
+		name: 'voice channel: both decode the other’s camera, a screen share is seen, hanging up stops the tracks',
+		timeoutMs: 80000,
+		async run({ page, context, browser, baseURL, shot }) {
+			await context.addInitScript(instrument);
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			await createServer(page, `Voice ${alice.username.slice(4)}`);
+			await page.getByTestId('server-menu-button').click();
+			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByLabel('Voice').check();
+			await page.getByLabel('Channel name').fill('Hangout');
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
+			const link = await createInvite(page);
+
+			const b = await secondBrowser(browser, baseURL);
+			try {
+				await register(b.page, bob);
+				await b.page.goto(link);
+				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				await b.page.waitForURL(/\/servers\/\d+\/\d+$/);
+
+				// Alice joins and turns her camera on; bob sees her in the channel list before joining.
+				await page.getByTestId('channel-list').getByText('Hangout').click();
+				await page.getByRole('button', { name: 'Join voice' }).click();
+				await page.getByTestId('voice-room').waitFor();
+				await page.getByTestId('voice-camera').click();
+				await page.locator('[data-testid=voice-tile][data-me=true][data-kind=camera]').waitFor();
+				await b.page.getByTestId('channel-list').getByText('Hangout').click();
+				await b.page.getByTestId('voice-occupants').getByText(alice.username).waitFor();
+				await b.page.getByRole('button', { name: 'Join voice' }).click();
+				await b.page.getByTestId('voice-room').waitFor();
+				await b.page.getByTestId('voice-camera').click();
+				// Each learns of the other (bob from alice's restated voice state).
+				await page.locator('[data-testid=voice-tile]:not([data-me])').first().waitFor();
+				await b.page.locator('[data-testid=voice-tile]:not([data-me])').first().waitFor();
+
+				// Both decode each other's camera and receive audio (getStats).
+				const sa = await eventually(async () => {
+					const s = await inbound(page);
+					return decoding(s) >= 1 && hearing(s) ? s : null;
+				}, 'alice decodes bob’s video and receives his audio', 30000);
+				const sb = await eventually(async () => {
+					const s = await inbound(b.page);
+					return decoding(s) >= 1 && hearing(s) ? s : null;
+				}, 'bob decodes alice’s video and receives her audio', 30000);
+				console.log(`        alice inbound ${JSON.stringify(sa.video)}; bob inbound ${JSON.stringify(sb.video)}`);
+				// The app shows the camera tile, its decoded frames counted from the same stats.
+				await eventually(async () => Number(await page.locator('[data-testid=voice-tile][data-kind=camera]:not([data-me])').getAttribute('data-frames')) > 0, 'alice’s tile of bob shows decoded frames');
+				await eventually(async () => (await page.getByTestId('voice-bar').getAttribute('data-phase')) === 'connected', 'alice’s call is connected');
+				await eventually(async () => (await page.getByTestId('voice-quality').getAttribute('data-quality')) !== 'unknown', 'connection quality is measured');
+				await shot('cameras');
+
+				// Bob shares his screen: alice decodes a second video and labels it a screen share.
+				await b.page.getByTestId('voice-screen').click();
+				await b.page.locator('[data-testid=voice-tile][data-me=true][data-kind=screen]').waitFor();
+				await eventually(async () => decoding(await inbound(page)) >= 2, 'alice decodes bob’s screen share too', 30000);
+				const screen = page.locator('[data-testid=voice-tile][data-kind=screen]');
+				await eventually(async () => Number(await screen.getAttribute('data-frames')) > 0, 'alice shows bob’s screen share with decoded frames', 15000);
+				console.log(`        bob's screen source: ${await b.page.evaluate(() => window.__screenSource)}`);
+				await shot('screen-share');
+
+				// Mute shows on the other side.
+				await b.page.getByTestId('self-mute').click();
+				await eventually(async () => (await page.getByTestId('voice-occupants').locator('[title=Muted]').count()) === 1, 'alice sees bob muted');
+
+				// Alice hangs up: her camera and microphone are released and bob sees her leave.
+				await page.getByTestId('voice-leave').click();
+				await page.getByRole('button', { name: 'Join voice' }).waitFor();
+				const ra = await eventually(async () => {
+					const r = await released(page);
+					return r.ended && r.closed ? r : null;
+				}, 'alice’s tracks ended and her connection closed');
+				console.log(`        alice after hang-up: ${ra.tracks.join(' ')}`);
+				await eventually(async () => (await b.page.locator('[data-testid=voice-tile]:not([data-me])').count()) === 0, 'bob sees alice leave');
+				// Bob hangs up from the voice bar (camera, microphone and screen all stop).
+				await b.page.getByTestId('voice-hangup').click();
+				const rb = await eventually(async () => {
+					const r = await released(b.page);
+					return r.ended && r.closed ? r : null;
+				}, 'bob’s tracks ended');
+				assert(rb.tracks.length >= 3, `bob had microphone, camera and screen: ${rb.tracks}`);
+				assert(b.errors.length === 0, `bob's page errors: ${b.errors[0]}`);
+			} finally {
+				await b.context.close().catch(() => {});
+			}
+		}
+	},
+	{
+		name: 'DM call: rings, declined; rings again, accepted (audio both ways), hang-up ends it for both',
+		timeoutMs: 70000,
+		async run({ page, context, browser, baseURL, shot }) {
+			await context.addInitScript(instrument);
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			const b = await secondBrowser(browser, baseURL);
+			try {
+				await register(b.page, bob);
+				await befriend(page, b.page, bob, alice);
+				const call = () => page.locator(`[data-testid=friend][data-username="${bob.username}"]`).getByRole('button', { name: 'Call' }).click();
+
+				// First call: it rings on bob's side; he declines; alice's call ends and releases her microphone.
+				await call();
+				await page.getByTestId('voice-ringing').waitFor();
+				const ring = b.page.getByTestId('incoming-call');
+				await ring.waitFor();
+				assert(((await ring.textContent()) ?? '').includes(alice.username), 'the ring names the caller');
+				await shot('ringing', b.page);
+				await ring.getByRole('button', { name: 'Decline' }).click();
+				await page.locator('[data-testid=call-ended][data-reason=declined]').waitFor();
+				await eventually(async () => (await released(page)).ended, 'alice’s microphone is released after the decline');
+				assert((await ring.count()) === 0, 'the ring is gone on bob’s side');
+				await page.getByTestId('call-ended').getByRole('button', { name: 'OK' }).click();
+
+				// Second call: bob accepts; both hear each other.
+				await call();
+				await b.page.getByTestId('incoming-call').getByRole('button', { name: 'Accept' }).click();
+				await b.page.getByTestId('voice-room').waitFor();
+				await eventually(async () => hearing(await inbound(page)), 'alice receives bob’s audio', 30000);
+				await eventually(async () => hearing(await inbound(b.page)), 'bob receives alice’s audio', 30000);
+				await eventually(async () => (await page.getByTestId('voice-bar').getAttribute('data-phase')) === 'connected', 'alice’s call is connected');
+				await shot('dm-call');
+
+				// Bob hangs up: his microphone stops, and the 1:1 call ends for alice too.
+				await b.page.getByTestId('voice-hangup').click();
+				await eventually(async () => {
+					const r = await released(b.page);
+					return r.ended && r.closed;
+				}, 'bob’s microphone is released');
+				await page.locator('[data-testid=call-ended][data-reason=left]').waitFor();
+				await eventually(async () => (await released(page)).ended, 'alice’s microphone is released');
+				assert(b.errors.length === 0, `bob's page errors: ${b.errors[0]}`);
+			} finally {
+				await b.context.close().catch(() => {});
+			}
+		}
+	}
+];
