@@ -4,9 +4,10 @@
 // that rings and is declined, then rings and is accepted (audio both ways).
 //
 // The page is instrumented by the test only (an init script, nothing in the app): it keeps the
-// RTCPeerConnections and the captured MediaStreams to read getStats and readyState, and, like
-// sfu/browser-test/voice.mjs, stands in a canvas stream for getDisplayMedia when headless Chromium
-// cannot capture a screen.
+// RTCPeerConnections and the captured MediaStreams to read getStats and readyState, and makes
+// getDisplayMedia return an animated canvas stream (headless Chromium's virtual screen is static
+// and may send no frame; sfu/browser-test/voice.mjs falls back to the same canvas).
+import { appendFileSync } from 'node:fs';
 import { assert, eventually, newUser, register } from './lib.mjs';
 
 function instrument() {
@@ -26,26 +27,19 @@ function instrument() {
 		window.__media.push(s);
 		return s;
 	};
-	const gdm = md.getDisplayMedia ? md.getDisplayMedia.bind(md) : null;
-	md.getDisplayMedia = async (c) => {
-		let s;
-		try {
-			if (!gdm) throw new Error('no getDisplayMedia');
-			s = await gdm(c);
-			window.__screenSource = 'getDisplayMedia';
-		} catch (e) {
-			const canvas = document.createElement('canvas');
-			canvas.width = 640;
-			canvas.height = 360;
-			const g = canvas.getContext('2d');
-			let n = 0;
-			setInterval(() => {
-				g.fillStyle = `hsl(${(n += 7) % 360} 70% 50%)`;
-				g.fillRect(0, 0, 640, 360);
-			}, 50);
-			s = canvas.captureStream(20);
-			window.__screenSource = `canvas (${e?.name ?? e})`;
-		}
+	// Headless Chromium's "entire screen" is a static virtual display that may send no frame at
+	// all: stand in an animated canvas (as sfu/browser-test/voice.mjs does) for the capture.
+	md.getDisplayMedia = async () => {
+		const canvas = document.createElement('canvas');
+		canvas.width = 640;
+		canvas.height = 360;
+		const g = canvas.getContext('2d');
+		let n = 0;
+		setInterval(() => {
+			g.fillStyle = `hsl(${(n += 7) % 360} 70% 50%)`;
+			g.fillRect(0, 0, 640, 360);
+		}, 50);
+		const s = canvas.captureStream(20);
 		window.__media.push(s);
 		return s;
 	};
@@ -74,8 +68,27 @@ function released(page) {
 	return page.evaluate(() => ({
 		tracks: window.__media.flatMap((s) => s.getTracks()).map((t) => `${t.kind}:${t.readyState}`),
 		ended: window.__media.length > 0 && window.__media.every((s) => s.getTracks().every((t) => t.readyState === 'ended')),
+		live: window.__media.flatMap((s) => s.getTracks()).filter((t) => t.readyState !== 'ended').length,
 		closed: window.__pcs.every((pc) => pc.connectionState === 'closed')
 	}));
+}
+
+/** VOICE_DEBUG=1: logs the voice frames of both pages (and the msid lines of SDP). */
+function debug(who, p) {
+	if (!process.env.VOICE_DEBUG) return;
+	{
+		p.on('websocket', (ws) => {
+			const show = (dir) => (f) => {
+				const t = String(f.payload);
+				if (!t.includes('voice')) return;
+				const msid = [...t.matchAll(/a=msid:[^\\]*/g)].map((m) => m[0]).join(' ');
+				if (process.env.VOICE_DEBUG_DIR) appendFileSync(`${process.env.VOICE_DEBUG_DIR}/${who}.log`, `${Date.now()} ${dir} ${t}\n`);
+				console.log(`        ${who} ${dir} ${t.replace(/"sdp":"[^"]*"/, '"sdp":…').slice(0, 260)} ${msid}`);
+			};
+			ws.on('framereceived', show('<-'));
+			ws.on('framesent', show('->'));
+		});
+	}
 }
 
 async function secondBrowser(browser, baseURL) {
@@ -112,8 +125,8 @@ async function befriend(a, b, bUser, aUser) {
 	await a.getByRole('button', { name: 'Send request' }).click();
 	await b.getByRole('button', { name: /^Pending/ }).click();
 	await b.locator(`[data-testid=friend][data-username="${aUser.username}"][data-kind=incoming]`).getByRole('button', { name: 'Accept' }).click();
-	await b.getByRole('button', { name: 'All' }).click();
-	await a.getByRole('button', { name: 'All' }).click();
+	await b.getByRole('button', { name: 'All', exact: true }).click();
+	await a.getByRole('button', { name: 'All', exact: true }).click();
 	await a.locator(`[data-testid=friend][data-username="${bUser.username}"][data-kind=friend]`).waitFor();
 }
 
@@ -125,17 +138,19 @@ export default [
 			await context.addInitScript(instrument);
 			const alice = newUser();
 			const bob = newUser();
+			debug('alice', page);
 			await register(page, alice);
-			await createServer(page, `Voice ${alice.username.slice(4)}`);
+			await createServer(page, `Talk ${alice.username.slice(4)}`);
 			await page.getByTestId('server-menu-button').click();
 			await page.getByRole('button', { name: 'Create channel' }).click();
-			await page.getByLabel('Voice').check();
+			await page.getByRole('radio', { name: 'Voice' }).check();
 			await page.getByLabel('Channel name').fill('Hangout');
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			const link = await createInvite(page);
 
 			const b = await secondBrowser(browser, baseURL);
+			debug('bob', b.page);
 			try {
 				await register(b.page, bob);
 				await b.page.goto(link);
@@ -176,10 +191,12 @@ export default [
 				// Bob shares his screen: alice decodes a second video and labels it a screen share.
 				await b.page.getByTestId('voice-screen').click();
 				await b.page.locator('[data-testid=voice-tile][data-me=true][data-kind=screen]').waitFor();
-				await eventually(async () => decoding(await inbound(page)) >= 2, 'alice decodes bob’s screen share too', 30000);
+				let seen = null;
+				await eventually(async () => decoding((seen = await inbound(page))) >= 2, 'alice decodes bob’s screen share too', 30000).catch(async (e) => {
+					throw new Error(`${e.message}: ${JSON.stringify(seen)}; bob ${JSON.stringify(await inbound(b.page))}`);
+				});
 				const screen = page.locator('[data-testid=voice-tile][data-kind=screen]');
 				await eventually(async () => Number(await screen.getAttribute('data-frames')) > 0, 'alice shows bob’s screen share with decoded frames', 15000);
-				console.log(`        bob's screen source: ${await b.page.evaluate(() => window.__screenSource)}`);
 				await shot('screen-share');
 
 				// Mute shows on the other side.
@@ -203,6 +220,9 @@ export default [
 				}, 'bob’s tracks ended');
 				assert(rb.tracks.length >= 3, `bob had microphone, camera and screen: ${rb.tracks}`);
 				assert(b.errors.length === 0, `bob's page errors: ${b.errors[0]}`);
+			} catch (e) {
+				await shot('failure-bob', b.page).catch(() => {});
+				throw e;
 			} finally {
 				await b.context.close().catch(() => {});
 			}
@@ -215,12 +235,14 @@ export default [
 			await context.addInitScript(instrument);
 			const alice = newUser();
 			const bob = newUser();
-			await register(page, alice);
 			const b = await secondBrowser(browser, baseURL);
 			try {
+				debug('alice', page);
+				debug('bob', b.page);
+				await register(page, alice);
 				await register(b.page, bob);
 				await befriend(page, b.page, bob, alice);
-				const call = () => page.locator(`[data-testid=friend][data-username="${bob.username}"]`).getByRole('button', { name: 'Call' }).click();
+				const call = () => page.locator(`[data-testid=friend][data-username="${bob.username}"]`).getByRole('button', { name: 'Ring' }).click();
 
 				// First call: it rings on bob's side; he declines; alice's call ends and releases her microphone.
 				await call();
@@ -231,7 +253,8 @@ export default [
 				await shot('ringing', b.page);
 				await ring.getByRole('button', { name: 'Decline' }).click();
 				await page.locator('[data-testid=call-ended][data-reason=declined]').waitFor();
-				await eventually(async () => (await released(page)).ended, 'alice’s microphone is released after the decline');
+				// (A fast decline may come before her microphone was even opened.)
+				await eventually(async () => (await released(page)).live === 0, 'alice’s microphone is released after the decline');
 				assert((await ring.count()) === 0, 'the ring is gone on bob’s side');
 				await page.getByTestId('call-ended').getByRole('button', { name: 'OK' }).click();
 
@@ -253,6 +276,9 @@ export default [
 				await page.locator('[data-testid=call-ended][data-reason=left]').waitFor();
 				await eventually(async () => (await released(page)).ended, 'alice’s microphone is released');
 				assert(b.errors.length === 0, `bob's page errors: ${b.errors[0]}`);
+			} catch (e) {
+				await shot('failure-bob', b.page).catch(() => {});
+				throw e;
 			} finally {
 				await b.context.close().catch(() => {});
 			}

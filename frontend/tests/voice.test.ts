@@ -12,6 +12,7 @@ import {
 	leave,
 	newSession,
 	qualityOf,
+	RING_REPEAT_MS,
 	RING_TIMEOUT_MS,
 	setSelf,
 	streamIdOf,
@@ -91,7 +92,7 @@ describe('voice machine: server channels', () => {
 		join(s, SERVER, LOUNGE, 0);
 		setSelf(s, { selfVideo: true, selfStream: true });
 		const ops = leave(s);
-		expect(ops[0].fields).toEqual({ server_id: null, channel_id: null, self_mute: false, self_deaf: false, self_video: false, self_stream: false });
+		expect(ops[0].fields).toEqual({ server_id: SERVER, channel_id: null, self_mute: false, self_deaf: false, self_video: false, self_stream: false });
 		expect(s.call).toBeNull();
 		expect(s.lastEnd).toBe('hangup');
 		expect(s.selfVideo).toBe(false);
@@ -141,11 +142,17 @@ describe('voice machine: DM calls', () => {
 		expect(s.call?.phase).toBe('connecting');
 		expect(out.ops).toHaveLength(1); // restate for bob
 		expect(s.rings).toEqual([]); // my own call is not a ring
+		expect(tick(s, 10 * RING_REPEAT_MS).ops).toEqual([]); // answered: no more rings
 	});
 
-	it('an unanswered ring gives up after the timeout', () => {
+	it('an unanswered ring rings again every few seconds and gives up after the timeout', () => {
 		const s = model();
 		join(s, null, DM, 0);
+		expect(tick(s, RING_REPEAT_MS - 1).ops).toEqual([]);
+		const again = tick(s, RING_REPEAT_MS);
+		expect(again.ops).toHaveLength(1);
+		expect(again.ops[0].fields).toMatchObject({ server_id: null, channel_id: DM });
+		expect(tick(s, RING_REPEAT_MS + 1).ops).toEqual([]);
 		expect(tick(s, RING_TIMEOUT_MS - 1).ended).toBeNull();
 		const out = tick(s, RING_TIMEOUT_MS);
 		expect(out.ended).toBe('unanswered');

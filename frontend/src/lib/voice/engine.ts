@@ -51,6 +51,9 @@ const SIMULCAST: RTCRtpEncodingParameters[] = [
 	{ rid: 'f', maxBitrate: 1_500_000 }
 ];
 
+/** The gateway's limit on a `voice_signal`'s data (docs/gateway.md, Limits). */
+const MAX_SIGNAL_BYTES = 12 * 1024;
+
 /** Remote transceiver info by mid. */
 interface RemoteInfo {
 	streamId: string;
@@ -84,6 +87,14 @@ export class VoiceEngine {
 	#lastLoss = { lost: 0, received: 0 };
 	#closed = false;
 	#retries = 0;
+	/** The SFU's refusals of my offers since the last accepted one. */
+	#refusals = 0;
+	/**
+	 * My offers sent and not yet answered or refused, oldest first (the SFU answers in order).
+	 * An offer I rolled back because the SFU's own offer crossed it is `abandoned`: the SFU
+	 * refuses it, and that refusal needs nothing more (a new offer is already due).
+	 */
+	#inflight: { abandoned: boolean }[] = [];
 	#restartTimer: ReturnType<typeof setTimeout> | null = null;
 
 	constructor(host: EngineHost, channelId: string) {
@@ -242,19 +253,46 @@ export class VoiceEngine {
 		this.#pump();
 	}
 
+	/**
+	 * Opus for audio and VP8 (with RTX) for video on every transceiver: the SFU forwards packets
+	 * as they are, so everyone must use the same codec, and the gateway caps a signal at 12 KiB,
+	 * which Chrome's SDP with every codec would exceed after a few tracks.
+	 */
+	#preferCodecs(pc: RTCPeerConnection): void {
+		if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return;
+		for (const t of pc.getTransceivers()) {
+			if (t.currentDirection === 'stopped' || !t.setCodecPreferences) continue;
+			const kind = t.receiver.track.kind as 'audio' | 'video';
+			const wanted = kind === 'audio' ? ['audio/opus'] : ['video/vp8', 'video/rtx'];
+			const codecs = (RTCRtpReceiver.getCapabilities(kind)?.codecs ?? []).filter((c) => wanted.includes(c.mimeType.toLowerCase()));
+			try {
+				if (codecs.length) t.setCodecPreferences(codecs);
+			} catch {
+				// An older browser refusing the list keeps its defaults.
+			}
+		}
+	}
+
 	#pump(): void {
 		this.#chain = this.#chain
 			.then(async () => {
 				const pc = this.#pc;
 				if (!pc || this.#closed || !this.#wantOffer || pc.signalingState !== 'stable') return;
 				this.#wantOffer = false;
+				this.#preferCodecs(pc);
 				await pc.setLocalDescription(await pc.createOffer());
+				this.#inflight.push({ abandoned: false });
 				this.#signal('offer', { sdp: pc.localDescription?.sdp });
 			})
 			.catch((e) => this.#fail(e));
 	}
 
 	#signal(kind: 'offer' | 'answer' | 'other', data: Record<string, unknown>): void {
+		// The gateway closes the connection on a signal over 12 KiB: never send one.
+		if (JSON.stringify(data).length > MAX_SIGNAL_BYTES) {
+			this.#h.ui.error = 'Too many media streams in this call for the signalling limit; turn off a camera or screen share.';
+			return;
+		}
 		this.#h.send({ op: 'voice_signal', fields: { channel_id: this.channelId, kind, data } });
 	}
 
@@ -266,8 +304,13 @@ export class VoiceEngine {
 		if (kind === 'other') {
 			const r = applyVoiceOther(this.#h.model, d);
 			if (r.reoffer) this.#restart();
-			else if (r.error === 'negotiation_failed') this.#scheduleRestart();
-			else if (r.error === 'missing_permission') this.#h.end('kicked');
+			else if (r.error === 'negotiation_failed') {
+				// In order with the answers: which of my offers was refused.
+				this.#chain = this.#chain.then(() => {
+					const refused = this.#inflight.shift();
+					if (!refused?.abandoned) this.#offerAgain();
+				});
+			} else if (r.error === 'missing_permission') this.#h.end('kicked');
 			return;
 		}
 		if (!sdp) return;
@@ -276,19 +319,43 @@ export class VoiceEngine {
 				const pc = this.#pc;
 				if (!pc || this.#closed) return;
 				if (kind === 'answer') {
-					if (pc.signalingState !== 'have-local-offer') return;
+					const answered = this.#inflight.shift();
+					if (pc.signalingState !== 'have-local-offer' || answered?.abandoned) return;
 					await pc.setRemoteDescription({ type: 'answer', sdp });
+					this.#refusals = 0;
 				} else if (kind === 'offer') {
 					if (pc.signalingState === 'have-local-offer') {
-						// Glare: the SFU's offer wins; mine goes again afterwards.
+						// Glare: the SFU's offer wins (it refuses mine); mine goes again afterwards.
 						await pc.setLocalDescription({ type: 'rollback' });
+						const mine = this.#inflight.at(-1);
+						if (mine) mine.abandoned = true;
 						this.#wantOffer = true;
 					}
 					await pc.setRemoteDescription({ type: 'offer', sdp });
+					this.#preferCodecs(pc);
 					await pc.setLocalDescription(await pc.createAnswer());
 					this.#signal('answer', { sdp: pc.localDescription?.sdp });
 				}
 				this.#refresh();
+			})
+			.catch((e) => this.#fail(e));
+		this.#pump();
+	}
+
+	/**
+	 * The SFU refused my offer (typically: its own offer was outstanding, and I answered that one
+	 * instead): drop my offer if it is still pending and offer again shortly.
+	 */
+	#offerAgain(): void {
+		this.#refusals += 1;
+		if (this.#refusals > 5) return this.#scheduleRestart();
+		this.#chain = this.#chain
+			.then(async () => {
+				const pc = this.#pc;
+				if (!pc || this.#closed) return;
+				if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+				this.#wantOffer = true;
+				await new Promise((r) => setTimeout(r, 200 * this.#refusals));
 			})
 			.catch((e) => this.#fail(e));
 		this.#pump();
@@ -320,6 +387,7 @@ export class VoiceEngine {
 		this.#pc = null;
 		old?.close();
 		this.#chain = Promise.resolve();
+		this.#inflight = [];
 		this.#open();
 	}
 

@@ -15,6 +15,8 @@ export const voiceUi: VoiceUi = $state(emptyUi());
 
 let send: ((op: string, fields: Record<string, unknown>) => boolean) | null = null;
 let engine: VoiceEngine | null = null;
+/** The engine being started (controls wait for it). */
+let starting: Promise<void> | null = null;
 
 function emit(ops: m.Op[]): void {
 	for (const o of ops) send?.(o.op, o.fields);
@@ -52,8 +54,16 @@ export function voiceDispatch(t: string, d: unknown): void {
 }
 
 /** Joins a server voice channel, or starts a DM call (`serverId` null). */
-export async function joinVoice(serverId: string | null, channelId: string): Promise<void> {
-	if (voice.call?.channelId === channelId) return;
+export function joinVoice(serverId: string | null, channelId: string): Promise<void> {
+	if (voice.call?.channelId === channelId) return starting ?? Promise.resolve();
+	const p = startCall(serverId, channelId).finally(() => {
+		if (starting === p) starting = null;
+	});
+	starting = p;
+	return p;
+}
+
+async function startCall(serverId: string | null, channelId: string): Promise<void> {
 	if (voice.call) hangUp();
 	emit(m.join(voice, serverId, channelId, Date.now()));
 	Object.assign(voiceUi, emptyUi(voiceUi.chosen, voiceUi.volumes));
@@ -125,6 +135,7 @@ export function toggleDeafen(): void {
 }
 
 async function withBusy(fn: () => Promise<void>): Promise<void> {
+	if (starting) await starting;
 	if (!engine || voiceUi.busy) return;
 	voiceUi.busy = true;
 	voiceUi.error = null;

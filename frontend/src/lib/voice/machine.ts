@@ -55,6 +55,9 @@ export interface Call {
 	outgoing: boolean;
 	/** Unix ms after which an unanswered outgoing ring gives up. */
 	ringUntil: number;
+	/** Unix ms when my ringing state is sent again (a recipient whose gateway learnt of a new DM
+	 * only after my first frame would otherwise never ring). */
+	ringAgainAt: number;
 	/** Others whose media reached me at least once (answered, for the decline rule). */
 	heard: string[];
 	/** Last error shown in the call view (e.g. missing permission). */
@@ -99,6 +102,8 @@ export interface Op {
 
 /** How long an outgoing DM call rings before giving up. */
 export const RING_TIMEOUT_MS = 45_000;
+/** How often an unanswered outgoing DM call restates itself (rings again where it did not). */
+export const RING_REPEAT_MS = 2_000;
 
 /** A fresh model. */
 export function emptyVoice(): VoiceModel {
@@ -142,6 +147,7 @@ export function join(s: VoiceModel, serverId: string | null, channelId: string, 
 		since: now,
 		outgoing: false,
 		ringUntil: 0,
+		ringAgainAt: 0,
 		heard: [],
 		error: null,
 		confirmed: false
@@ -152,6 +158,7 @@ export function join(s: VoiceModel, serverId: string | null, channelId: string, 
 			s.call.phase = 'ringing';
 			s.call.outgoing = true;
 			s.call.ringUntil = now + RING_TIMEOUT_MS;
+			s.call.ringAgainAt = now + RING_REPEAT_MS;
 		}
 	}
 	s.selfVideo = false;
@@ -165,12 +172,16 @@ export function join(s: VoiceModel, serverId: string | null, channelId: string, 
 /** Ends my call (hang up, or the call ended for `reason`); returns the leave frame. */
 export function leave(s: VoiceModel, reason: EndReason = 'hangup'): Op[] {
 	if (!s.call) return [];
+	// The leave names the server I leave: the gateway tells that server's members.
+	const serverId = s.call.serverId;
 	s.call = null;
 	s.selfVideo = false;
 	s.selfStream = false;
 	s.lastEnd = reason;
 	if (s.meId) delete s.members[s.meId];
-	return [stateOp(s)];
+	const op = stateOp(s);
+	op.fields.server_id = serverId;
+	return [op];
 }
 
 /** Accepts a ring: joins that DM call. */
@@ -345,11 +356,15 @@ export function connectionChanged(s: VoiceModel, state: RTCPeerConnectionState |
 	}
 }
 
-/** Time passes: an unanswered outgoing ring gives up. */
+/** Time passes: an unanswered outgoing ring rings again, and gives up after a while. */
 export function tick(s: VoiceModel, now: number): Outcome {
 	const call = s.call;
-	if (call?.phase === 'ringing' && call.outgoing && now >= call.ringUntil) {
-		return { ops: leave(s, 'unanswered'), ended: 'unanswered' };
+	if (call?.phase === 'ringing' && call.outgoing) {
+		if (now >= call.ringUntil) return { ops: leave(s, 'unanswered'), ended: 'unanswered' };
+		if (now >= call.ringAgainAt) {
+			call.ringAgainAt = now + RING_REPEAT_MS;
+			return { ops: [stateOp(s)], ended: null };
+		}
 	}
 	return { ops: [], ended: null };
 }
