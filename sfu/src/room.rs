@@ -1156,6 +1156,7 @@ impl Room {
         let mut ids = Vec::new();
         let mut wants = Vec::new();
         let mut budget = p.cap.map_or(p.estimate, |c| c.min(p.estimate));
+        let mut requests = Vec::new();
         for (tid, out) in p.outs.iter_mut() {
             if !matches!(out.state, OutState::Open(_)) {
                 continue;
@@ -1169,8 +1170,13 @@ impl Room {
                 continue;
             }
             if !t.simulcast {
-                // One stream (screen share): always forwarded unless hidden.
+                // One stream (screen share): always forwarded unless hidden. Forwarding starts
+                // on a key frame, and an encoder of a still screen sends none by itself: ask the
+                // publisher for one until this subscriber gets the stream (throttled).
                 out.target = out.size.cap().map(|_| Layer::Q);
+                if out.target.is_some() && out.current.is_none() {
+                    requests.push((*tid, out.target));
+                }
                 continue;
             }
             let mut active = [false; 3];
@@ -1189,7 +1195,6 @@ impl Room {
             });
         }
         let chosen = choose_layers(budget, &wants, &self.config.layer_bitrates);
-        let mut requests = Vec::new();
         for (tid, layer) in ids.into_iter().zip(chosen) {
             if let Some(out) = p.outs.get_mut(&tid)
                 && out.target != layer

@@ -524,6 +524,48 @@ fn screen_share_by_renegotiation() {
 }
 
 #[test]
+fn a_screen_share_whose_key_frame_was_missed_gets_one_requested() {
+    let mut w = World::new();
+    w.join(1, false);
+    w.join(2, false);
+    w.connect();
+    let mid = w.start_screen(1);
+    w.run(50 * MS, 10 * MS);
+    let before = w.client(1).keyframe_requests().len();
+    // Only delta frames (a still screen: its key frame went out before anyone subscribed):
+    // nothing can be forwarded, so the SFU asks the publisher for a key frame.
+    for i in 0..5u32 {
+        w.with_client(1, |c, now| {
+            c.send(now, mid, None, vp8(false, format!("d{i}").as_bytes()), true)
+        });
+        w.advance(30 * MS);
+    }
+    w.run(1200 * MS, 10 * MS);
+    assert!(video_got(&mut w, 2).is_empty());
+    assert!(
+        w.client(1).keyframe_requests().len() > before,
+        "the publisher of the screen share got no key frame request"
+    );
+    // The key frame it sends starts the stream for the subscriber.
+    for i in 0..3u32 {
+        w.with_client(1, |c, now| {
+            c.send(
+                now,
+                mid,
+                None,
+                vp8(i == 0, format!("k{i}").as_bytes()),
+                true,
+            )
+        });
+        w.advance(30 * MS);
+    }
+    w.run(100 * MS, 10 * MS);
+    let got = video_got(&mut w, 2);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].1, vp8(true, b"k0"));
+}
+
+#[test]
 fn nack_recovers_loss_towards_a_subscriber() {
     let mut w = World::new();
     w.join(1, true);
