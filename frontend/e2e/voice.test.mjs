@@ -188,6 +188,22 @@ export default [
 				await eventually(async () => (await page.getByTestId('voice-quality').getAttribute('data-quality')) !== 'unknown', 'connection quality is measured');
 				await shot('cameras');
 
+				// Speaking ring: Chromium's fake microphone beeps; alice's tile of bob lights up.
+				const bobTile = page.locator('[data-testid=voice-tile][data-kind=camera]:not([data-me])');
+				await eventually(async () => (await bobTile.getAttribute('data-speaking')) === 'true', 'alice sees bob speaking (ring)', 15000);
+				// Per-user volume and deafen act on the element that plays bob's audio.
+				const bobId = await bobTile.getAttribute('data-user');
+				await page.getByRole('slider', { name: /^Volume of/ }).fill('30');
+				const audioOf = () => page.evaluate((id) => {
+					const el = document.querySelector(`audio[data-user="${id}"]`);
+					return el ? { volume: el.volume, muted: el.muted, playing: !!el.srcObject } : null;
+				}, bobId);
+				await eventually(async () => Math.abs(((await audioOf())?.volume ?? 0) - 0.3) < 0.01, 'bob plays at 30 % for alice');
+				await page.getByTestId('self-deaf').click();
+				await eventually(async () => (await audioOf())?.muted === true, 'deafened: bob is not heard');
+				await page.getByTestId('self-deaf').click();
+				await eventually(async () => (await audioOf())?.muted === false, 'undeafened');
+
 				// Bob shares his screen: alice decodes a second video and labels it a screen share.
 				await b.page.getByTestId('voice-screen').click();
 				await b.page.locator('[data-testid=voice-tile][data-me=true][data-kind=screen]').waitFor();

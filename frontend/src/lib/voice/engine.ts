@@ -51,6 +51,11 @@ const SIMULCAST: RTCRtpEncodingParameters[] = [
 	{ rid: 'f', maxBitrate: 1_500_000 }
 ];
 
+/** Mean audio level (0–1, linear) above which someone counts as speaking. */
+const SPEAKING_LEVEL = 0.01;
+/** How long the speaking ring stays after the last sound (ms). */
+const SPEAKING_HOLD_MS = 600;
+
 /** The gateway's limit on a `voice_signal`'s data (docs/gateway.md, Limits). */
 const MAX_SIGNAL_BYTES = 12 * 1024;
 
@@ -82,8 +87,10 @@ export class VoiceEngine {
 	#insertable = false;
 	#iceServers: RTCIceServer[] = [];
 	#timers: ReturnType<typeof setInterval>[] = [];
-	#audioCtx: AudioContext | null = null;
-	#analyser: AnalyserNode | null = null;
+	/** Audio energy counters per source (`me` or a receiving mid), for speaking detection. */
+	#energy = new Map<string, { energy: number; duration: number }>();
+	/** When each user was last heard above the speaking threshold (Unix ms). */
+	#spokeAt = new Map<string, number>();
 	#lastLoss = { lost: 0, received: 0 };
 	#closed = false;
 	#retries = 0;
@@ -135,11 +142,10 @@ export class VoiceEngine {
 			return;
 		}
 		this.applyMute();
-		this.#setupLevel();
 		this.#open();
 		void this.refreshDevices();
 		this.#timers.push(setInterval(() => void this.#stats(), 1000));
-		this.#timers.push(setInterval(() => this.#levels(), 200));
+		this.#timers.push(setInterval(() => void this.#levels(), 250));
 		this.#timers.push(
 			setInterval(() => {
 				const out = tick(this.#h.model, Date.now());
@@ -481,7 +487,6 @@ export class VoiceEngine {
 			this.#mic.stop();
 			this.#mic = next;
 			this.applyMute();
-			this.#setupLevel();
 		} else if (kind === 'videoinput' && this.#camera && this.#cameraTx) {
 			const s = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: deviceId }, width: { ideal: 960 }, height: { ideal: 540 } } });
 			const next = s.getVideoTracks()[0];
@@ -498,37 +503,45 @@ export class VoiceEngine {
 		this.#signal('other', { view: { user_id: userId, size } });
 	}
 
-	#setupLevel(): void {
-		try {
-			if (!this.#mic) return;
-			this.#audioCtx ??= new AudioContext();
-			const src = this.#audioCtx.createMediaStreamSource(new MediaStream([this.#mic]));
-			this.#analyser = this.#audioCtx.createAnalyser();
-			this.#analyser.fftSize = 512;
-			src.connect(this.#analyser);
-		} catch {
-			this.#analyser = null;
-		}
-	}
-
-	/** Who is speaking: my microphone's level, and each received audio source's level. */
-	#levels(): void {
+	/**
+	 * Who is speaking: the mean level of my microphone and of each received audio track since
+	 * the last look, from the energy counters of getStats (a short sound between two looks
+	 * counts too), held for a moment so the ring does not flicker.
+	 */
+	async #levels(): Promise<void> {
 		const pc = this.#pc;
 		const model = this.#h.model;
 		if (!pc || this.#closed) return;
-		const speaking: Record<string, boolean> = {};
-		if (this.#analyser && model.meId && !(model.selfMute || model.selfDeaf)) {
-			const buf = new Float32Array(this.#analyser.fftSize);
-			this.#analyser.getFloatTimeDomainData(buf);
-			let sum = 0;
-			for (const v of buf) sum += v * v;
-			if (Math.sqrt(sum / buf.length) > 0.02) speaking[model.meId] = true;
+		const now = Date.now();
+		const level = async (key: string, source: RTCRtpSender | RTCRtpReceiver | null, type: string): Promise<number> => {
+			if (!source) return 0;
+			let energy = 0;
+			let duration = 0;
+			try {
+				(await source.getStats()).forEach((r: Record<string, unknown>) => {
+					if (r.type === type && typeof r.totalAudioEnergy === 'number' && typeof r.totalSamplesDuration === 'number') {
+						energy = r.totalAudioEnergy;
+						duration = r.totalSamplesDuration;
+					}
+				});
+			} catch {
+				return 0;
+			}
+			const prev = this.#energy.get(key);
+			this.#energy.set(key, { energy, duration });
+			if (!prev || duration <= prev.duration) return 0;
+			return Math.sqrt(Math.max(0, energy - prev.energy) / (duration - prev.duration));
+		};
+		if (model.meId && this.#micTx && this.#mic?.enabled) {
+			if ((await level('me', this.#micTx.sender, 'media-source')) > SPEAKING_LEVEL) this.#spokeAt.set(model.meId, now);
 		}
 		for (const a of this.#h.ui.audio) {
 			const t = pc.getTransceivers().find((x) => x.mid === a.key);
-			const level = t?.receiver.getSynchronizationSources?.()[0]?.audioLevel ?? 0;
-			if (a.userId && level > 0.02) speaking[a.userId] = true;
+			if (a.userId && t && (await level(a.key, t.receiver, 'inbound-rtp')) > SPEAKING_LEVEL) this.#spokeAt.set(a.userId, now);
 		}
+		if (this.#closed) return;
+		const speaking: Record<string, boolean> = {};
+		for (const [uid, at] of this.#spokeAt) if (now - at < SPEAKING_HOLD_MS) speaking[uid] = true;
 		const prev = this.#h.ui.speaking;
 		const same = Object.keys(prev).length === Object.keys(speaking).length && Object.keys(speaking).every((k) => prev[k]);
 		if (!same) this.#h.ui.speaking = speaking;
@@ -581,8 +594,6 @@ export class VoiceEngine {
 		this.#pc = null;
 		this.#crypto?.close();
 		this.#crypto = null;
-		void this.#audioCtx?.close().catch(() => {});
-		this.#audioCtx = null;
 		this.#remote.clear();
 	}
 }
