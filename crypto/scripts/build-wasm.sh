@@ -1,17 +1,43 @@
 #!/usr/bin/env bash
-# Build the copains-crypto wasm package into crypto/pkg (gitignored).
+# Build the copains-crypto wasm package into crypto/pkg (gitignored) and enforce its size.
 #
 #   crypto/scripts/build-wasm.sh
 #
-# 1. installs wasm-bindgen-cli at exactly the lockfile's wasm-bindgen version if needed,
-# 2. builds the crate for wasm32-unknown-unknown with the `wasm` feature at opt-level "s"
-#    (a [profile] cannot live in a member crate, hence the env override),
-# 3. runs `wasm-bindgen --target web --out-dir crypto/pkg`,
-# 4. prints the raw and gzip sizes of the .wasm.
+# 1. installs what it needs when missing: the wasm32-unknown-unknown target and rust-src
+#    (rustup), wasm-bindgen-cli at exactly the lockfile's wasm-bindgen version (cargo), and
+#    binaryen's wasm-opt (npm, pinned in crypto/wasm-tools/package-lock.json),
+# 2. builds the crate for wasm32-unknown-unknown with the `wasm` feature, for size:
+#    opt-level "z", fat LTO, one codegen unit, std rebuilt with the "immediate-abort" panic
+#    strategy and no panic locations, the compact SHA-2 backend. These are env overrides
+#    for this build only (a [profile] cannot live in a member crate); native builds keep
+#    the workspace profile, fast SHA-2 and vodozemac's precomputed tables,
+# 3. runs `wasm-bindgen --target web --out-dir crypto/pkg`, then `wasm-opt -Oz`,
+# 4. prints the raw and gzip -9 sizes of the .wasm and FAILS (exit 1, after building) when
+#    the gzip size is over WASM_GZIP_BUDGET bytes. The web app's target is 150000
+#    (frontend/scripts/budget.mjs checks every .wasm in the web build against it); this
+#    build is at about 156000 today (see crypto/README.md: what is left is vodozemac's
+#    pickle deserialization), so the guard here is 160000 until that is done: it stops any
+#    regression and reports the gap to the target on every build.
+#
+# Rebuilding std needs unstable cargo/rustc flags (-Zbuild-std, -Cpanic=immediate-abort,
+# -Zlocation-detail=none); RUSTC_BOOTSTRAP=1 allows them on the stable toolchain, for this
+# one cargo invocation only. Measured on rustc 1.95: see crypto/README.md for the figures.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+WASM_GZIP_BUDGET="${WASM_GZIP_BUDGET:-160000}"
+WASM_GZIP_TARGET=150000
+
+# --- toolchain pieces ------------------------------------------------------------------
+if ! rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null; then
+  echo "build-wasm: installing the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+if ! rustup component list --installed | grep "^rust-src" >/dev/null; then
+  echo "build-wasm: installing rust-src (std is rebuilt for size)"
+  rustup component add rust-src
+fi
 
 WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
 if [ -z "$WB_VERSION" ]; then
@@ -27,21 +53,47 @@ if [ "$HAVE" != "$WB_VERSION" ]; then
     || cargo install wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=s
-# Thin LTO from the workspace profile is kept; one codegen unit gives a smaller module.
-export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-export CARGO_PROFILE_RELEASE_DEBUG=false
-cargo rustc -p copains-crypto --lib --release --target wasm32-unknown-unknown \
-  --features wasm --crate-type cdylib
+TOOLS="$ROOT/crypto/wasm-tools"
+WASM_OPT="$TOOLS/node_modules/.bin/wasm-opt"
+if [ ! -x "$WASM_OPT" ]; then
+  echo "build-wasm: installing binaryen (wasm-opt) from crypto/wasm-tools/package-lock.json"
+  (cd "$TOOLS" && npm ci --no-audit --no-fund --silent)
+fi
 
+# --- build -----------------------------------------------------------------------------
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+env RUSTC_BOOTSTRAP=1 \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
+  CARGO_PROFILE_RELEASE_LTO=fat \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+  CARGO_PROFILE_RELEASE_PANIC=abort \
+  CARGO_PROFILE_RELEASE_DEBUG=false \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none --cfg sha2_backend_soft="compact"' \
+  cargo rustc -p copains-crypto --lib --release --target wasm32-unknown-unknown \
+  --features wasm --crate-type cdylib -Zbuild-std=std,panic_abort
+
 WASM="$TARGET_DIR/wasm32-unknown-unknown/release/copains_crypto.wasm"
 rm -rf crypto/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir crypto/pkg "$WASM"
 
 OUT=crypto/pkg/copains_crypto_bg.wasm
-# No wasm-opt pass: Debian's binaryen 108 breaks wasm-bindgen's externref table (the
-# browser test caught it) and did not shrink the gzip size.
+# binaryen from npm (version 132), not Debian's 108: that one broke wasm-bindgen's
+# externref table. The browser test (crypto/scripts/test-browser.sh) runs this output.
+# The features are the ones rustc enables by default for wasm32-unknown-unknown.
+"$WASM_OPT" -Oz \
+  --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$OUT" -o "$OUT.opt"
+mv "$OUT.opt" "$OUT"
+
+# --- size ------------------------------------------------------------------------------
 RAW=$(wc -c < "$OUT")
 GZ=$(gzip -9 -c "$OUT" | wc -c)
-echo "build-wasm: $OUT raw ${RAW} bytes, gzip ${GZ} bytes ($((GZ / 1024)) KiB)"
+echo "build-wasm: $OUT raw ${RAW} bytes, gzip -9 ${GZ} bytes (guard ${WASM_GZIP_BUDGET}, web target ${WASM_GZIP_TARGET})"
+if [ "$GZ" -gt "$WASM_GZIP_TARGET" ]; then
+  echo "build-wasm: WARNING: $((GZ - WASM_GZIP_TARGET)) bytes over the web app's ${WASM_GZIP_TARGET}-byte target" >&2
+fi
+if [ "$GZ" -gt "$WASM_GZIP_BUDGET" ]; then
+  echo "build-wasm: FAIL: the crypto wasm is ${GZ} bytes gzip, over the ${WASM_GZIP_BUDGET}-byte budget" >&2
+  exit 1
+fi

@@ -191,7 +191,7 @@ impl RecoveryKey {
         let blob = util::base64_decode_capped(blob_b64, MAX_BACKUP_LEN + 64)?;
         let json = Zeroizing::new(self.decrypt(&blob)?);
         let keys: Vec<ExportedRoomKey> =
-            serde_json::from_slice(&json).map_err(|e| BackupError::Malformed(e.to_string()))?;
+            util::from_json(&json).map_err(|e| BackupError::Malformed(e.to_string()))?;
         if keys.len() > MAX_BACKUP_KEYS {
             return Err(BackupError::Malformed(format!(
                 "too many keys: {}",

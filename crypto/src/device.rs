@@ -212,7 +212,7 @@ impl KeysUpload {
     /// Parse an upload from JSON, capping its size first.
     pub fn from_json(json: &str) -> Result<Self, DeviceError> {
         util::check_len(json.len(), MAX_UPLOAD_JSON_LEN)?;
-        serde_json::from_str(json).map_err(|e| DeviceError::Json(e.to_string()))
+        util::from_json(json.as_bytes()).map_err(|e| DeviceError::Json(e.to_string()))
     }
 
     /// Serialize to the JSON body.
@@ -267,7 +267,7 @@ impl ClaimedKey {
     /// Parse from JSON (capped).
     pub fn from_json(json: &str) -> Result<Self, DeviceError> {
         util::check_len(json.len(), 4096)?;
-        serde_json::from_str(json).map_err(|e| DeviceError::Json(e.to_string()))
+        util::from_json(json.as_bytes()).map_err(|e| DeviceError::Json(e.to_string()))
     }
 
     /// Check the claimed key's signature by the device's ed25519 identity key.
@@ -381,23 +381,21 @@ impl Device {
             &ik.curve25519,
             &ik.ed25519,
         ]));
-        let one_time_keys = self
-            .account
-            .one_time_keys()
-            .into_iter()
-            .map(|(id, key)| {
-                let key_id = id.to_base64();
-                let key = key.to_base64();
-                let signature = self.sign(&canonical(&[
-                    OTK_LABEL,
-                    &self.user_id,
-                    &self.device_id,
-                    &key_id,
-                    &key,
-                ]));
-                (key_id, SignedKey { key, signature })
-            })
-            .collect();
+        // Filled with `insert` rather than `collect()`: the latter adds a sort to the wasm
+        // module, `insert` is already there for deserialization.
+        let mut one_time_keys = BTreeMap::new();
+        for (id, key) in self.account.one_time_keys() {
+            let key_id = id.to_base64();
+            let key = key.to_base64();
+            let signature = self.sign(&canonical(&[
+                OTK_LABEL,
+                &self.user_id,
+                &self.device_id,
+                &key_id,
+                &key,
+            ]));
+            one_time_keys.insert(key_id, SignedKey { key, signature });
+        }
         let fallback_key = self
             .account
             .fallback_key()
@@ -458,7 +456,7 @@ impl Device {
         let json = zeroize::Zeroizing::new(
             util::open(local_key, PICKLE_LABEL, &sealed).map_err(|_| DeviceError::Unpickle)?,
         );
-        let p: DevicePickle = serde_json::from_slice(&json).map_err(|_| DeviceError::Unpickle)?;
+        let p: DevicePickle = util::from_json(&json).map_err(|_| DeviceError::Unpickle)?;
         validate_id("user_id", &p.user_id)?;
         validate_id("device_id", &p.device_id)?;
         Ok(Self {

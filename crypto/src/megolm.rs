@@ -78,7 +78,7 @@ impl GroupMessage {
     /// Parse from JSON (capped).
     pub fn from_json(json: &str) -> Result<Self, MegolmError> {
         util::check_len(json.len(), MAX_GROUP_MESSAGE_LEN * 2)?;
-        serde_json::from_str(json).map_err(|e| MegolmError::Malformed(e.to_string()))
+        util::from_json(json.as_bytes()).map_err(|e| MegolmError::Malformed(e.to_string()))
     }
 
     /// Serialize to JSON.
@@ -109,7 +109,7 @@ impl RoomKey {
     pub fn from_json(json: &str) -> Result<Self, MegolmError> {
         util::check_len(json.len(), 8192)?;
         let k: Self =
-            serde_json::from_str(json).map_err(|e| MegolmError::Malformed(e.to_string()))?;
+            util::from_json(json.as_bytes()).map_err(|e| MegolmError::Malformed(e.to_string()))?;
         if k.kind != ROOM_KEY_TYPE {
             return Err(MegolmError::Malformed(format!(
                 "unexpected type {}",
@@ -309,7 +309,7 @@ impl OutboundGroup {
             util::open(local_key, OUTBOUND_PICKLE_LABEL, &sealed)
                 .map_err(|_| MegolmError::Unpickle)?,
         );
-        let p: OutboundPickle = serde_json::from_slice(&json).map_err(|_| MegolmError::Unpickle)?;
+        let p: OutboundPickle = util::from_json(&json).map_err(|_| MegolmError::Unpickle)?;
         Ok(Self {
             session: GroupSession::from_pickle(p.session),
             channel_id: p.channel_id,
@@ -503,7 +503,7 @@ impl InboundGroup {
             util::open(local_key, INBOUND_PICKLE_LABEL, &sealed)
                 .map_err(|_| MegolmError::Unpickle)?,
         );
-        let p: InboundPickle = serde_json::from_slice(&json).map_err(|_| MegolmError::Unpickle)?;
+        let p: InboundPickle = util::from_json(&json).map_err(|_| MegolmError::Unpickle)?;
         let mut s = Self::from_session(InboundGroupSession::from_pickle(p.session), &p.channel_id)?;
         s.floor = p.floor;
         for i in p.seen {

@@ -77,7 +77,7 @@ impl OlmEnvelope {
     /// Parse an envelope from JSON (size-capped).
     pub fn from_json(json: &str) -> Result<Self, OlmError> {
         util::check_len(json.len(), MAX_OLM_MESSAGE_LEN * 2)?;
-        serde_json::from_str(json).map_err(|e| OlmError::Malformed(e.to_string()))
+        util::from_json(json.as_bytes()).map_err(|e| OlmError::Malformed(e.to_string()))
     }
 
     /// Serialize to JSON.
@@ -229,7 +229,7 @@ impl OlmSession {
         let json = zeroize::Zeroizing::new(
             util::open(local_key, SESSION_PICKLE_LABEL, &sealed).map_err(|_| OlmError::Unpickle)?,
         );
-        let p: OlmSessionPickle = serde_json::from_slice(&json).map_err(|_| OlmError::Unpickle)?;
+        let p: OlmSessionPickle = util::from_json(&json).map_err(|_| OlmError::Unpickle)?;
         Ok(Self {
             session: Session::from_pickle(p.session),
             our_key: p.our_key,
@@ -311,7 +311,8 @@ impl OlmSessions {
     /// Restore from [`OlmSessions::pickle`].
     pub fn unpickle(pickle: &str, local_key: &[u8; 32]) -> Result<Self, OlmError> {
         util::check_len(pickle.len(), 64 << 20)?;
-        let all: Vec<String> = serde_json::from_str(pickle).map_err(|_| OlmError::Unpickle)?;
+        let all: Vec<String> =
+            util::from_json(pickle.as_bytes()).map_err(|_| OlmError::Unpickle)?;
         if all.len() > MAX_PEERS * MAX_SESSIONS_PER_PEER {
             return Err(OlmError::Unpickle);
         }

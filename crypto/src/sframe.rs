@@ -75,7 +75,7 @@ pub enum SframeError {
     #[error("frame counter exhausted: rotate the key")]
     CounterExhausted,
     /// Unknown codec name.
-    #[error("unknown codec {0:?} (expected vp8, opus or none)")]
+    #[error("unknown codec \"{0}\" (expected vp8, opus or none)")]
     UnknownCodec(String),
 }
 

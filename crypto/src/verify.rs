@@ -197,7 +197,7 @@ impl SasInfo {
     /// Parse from JSON (capped).
     pub fn from_json(json: &str) -> Result<Self, VerifyError> {
         util::check_len(json.len(), 4096)?;
-        serde_json::from_str(json).map_err(|e| VerifyError::Malformed(e.to_string()))
+        util::from_json(json.as_bytes()).map_err(|e| VerifyError::Malformed(e.to_string()))
     }
 
     fn info_string(&self) -> Result<String, VerifyError> {

@@ -342,7 +342,7 @@ impl JsInboundGroup {
     #[wasm_bindgen(js_name = fromExported)]
     pub fn from_exported(exported_json: &str) -> Result<JsInboundGroup, JsError> {
         crate::util::check_len(exported_json.len(), 8192).map_err(err)?;
-        let k: ExportedRoomKey = serde_json::from_str(exported_json).map_err(err)?;
+        let k: ExportedRoomKey = crate::util::from_json(exported_json.as_bytes()).map_err(err)?;
         InboundGroup::from_exported(&k)
             .map(JsInboundGroup)
             .map_err(err)
@@ -518,11 +518,17 @@ pub struct JsEstablishedSas(EstablishedSas);
 impl JsEstablishedSas {
     /// JSON array of 7 `{"emoji": "🐶", "name": "Dog"}`.
     pub fn emoji(&self) -> Result<String, JsError> {
-        let list: Vec<serde_json::Value> = self
-            .0
-            .emoji()
-            .into_iter()
-            .map(|(e, n)| serde_json::json!({"emoji": e, "name": n}))
+        // A plain struct rather than `serde_json::json!`: keeps `serde_json::Value`'s
+        // serializer out of the module. Same output (keys in this order).
+        #[derive(serde::Serialize)]
+        struct Emoji<'a> {
+            emoji: &'a str,
+            name: &'a str,
+        }
+        let list = self.0.emoji();
+        let list: Vec<Emoji<'_>> = list
+            .iter()
+            .map(|(emoji, name)| Emoji { emoji, name })
             .collect();
         json(&list)
     }
