@@ -63,8 +63,20 @@ export function joinVoice(serverId: string | null, channelId: string): Promise<v
 	return p;
 }
 
+/**
+ * Closing or leaving the page hangs up (best effort): the gateway does not announce a leave for a
+ * session that just goes away, so others would keep seeing me in the channel.
+ */
+function onPageHide(): void {
+	if (voice.call) hangUp();
+}
+
 async function startCall(serverId: string | null, channelId: string): Promise<void> {
 	if (voice.call) hangUp();
+	if (typeof window !== 'undefined') {
+		window.removeEventListener('pagehide', onPageHide);
+		window.addEventListener('pagehide', onPageHide);
+	}
 	emit(m.join(voice, serverId, channelId, Date.now()));
 	Object.assign(voiceUi, emptyUi(voiceUi.chosen, voiceUi.volumes));
 	const [{ VoiceEngine }, ok] = await Promise.all([import('./engine'), confirmed(channelId)]);
