@@ -114,8 +114,11 @@ function stopEngine(): void {
 }
 
 function endCall(reason: m.EndReason): void {
+	const why = voiceUi.error;
 	emit(m.leave(voice, reason));
 	stopEngine();
+	// Say why a call was lost (the notice shows it).
+	if (reason !== 'hangup') voiceUi.error = why;
 }
 
 /** Hangs up: leaves voice and releases the camera and microphone. */
