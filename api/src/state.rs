@@ -41,6 +41,8 @@ pub struct AppState {
     /// Resolved places and permissions of the hot messaging routes (invalidated by
     /// [`AppState::publish`]).
     pub places: Arc<crate::messaging::place_cache::PlaceCache>,
+    /// Shared waits for the WAL flush of asynchronously committed sends.
+    pub wal_barrier: Arc<crate::messaging::durability::WalBarrier>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             bus: Arc::new(InProcessBus::new()),
             auth_cache: Arc::default(),
             places: Arc::default(),
+            wal_barrier: Arc::default(),
         })
     }
 

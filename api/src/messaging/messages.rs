@@ -9,6 +9,8 @@
 //! fresh claim rolls back and answers the original message. Concurrent retries serialize on
 //! the unique key, so exactly one message is created.
 
+use std::sync::LazyLock;
+
 use copains_wire::Id;
 use copains_wire::events::{BusEvent, Event};
 use serde::Deserialize;
@@ -422,40 +424,16 @@ async fn create_tx(
     Ok(Some((msg, true)))
 }
 
-/// Waits until everything committed so far (by any session) is flushed to the WAL: a tiny
-/// transactional WAL record committed with the session's `synchronous_commit` (on by
-/// default). A commit flushes the WAL up to its own record, so every earlier commit —
-/// notably an insert committed with `synchronous_commit = off` — is durable when it returns
-/// (and, with synchronous replication, replicated).
-pub async fn durable(db: &PgPool) -> ApiResult<()> {
-    sqlx::query("SELECT pg_logical_emit_message(true, 'copains', '')")
-        .execute(db)
-        .await?;
+/// Waits until everything this task committed so far is flushed to the WAL (see
+/// [`super::durability::WalBarrier`]: concurrent sends of this node share one barrier).
+pub async fn durable(state: &AppState) -> ApiResult<()> {
+    state.wal_barrier.wait(&state.db).await?;
     Ok(())
 }
 
-/// The common case (no slow mode to check, no attachments to claim) as one statement in its
-/// own transaction: head upsert (the ordering lock), nonce claim, insert and thread activity.
-/// Same guarantees as the multi-statement path.
-///
-/// The transaction commits with `synchronous_commit = off`: the head row lock that orders the
-/// place's inserts is released once the commit is visible, without waiting for the disk
-/// (waiting for the flush under the lock caps one place at one insert per disk flush). Then
-/// [`durable`] waits for the flush outside the lock, where concurrent sends share one flush;
-/// only after it is the message answered (201) or published. In between, a reader of the
-/// place can see the message a few milliseconds before it is durable; a crash in that window
-/// loses it as if never sent (the sender got no answer and retries with its nonce).
-async fn create_fast(
-    state: &AppState,
-    author: Id,
-    place: &Place,
-    generated: Id,
-    nonce: Option<&str>,
-    reply_to: Option<Id>,
-    b: &Body,
-) -> ApiResult<Option<(Message, bool)>> {
-    let env = b.envelope.as_ref();
-    let row: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(&format!(
+/// The statement of [`create_fast`] (built once: statements are cached by their text).
+static CREATE_FAST: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH a AS MATERIALIZED (
             SELECT set_config('synchronous_commit', 'off', true) AS v
          ), h AS (
@@ -482,25 +460,49 @@ async fn create_fast(
              WHERE id = $2 AND $16 AND EXISTS (SELECT 1 FROM m)
          )
          SELECT {MESSAGE_COLUMNS} FROM m"
-    ))
-    .bind(generated.0)
-    .bind(place.id.0)
-    .bind(place.server_id.map(|s| s.0))
-    .bind(author.0)
-    .bind(&b.content)
-    .bind(env.map(|e| &e.algorithm))
-    .bind(env.map(|e| &e.sender_device_id))
-    .bind(env.map(|e| &e.session_id))
-    .bind(env.map(|e| &e.ciphertext))
-    .bind(nonce)
-    .bind(reply_to.map(|r| r.0))
-    .bind(b.mentions.everyone)
-    .bind(&b.mentions.users)
-    .bind(&b.mentions.roles)
-    .bind(NONCE_WINDOW_SECS as f64)
-    .bind(place.kind == PlaceKind::Thread)
-    .fetch_optional(&state.db)
-    .await;
+    )
+});
+
+/// The common case (no slow mode to check, no attachments to claim) as one statement in its
+/// own transaction: head upsert (the ordering lock), nonce claim, insert and thread activity.
+/// Same guarantees as the multi-statement path.
+///
+/// The transaction commits with `synchronous_commit = off`: the head row lock that orders the
+/// place's inserts is released once the commit is visible, without waiting for the disk
+/// (waiting for the flush under the lock caps one place at one insert per disk flush). Then
+/// [`durable`] waits for the flush outside the lock, where concurrent sends share one flush;
+/// only after it is the message answered (201) or published. In between, a reader of the
+/// place can see the message a few milliseconds before it is durable; a crash in that window
+/// loses it as if never sent (the sender got no answer and retries with its nonce).
+async fn create_fast(
+    state: &AppState,
+    author: Id,
+    place: &Place,
+    generated: Id,
+    nonce: Option<&str>,
+    reply_to: Option<Id>,
+    b: &Body,
+) -> ApiResult<Option<(Message, bool)>> {
+    let env = b.envelope.as_ref();
+    let row: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(&CREATE_FAST)
+        .bind(generated.0)
+        .bind(place.id.0)
+        .bind(place.server_id.map(|s| s.0))
+        .bind(author.0)
+        .bind(&b.content)
+        .bind(env.map(|e| &e.algorithm))
+        .bind(env.map(|e| &e.sender_device_id))
+        .bind(env.map(|e| &e.session_id))
+        .bind(env.map(|e| &e.ciphertext))
+        .bind(nonce)
+        .bind(reply_to.map(|r| r.0))
+        .bind(b.mentions.everyone)
+        .bind(&b.mentions.users)
+        .bind(&b.mentions.roles)
+        .bind(NONCE_WINDOW_SECS as f64)
+        .bind(place.kind == PlaceKind::Thread)
+        .fetch_optional(&state.db)
+        .await;
     let row = match row {
         Err(e) if id_collision(&e) => return Ok(None),
         r => r?,
@@ -515,7 +517,7 @@ async fn create_fast(
     };
     // Committed without waiting for the WAL flush (the ordering lock is released at once);
     // wait for it now, outside the lock, before anyone is told.
-    durable(&state.db).await?;
+    durable(state).await?;
     let msg = r.render(Vec::new(), Vec::new());
     publish(
         state,
@@ -533,7 +535,7 @@ async fn create_fast(
 async fn original(state: &AppState, author: Id, place: &Place, nonce: &str) -> ApiResult<Message> {
     // The original may have been committed a moment ago without waiting for the disk: it is
     // answered only once durable, like the first answer.
-    durable(&state.db).await?;
+    durable(state).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT message_id, channel_id FROM message_nonces WHERE author_id = $1 AND nonce = $2",
     )
@@ -721,12 +723,22 @@ async fn page(
     cursor: i64,
     n: i64,
 ) -> ApiResult<Vec<MessageRow>> {
-    let order = if op.starts_with('>') { "ASC" } else { "DESC" };
-    let sql = format!(
-        "SELECT {LISTED_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
-          ORDER BY m.id {order} LIMIT $3"
-    );
-    Ok(sqlx::query_as::<_, MessageRow>(&sql)
+    // One text per cursor kind, built once (statements are prepared and cached by text).
+    static PAGES: LazyLock<[String; 3]> = LazyLock::new(|| {
+        [("<", "DESC"), ("<=", "DESC"), (">", "ASC")].map(|(op, order)| {
+            format!(
+                "SELECT {LISTED_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
+                  ORDER BY m.id {order} LIMIT $3"
+            )
+        })
+    });
+    let sql = match op {
+        "<" => &PAGES[0],
+        "<=" => &PAGES[1],
+        ">" => &PAGES[2],
+        other => return Err(ApiError::Internal(format!("bad page operator {other}"))),
+    };
+    Ok(sqlx::query_as::<_, MessageRow>(sql)
         .bind(place.0)
         .bind(cursor)
         .bind(n)

@@ -12,6 +12,7 @@
 
 pub mod attachments;
 pub mod dms;
+pub mod durability;
 pub mod mentions;
 pub mod messages;
 pub mod place;

@@ -1958,3 +1958,40 @@ async fn messages_permission_cache_never_outlives_a_revocation() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Sends commit with `synchronous_commit = off` and wait for the flush through the node's
+/// shared WAL barrier: after `wait` returns, the WAL is flushed past every earlier commit,
+/// also when many requests wait at once (they share barriers).
+#[tokio::test]
+async fn messages_wal_barrier_flushes_past_earlier_async_commits() {
+    let ts = TestServer::start().await;
+    let db = ts.state.db.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (db, state) = (db.clone(), ts.state.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let lsn: String = sqlx::query_scalar(
+                    "WITH a AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
+                     INSERT INTO channel_heads (channel_id, last_message_id)
+                     SELECT (random() * 1e12)::BIGINT, 1 FROM a
+                     RETURNING pg_current_wal_insert_lsn()::TEXT",
+                )
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                state.wal_barrier.wait(&db).await.unwrap();
+                let flushed: bool =
+                    sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::TEXT::pg_lsn")
+                        .bind(&lsn)
+                        .fetch_one(&db)
+                        .await
+                        .unwrap();
+                assert!(flushed, "the WAL is not flushed past {lsn}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
