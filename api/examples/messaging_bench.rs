@@ -17,7 +17,7 @@
 //! - `create`: `POST /api/v1/channels/{id}/messages {content}` (auth, permission resolution,
 //!   mention parsing, ordered-id transaction, bus publish);
 //! - `create_spread`: the same, spread over one channel per client (inserts into one channel
-//!   are serialized by its ordering lock; different channels are not);
+//!   are ordered by its head lock; different channels are not);
 //! - `insert`: a raw `INSERT INTO messages` of the same kind of row through the same pool,
 //!   with the same concurrency (the floor);
 //! - `history`: `GET /api/v1/channels/{id}/messages?before=<random>&limit=50` (50 messages;
@@ -410,12 +410,17 @@ async fn main() {
         },
         "per_round": {"history_vs_readyz": hv_r, "create_vs_insert": cv_i, "create_spread_vs_insert": sv_i, "history_vs_healthz": hv_z},
         "notes": "create_vs_insert_ratio: every create goes to ONE channel (worst case: inserts \
-                  into one channel are serialized by the per-channel ordering lock until commit, \
-                  which is what makes `after` pagination gap-free); create_vs_insert_ratio_spread: \
-                  the same requests spread over one channel per client. The raw INSERT floor has \
-                  no auth, no permission check, no ordering lock, no event. Context floors: \
-                  readyz = one `SELECT 1` round trip without auth; users_me = bearer auth (Ed25519 \
-                  verify + session lookup) plus one small query; history_vs_readyz_ratio compares a \
+                  into one channel are ordered by the per-channel head lock, held until the commit \
+                  is visible, which is what makes `after` pagination gap-free; the commit does not \
+                  wait for the disk under the lock, the send then waits for the WAL flush through \
+                  a barrier shared by concurrent sends before answering 201); \
+                  create_vs_insert_ratio_spread: the same requests spread over one channel per \
+                  client. The raw INSERT floor (synchronous commit) has no HTTP, no auth, no \
+                  permission check, no ordering lock, no event. Send and history resolve the place \
+                  and permissions through the per-node cache (1 s, invalidated by permission \
+                  events), so after the first request of each second they cost no permission \
+                  query. Context floors: readyz = one `SELECT 1` round trip without auth; users_me \
+                  = bearer auth (cached) plus one small query; history_vs_readyz_ratio compares a \
                   history page with that single round trip.",
         "method": format!(
             "one process: the real router on 127.0.0.1 over HTTP/1.1 keep-alive (reqwest), \
