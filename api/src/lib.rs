@@ -13,6 +13,7 @@
 //! - [`mail`]: password-reset mail over SMTP, when configured.
 //! - [`metrics`]: Prometheus counters.
 //! - [`directory`]: the gateway's view of the database (what each user may see).
+//! - [`whiteboard`]: per-place whiteboards (strokes, bounds, clear).
 //! - [`routes`]: one file per resource; [`openapi`] gathers them into `/api/v1/openapi.json`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -36,6 +37,7 @@ pub mod routes;
 pub mod secret;
 pub mod state;
 pub mod validate;
+pub mod whiteboard;
 
 pub use config::ApiConfig;
 pub use error::ApiError;

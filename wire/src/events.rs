@@ -226,6 +226,22 @@ pub enum Event {
         last_read_id: Id,
     },
 
+    // ---- whiteboards ----
+    /// A stroke was added to a place's whiteboard.
+    WhiteboardStroke {
+        /// The stroke object as the api renders it (an envelope in encrypted places).
+        stroke: Value,
+    },
+    /// A place's whiteboard was cleared: every stroke with an id up to `up_to` is gone.
+    WhiteboardClear {
+        /// The place.
+        channel_id: Id,
+        /// The newest stroke id removed (`0` when the board had none).
+        up_to: Id,
+        /// Who cleared it.
+        user_id: Id,
+    },
+
     // ---- liveness ----
     /// A user started typing in a channel. Clients hide it at `expires_at_ms`; the gateway
     /// never delivers (nor replays) it after that.
@@ -344,6 +360,8 @@ impl Event {
             Event::ReactionAdd { .. } => "reaction_add",
             Event::ReactionRemove { .. } => "reaction_remove",
             Event::ReadStateUpdate { .. } => "read_state_update",
+            Event::WhiteboardStroke { .. } => "whiteboard_stroke",
+            Event::WhiteboardClear { .. } => "whiteboard_clear",
             Event::TypingStart { .. } => "typing_start",
             Event::PresenceUpdate { .. } => "presence_update",
             Event::VoiceStateUpdate { .. } => "voice_state_update",

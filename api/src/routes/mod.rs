@@ -24,6 +24,7 @@ pub mod threads;
 pub mod to_device;
 pub mod users;
 pub mod voice;
+pub mod whiteboard;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -97,7 +98,8 @@ pub fn router(state: AppState) -> Router {
         .merge(dms::router())
         .merge(read_states::router())
         .merge(search::router())
-        .merge(attachments::router());
+        .merge(attachments::router())
+        .merge(whiteboard::router());
     let (v1, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

@@ -18,3 +18,4 @@ mod keys;
 mod messages;
 mod policy;
 mod voice_ice;
+mod whiteboard;
