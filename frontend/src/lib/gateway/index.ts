@@ -18,6 +18,24 @@ export type { GatewayOptions, GatewayState, GatewayStatus, SocketLike, Timers } 
 let client: GatewayClient | null = null;
 let lostHandler: (() => void) | null = null;
 
+/** Extra listeners (lazily loaded features such as the whiteboard): every dispatch, every `ready`. */
+const dispatchListeners = new Set<(t: string, d: unknown) => void>();
+const readyListeners = new Set<() => void>();
+
+/**
+ * Calls `fn` with each dispatched event (after the chat model applied it); returns an unsubscribe
+ * function. `onReady` runs after each new gateway session (not after a resume): events may have
+ * been missed, so refetch what you show.
+ */
+export function listenGateway(fn: (t: string, d: unknown) => void, onReady?: () => void): () => void {
+	dispatchListeners.add(fn);
+	if (onReady) readyListeners.add(onReady);
+	return () => {
+		dispatchListeners.delete(fn);
+		if (onReady) readyListeners.delete(onReady);
+	};
+}
+
 /** Starts the gateway for the signed-in user; `onAuthLost` runs when the login session is gone. */
 export function startGateway(onAuthLost: () => void): void {
 	if (client) return;
@@ -33,11 +51,13 @@ export function startGateway(onAuthLost: () => void): void {
 			if (chat.myStatus !== 'online' || chat.myCustomStatus) {
 				client?.send('presence_update', chat.myCustomStatus ? { status: chat.myStatus, custom_status: chat.myCustomStatus } : { status: chat.myStatus });
 			}
+			for (const fn of readyListeners) fn();
 		},
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
 			if (t.startsWith('voice_')) voiceDispatch(t, d);
 			if (t === 'message_create') notifyFor((d as { message?: Message } | null)?.message);
+			for (const fn of dispatchListeners) fn(t, d);
 		},
 		onStatus: (st) => {
 			if (st.state === 'ready') {

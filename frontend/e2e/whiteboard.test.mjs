@@ -1,0 +1,193 @@
+// The channel whiteboard (issue 8, seed 000) between two browsers against a real `copains serve`:
+// strokes drawn with real pointer input (mouse for alice, touch for bob) appear for the other live
+// through the gateway, again after a reload (read back from the server), the eraser erases, Clear
+// empties the board for everyone, and an encrypted channel's board stays off (never plaintext).
+// Checks read the canvas pixels and its stroke count.
+import { assert, eventually, newUser, register } from './lib.mjs';
+
+/** Creates a server through the rail's dialog and waits for its first channel to open. */
+async function createServer(page, name) {
+	await page.getByRole('button', { name: 'Create a server' }).click();
+	await page.getByLabel('Server name').fill(name);
+	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
+	await page.waitForURL(/\/servers\/\d+\/\d+$/);
+	await page.getByTestId('composer').waitFor({ state: 'visible' });
+}
+
+/** Creates an invite through the server menu and returns its link. */
+async function createInvite(page) {
+	await page.getByTestId('server-menu-button').click();
+	await page.getByRole('button', { name: 'Invite people' }).click();
+	const input = page.getByTestId('invite-link');
+	const link = await eventually(async () => {
+		const v = await input.inputValue();
+		return v.includes('/invite/') ? v : null;
+	}, 'an invite link is shown');
+	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
+	return link;
+}
+
+/** Opens the channel's whiteboard and waits until its strokes are loaded. */
+async function openBoard(page) {
+	await page.getByTestId('whiteboard-toggle').click();
+	const canvas = page.getByTestId('wb-canvas');
+	await canvas.waitFor({ state: 'visible' });
+	await eventually(async () => (await canvas.getAttribute('data-loading')) === 'false', 'the board is loaded');
+	return canvas;
+}
+
+/** How many strokes the board shows. */
+async function strokes(page) {
+	return Number(await page.getByTestId('wb-canvas').getAttribute('data-strokes'));
+}
+
+/** The canvas pixel [r, g, b, a] at (fx, fy), fractions of its width and height. */
+async function pixel(page, fx, fy) {
+	return page.getByTestId('wb-canvas').evaluate(
+		(c, [x, y]) => Array.from(c.getContext('2d').getImageData(Math.round(x * c.width), Math.round(y * c.height), 1, 1).data),
+		[fx, fy]
+	);
+}
+
+/** Whether the pixel at (fx, fy) is painted red (the "Red" swatch, #e03131). */
+async function isRed(page, fx, fy) {
+	const [r, g, b, a] = await pixel(page, fx, fy);
+	return a > 200 && r > 180 && g < 90 && b < 90;
+}
+
+/** Whether nothing is painted at (fx, fy) (empty or erased). */
+async function isBlank(page, fx, fy) {
+	return (await pixel(page, fx, fy))[3] === 0;
+}
+
+/** Drags the mouse across the canvas from (fx0, fy0) to (fx1, fy1) (fractions), in steps. */
+async function drag(page, canvas, [fx0, fy0], [fx1, fy1]) {
+	const box = await canvas.boundingBox();
+	await page.mouse.move(box.x + fx0 * box.width, box.y + fy0 * box.height);
+	await page.mouse.down();
+	await page.mouse.move(box.x + fx1 * box.width, box.y + fy1 * box.height, { steps: 25 });
+	await page.mouse.up();
+}
+
+/** A one-finger touch drag on the canvas (CDP touch events: pointerType "touch"). */
+async function touchDrag(page, canvas, [fx0, fy0], [fx1, fy1]) {
+	const box = await canvas.boundingBox();
+	const cdp = await page.context().newCDPSession(page);
+	const at = (fx, fy) => [{ x: box.x + fx * box.width, y: box.y + fy * box.height, id: 1 }];
+	await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: at(fx0, fy0) });
+	for (let i = 1; i <= 20; i++) {
+		const t = i / 20;
+		await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: at(fx0 + (fx1 - fx0) * t, fy0 + (fy1 - fy0) * t) });
+	}
+	await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+	await cdp.detach();
+}
+
+export default [
+	{
+		name: 'two users draw on a channel whiteboard: live both ways (mouse and touch), eraser, persisted across reloads, clear; encrypted channels stay off',
+		timeoutMs: 80000,
+		async run({ page, browser, baseURL, shot }) {
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			await createServer(page, `Board ${alice.username.slice(4)}`);
+			const link = await createInvite(page);
+
+			const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 }, hasTouch: true });
+			context.setDefaultTimeout(10000);
+			const b = await context.newPage();
+			const bErrors = [];
+			b.on('pageerror', (e) => bErrors.push(e));
+			try {
+				await register(b, bob);
+				await b.goto(link);
+				await b.getByRole('button', { name: 'Accept invite' }).click();
+				await b.waitForURL(/\/servers\/\d+\/\d+$/);
+				await b.getByTestId('composer').waitFor({ state: 'visible' });
+				assert(new URL(b.url()).pathname === new URL(page.url()).pathname, 'both are in the same channel');
+
+				const aCanvas = await openBoard(page);
+				const bCanvas = await openBoard(b);
+				assert((await strokes(page)) === 0 && (await strokes(b)) === 0, 'a new board is empty');
+				// Bob is a plain member: no Clear button for him; alice owns the server.
+				assert((await b.getByTestId('wb-clear').count()) === 0, 'bob cannot clear');
+				assert((await page.getByTestId('wb-clear').count()) === 1, 'alice can clear');
+
+				// Alice draws a thick red line with the mouse (keyboard: P for the pen, ] for a bigger size).
+				await page.getByRole('button', { name: 'Red' }).click();
+				await page.getByRole('button', { name: 'Size 24' }).click();
+				await drag(page, aCanvas, [0.1, 0.3], [0.6, 0.3]);
+				assert(await isRed(page, 0.35, 0.3), 'alice sees her own line at once');
+				await eventually(async () => (await strokes(b)) === 1, 'bob receives alice’s stroke live');
+				await eventually(() => isRed(b, 0.35, 0.3), 'bob’s canvas shows the red line');
+				assert(await isBlank(b, 0.35, 0.7), 'nothing elsewhere on bob’s board');
+
+				// Bob answers with his finger (touch pointer events), in blue.
+				await b.getByRole('button', { name: 'Blue' }).click();
+				await touchDrag(b, bCanvas, [0.5, 0.7], [0.9, 0.7]);
+				await eventually(async () => (await strokes(page)) === 2, 'alice receives bob’s touch stroke live');
+				await eventually(async () => {
+					const [r, g, bl, a] = await pixel(page, 0.7, 0.7);
+					return a > 200 && bl > 150 && r < 80 && g < 160;
+				}, 'alice’s canvas shows the blue line');
+
+				// The eraser (chosen from the keyboard) cuts alice's line in the middle, for both.
+				await page.getByTestId('wb-pen').focus();
+				await page.keyboard.press('e');
+				assert((await page.getByTestId('wb-eraser').getAttribute('aria-pressed')) === 'true', 'E picks the eraser');
+				await page.keyboard.press(']');
+				await drag(page, aCanvas, [0.35, 0.15], [0.35, 0.45]);
+				await eventually(async () => (await strokes(b)) === 3, 'bob receives the eraser stroke');
+				await eventually(() => isBlank(b, 0.35, 0.3), 'the middle of the line is erased on bob’s board');
+				assert(await isRed(b, 0.15, 0.3), 'the rest of the line stays');
+				await shot('live', b);
+
+				// After a reload, the board comes back from the server.
+				await b.reload();
+				await b.getByTestId('composer').waitFor({ state: 'visible' });
+				await openBoard(b);
+				await eventually(async () => (await strokes(b)) === 3, 'bob’s reloaded board has the three strokes');
+				await eventually(() => isRed(b, 0.15, 0.3), 'the red line is drawn after the reload');
+				assert(await isBlank(b, 0.35, 0.3), 'and still erased in the middle');
+				const [r, g, bl, a] = await pixel(b, 0.7, 0.7);
+				assert(a > 200 && bl > 150 && r < 80 && g < 160, `bob’s own blue line is back (${[r, g, bl, a]})`);
+				await shot('after-reload', b);
+
+				// Clear: asks first, then empties the board for everyone.
+				await page.getByTestId('wb-clear').click();
+				await page.getByTestId('wb-clear-confirm').click();
+				await eventually(async () => (await strokes(page)) === 0, 'alice’s board is empty');
+				await eventually(async () => (await strokes(b)) === 0, 'bob’s board is cleared live');
+				assert((await isBlank(b, 0.15, 0.3)) && (await isBlank(b, 0.7, 0.7)), 'bob’s canvas is blank');
+				await page.reload();
+				await page.getByTestId('composer').waitFor({ state: 'visible' });
+				await openBoard(page);
+				assert((await strokes(page)) === 0, 'the cleared board stays empty after a reload');
+				await shot('cleared');
+
+				// Back to the messages.
+				await page.getByRole('button', { name: 'Back to messages' }).click();
+				await page.getByTestId('composer').waitFor({ state: 'visible' });
+
+				// An encrypted channel's whiteboard is off and says why (no plaintext strokes).
+				await page.getByTestId('server-menu-button').click();
+				await page.getByRole('button', { name: 'Create channel' }).click();
+				await page.getByLabel('Channel name').fill('vault');
+				await page.getByLabel('End-to-end encrypted').check();
+				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+				await page.getByTestId('e2ee-notice').waitFor();
+				await page.getByTestId('whiteboard-toggle').click();
+				const notice = page.getByTestId('wb-encrypted-notice');
+				await notice.waitFor();
+				assert(/not available in encrypted channels yet/.test((await notice.textContent()) ?? ''), 'the notice says so');
+				assert(!(await page.getByTestId('wb-canvas').isVisible()), 'no canvas to draw on');
+				assert(await page.getByTestId('wb-pen').isDisabled(), 'the tools are disabled');
+				await shot('encrypted');
+				if (bErrors.length) throw new Error(`error in bob’s page: ${bErrors[0].stack ?? bErrors[0]}`);
+			} finally {
+				await context.close().catch(() => {});
+			}
+		}
+	}
+];
