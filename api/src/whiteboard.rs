@@ -40,7 +40,7 @@ pub const BOARD_HEIGHT: i32 = 1800;
 /// Most points in one stroke.
 pub const MAX_POINTS: usize = 1000;
 /// Thinnest and thickest line, in board units.
-pub const SIZES: std::ops::RangeInclusive<i16> = 1..=64;
+pub const SIZES: std::ops::RangeInclusive<i16> = 1..=200;
 /// Most strokes on one board (then it must be cleared).
 pub const MAX_STROKES: i32 = 5000;
 /// Largest decoded ciphertext of an encrypted stroke, in bytes.
@@ -78,7 +78,7 @@ pub struct NewStroke {
     pub tool: Option<Tool>,
     /// `#rrggbb` (plaintext places).
     pub color: Option<String>,
-    /// Line width in board units, 1–64 (plaintext places).
+    /// Line width in board units, 1–200 (plaintext places).
     pub size: Option<i16>,
     /// Flat `[x0, y0, x1, y1, …]`, 1–1000 points, x in 0–3200 and y in 0–1800 (plaintext
     /// places). One point draws a dot.
@@ -220,7 +220,7 @@ fn color(c: &str) -> ApiResult<String> {
 
 /// Checks the points of a stroke: an even count, 1 to [`MAX_POINTS`] points, on the board.
 fn points(p: &[i64]) -> ApiResult<Vec<i32>> {
-    if p.is_empty() || p.len() % 2 != 0 || p.len() > 2 * MAX_POINTS {
+    if p.is_empty() || !p.len().is_multiple_of(2) || p.len() > 2 * MAX_POINTS {
         return Err(ApiError::validation(format!(
             "points must be a flat list of 1 to {MAX_POINTS} [x, y] pairs"
         )));
@@ -516,13 +516,13 @@ mod tests {
         let ok = plain(&stroke(Tool::Pen, "#FF00aa", 4, vec![0, 0, 3200, 1800])).unwrap();
         assert_eq!(ok.color, "#ff00aa");
         assert_eq!(ok.points, vec![0, 0, 3200, 1800]);
-        assert!(plain(&stroke(Tool::Eraser, "#000000", 64, vec![5, 5])).is_ok());
+        assert!(plain(&stroke(Tool::Eraser, "#000000", 200, vec![5, 5])).is_ok());
         for bad in [
             stroke(Tool::Pen, "red", 4, vec![1, 1]),
             stroke(Tool::Pen, "#12345", 4, vec![1, 1]),
             stroke(Tool::Pen, "#12345g", 4, vec![1, 1]),
             stroke(Tool::Pen, "#123456", 0, vec![1, 1]),
-            stroke(Tool::Pen, "#123456", 65, vec![1, 1]),
+            stroke(Tool::Pen, "#123456", 201, vec![1, 1]),
             stroke(Tool::Pen, "#123456", 4, vec![]),
             stroke(Tool::Pen, "#123456", 4, vec![1]),
             stroke(Tool::Pen, "#123456", 4, vec![-1, 1]),

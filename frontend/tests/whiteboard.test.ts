@@ -16,7 +16,7 @@ describe('whiteboard model', () => {
 			{ ...body, tool: 'brush' },
 			{ ...body, color: 'red' },
 			{ ...body, size: 0 },
-			{ ...body, size: 65 },
+			{ ...body, size: 201 },
 			{ ...body, size: 2.5 },
 			{ ...body, points: [] },
 			{ ...body, points: [1, 2, 3] },

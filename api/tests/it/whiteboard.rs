@@ -248,7 +248,7 @@ async fn whiteboard_strokes_roundtrip_page_retry_events_and_clear() {
         pen(json!(vec![5; 2002])),
         json!({"tool": "pen", "color": "red", "size": 6, "points": [1, 1]}),
         json!({"tool": "pen", "color": "#ff0000", "size": 0, "points": [1, 1]}),
-        json!({"tool": "pen", "color": "#ff0000", "size": 65, "points": [1, 1]}),
+        json!({"tool": "pen", "color": "#ff0000", "size": 201, "points": [1, 1]}),
         json!({"tool": "pen", "color": "#ff0000", "size": 6, "points": [1, 1], "bogus": true}),
         json!({"tool": "pen", "color": "#ff0000", "size": 6, "points": [1, 1], "nonce": ""}),
         json!({"encrypted": envelope("aGk=")}),

@@ -9,10 +9,10 @@ export const BOARD_WIDTH = 3200;
 export const BOARD_HEIGHT = 1800;
 /** Most points in one stroke (longer lines are sent as several strokes). */
 export const MAX_POINTS = 1000;
-/** Line widths offered, in board units (the API accepts 1–64). */
-export const SIZES = [4, 10, 24, 48] as const;
+/** Line widths offered, in board units (the API accepts 1–200; the board is 3200 wide). */
+export const SIZES = [6, 12, 24, 48, 96] as const;
 export const MIN_SIZE = 1;
-export const MAX_SIZE = 64;
+export const MAX_SIZE = 200;
 /** Colours offered, with their names (for screen readers and tooltips). */
 export const COLORS: { value: string; name: string }[] = [
 	{ value: '#1e1f22', name: 'Black' },

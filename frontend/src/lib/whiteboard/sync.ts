@@ -12,7 +12,7 @@ import { Board, newNonce, parseBody, splitPoints, type ApiStroke, type BoardStro
 export interface StrokeCrypt {
 	encrypt(plaintext: string): Promise<Envelope>;
 	/** The plaintext, or null when it cannot be decrypted (the stroke is skipped). */
-	decrypt(envelope: Envelope): Promise<string | null>;
+	decrypt(envelope: Envelope, authorId: string | null, strokeId: string): Promise<string | null>;
 }
 
 /** What the view hears about. */
@@ -144,7 +144,7 @@ export class WhiteboardSync {
 		let body: StrokeBody | null;
 		if (this.crypt) {
 			if (!s.encrypted) return null;
-			const text = await this.crypt.decrypt(s.encrypted);
+			const text = await this.crypt.decrypt(s.encrypted, s.author_id, s.id);
 			let parsed: unknown = null;
 			try {
 				parsed = text === null ? null : JSON.parse(text);
