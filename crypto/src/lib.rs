@@ -21,6 +21,7 @@
 
 pub mod backup;
 pub mod device;
+mod json;
 pub mod megolm;
 pub mod olm;
 pub mod sframe;

@@ -64,7 +64,7 @@ pub(crate) fn base64_decode_capped(input: &str, max_decoded: usize) -> Result<Ve
 /// through here so that serde_json's parser is instantiated for one reader (`SliceRead`)
 /// only, which keeps the wasm module small; `from_str` would add a second copy.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
-    serde_json::from_slice(json)
+    crate::json::from_slice(json)
 }
 
 /// Reject a string or byte field longer than `max`.
