@@ -317,7 +317,11 @@ mod tests {
             br#"{"a":1} x"#,
             br#"[1,"x"]"#,
         ] {
-            assert!(from_slice::<Inner>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                from_slice::<Inner>(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

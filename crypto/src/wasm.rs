@@ -20,6 +20,11 @@ use crate::{
 };
 
 fn err(e: impl std::fmt::Display) -> JsError {
+    js_error(&e)
+}
+
+// One non-generic body for every error type (keeps the module small).
+fn js_error(e: &dyn std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
