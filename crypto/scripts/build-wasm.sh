@@ -13,8 +13,8 @@
 #    for this build only (a [profile] cannot live in a member crate); native builds keep
 #    the workspace profile, fast SHA-2 and vodozemac's precomputed tables,
 # 3. runs `wasm-bindgen --target web --out-dir crypto/pkg`, then `wasm-opt -Oz --converge`,
-# 4. prints the raw and gzip -9 sizes of the .wasm and FAILS (exit 1, after building) when
-#    the gzip size is over WASM_GZIP_BUDGET bytes: 150000, the web app's budget for it
+# 4. prints the raw and gzip -9 sizes of the .wasm (GNU gzip and Node's zlib) and FAILS
+#    (exit 1, after building) when either is over WASM_GZIP_BUDGET bytes: 150000, the web app's budget for it
 #    (frontend/scripts/budget.mjs applies the same figure to every .wasm in the web build).
 #
 # Rebuilding std needs unstable cargo/rustc flags (-Zbuild-std, -Cpanic=immediate-abort,
@@ -86,8 +86,12 @@ mv "$OUT.opt" "$OUT"
 # --- size ------------------------------------------------------------------------------
 RAW=$(wc -c < "$OUT")
 GZ=$(gzip -9 -c "$OUT" | wc -c)
-echo "build-wasm: $OUT raw ${RAW} bytes, gzip -9 ${GZ} bytes (budget ${WASM_GZIP_BUDGET}, $((WASM_GZIP_BUDGET - GZ)) to spare)"
-if [ "$GZ" -gt "$WASM_GZIP_BUDGET" ]; then
-  echo "build-wasm: FAIL: the crypto wasm is ${GZ} bytes gzip, over the ${WASM_GZIP_BUDGET}-byte budget (see crypto/README.md, Size)" >&2
+# The web budget script gzips with Node's zlib, which lands ~1.5 KB above GNU gzip on this
+# file: enforce the larger of the two.
+GZ_NODE=$(node -e 'process.stdout.write(String(require("zlib").gzipSync(require("fs").readFileSync(process.argv[1]), { level: 9 }).length))' "$OUT")
+MAX=$(( GZ > GZ_NODE ? GZ : GZ_NODE ))
+echo "build-wasm: $OUT raw ${RAW} bytes, gzip -9 ${GZ} bytes, node zlib -9 ${GZ_NODE} bytes (budget ${WASM_GZIP_BUDGET}, $((WASM_GZIP_BUDGET - MAX)) to spare)"
+if [ "$MAX" -gt "$WASM_GZIP_BUDGET" ]; then
+  echo "build-wasm: FAIL: the crypto wasm is ${MAX} bytes gzip, over the ${WASM_GZIP_BUDGET}-byte budget (see crypto/README.md, Size)" >&2
   exit 1
 fi

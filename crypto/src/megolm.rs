@@ -8,7 +8,7 @@
 //! - [`RoomKey`] (the plaintext sent inside an Olm envelope to share a session):
 //!   `{ "type": "copains.room_key", "channel_id": "…", "session_id": "…", "session_key": "<base64>" }`
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use vodozemac::megolm::{
@@ -334,8 +334,10 @@ pub struct InboundGroup {
     session: InboundGroupSession,
     session_id: String,
     channel_id: String,
-    /// Indexes already decrypted (bounded by [`MAX_SEEN_INDEXES`]).
-    seen: BTreeSet<u32>,
+    /// Indexes already decrypted, sorted ascending, no duplicates (bounded by
+    /// [`MAX_SEEN_INDEXES`]). A sorted `Vec` rather than a `BTreeSet`: same lookups by
+    /// binary search, and no B-tree code in the wasm module.
+    seen: Vec<u32>,
     /// Everything at or below this index counts as seen (set when `seen` overflows).
     floor: Option<u32>,
 }
@@ -375,7 +377,7 @@ impl InboundGroup {
             session_id: session.session_id(),
             session,
             channel_id: channel_id.to_owned(),
-            seen: BTreeSet::new(),
+            seen: Vec::new(),
             floor: None,
         })
     }
@@ -437,13 +439,17 @@ impl InboundGroup {
     }
 
     fn is_seen(&self, index: u32) -> bool {
-        self.floor.is_some_and(|f| index <= f) || self.seen.contains(&index)
+        self.floor.is_some_and(|f| index <= f) || self.seen.binary_search(&index).is_ok()
     }
 
     fn mark_seen(&mut self, index: u32) {
-        self.seen.insert(index);
-        while self.seen.len() > MAX_SEEN_INDEXES {
-            if let Some(lowest) = self.seen.pop_first() {
+        if let Err(at) = self.seen.binary_search(&index) {
+            self.seen.insert(at, index);
+        }
+        if self.seen.len() > MAX_SEEN_INDEXES {
+            let excess = self.seen.len() - MAX_SEEN_INDEXES;
+            let lowest = self.seen.drain(..excess).max();
+            if let Some(lowest) = lowest {
                 self.floor = Some(self.floor.map_or(lowest, |f| f.max(lowest)));
             }
         }
@@ -482,7 +488,7 @@ impl InboundGroup {
     pub fn pickle(&self, local_key: &[u8; 32]) -> Result<String, MegolmError> {
         let p = InboundPickle {
             channel_id: self.channel_id.clone(),
-            seen: self.seen.iter().copied().collect(),
+            seen: self.seen.clone(),
             floor: self.floor,
             session: self.session.pickle(),
         };
