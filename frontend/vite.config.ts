@@ -10,6 +10,8 @@ export default defineConfig({
 	// Module workers: the call frame worker (lib/voice/e2ee) imports the crypto wasm.
 	worker: { format: 'es' },
 	server: {
+		// The crypto wasm package (crypto/pkg, built by crypto/scripts/build-wasm.sh) lives outside frontend/.
+		fs: { allow: ['.', '../crypto/pkg'] },
 		proxy: {
 			'/api': { target: backend, changeOrigin: false },
 			'/gateway': { target: backend, ws: true }

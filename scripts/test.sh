@@ -93,6 +93,10 @@ run_command() {
 step run-command run_command
 
 e2e() {
+  # The embedded PostgreSQL of scripts/run.sh (its port is line 4 of postmaster.pid): e2ee.test.mjs
+  # reads the stored message rows to check that encrypted places hold no plaintext.
+  local pid_file="$COPAINS_DATA_DIR/postgres/postmaster.pid"
+  [ -f "$pid_file" ] && export COPAINS_E2E_DATABASE_URL="postgres://copains@127.0.0.1:$(sed -n 4p "$pid_file")/copains"
   (cd frontend && COPAINS_URL="http://localhost:$SERVE_PORT" COPAINS_ADMIN_CMD="$TARGET/debug/copains admin" npm run e2e --silent)
 }
 step web-e2e e2e

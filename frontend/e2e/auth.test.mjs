@@ -11,9 +11,9 @@ export default [
 			for (const id of ['dms-empty', 'messages-empty', 'members-empty']) {
 				await page.getByTestId(id).waitFor({ state: 'visible' });
 			}
-			// Direct messages need end-to-end encryption, which this web app does not have yet: it says so.
+			// Direct messages are end-to-end encrypted: the empty DM list says so.
 			const text = await page.getByTestId('dms-empty').textContent();
-			assert(/crypto integration/i.test(text ?? ''), 'the home sidebar says encrypted DMs are not available yet');
+			assert(/end-to-end encrypted/i.test(text ?? ''), 'the home sidebar says DMs are end-to-end encrypted');
 			await shot('desktop');
 			// Dark theme: follows prefers-color-scheme, and the toggle overrides it.
 			await page.emulateMedia({ colorScheme: 'dark' });

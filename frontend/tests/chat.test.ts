@@ -290,12 +290,20 @@ describe('message rendering', () => {
 		expect(missing).toContain('Original message not loaded or deleted');
 	});
 
-	it('shows an encrypted message as such instead of pretending to read it', () => {
-		const body = render(MessageItem, {
-			props: { message: message('1', { content: null, encrypted: { algorithm: 'm.megolm', ciphertext: 'AAAA' } }), author: 'bob', mine: false }
-		}).body;
-		expect(body).toContain('end-to-end encryption arrives with the crypto integration');
+	it('shows an encrypted message being decrypted, undecryptable with its reason and a retry, or decrypted with a lock', () => {
+		const enc = { algorithm: 'copains.megolm.v1', sender_device_id: 'D', session_id: 'S', ciphertext: 'AAAA' };
+		const body = render(MessageItem, { props: { message: message('1', { content: null, encrypted: enc }), author: 'bob', mine: false } }).body;
+		expect(body).toContain('Decrypting');
 		expect(body).not.toContain('AAAA');
+		const utd = render(MessageItem, {
+			props: { message: { ...message('1', { content: null, encrypted: enc }), undecryptable: 'no key here' }, author: 'bob', mine: false, onrequestkey: async () => {} }
+		}).body;
+		expect(utd).toContain('Unable to decrypt this message.');
+		expect(utd).toContain('no key here');
+		expect(utd).toContain('data-testid="request-key"');
+		const ok = render(MessageItem, { props: { message: message('1', { content: 'secret text', encrypted: enc }), author: 'bob', mine: false } }).body;
+		expect(ok).toContain('data-testid="e2ee-lock"');
+		expect(ok).toContain('secret text');
 	});
 });
 

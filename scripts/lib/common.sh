@@ -44,13 +44,24 @@ ensure_postgres_programs() {
   command -v runuser >/dev/null || apt_install util-linux
 }
 
+ensure_wasm_pkg() { # builds crypto/pkg (the web app imports it) unless it is newer than the crypto sources
+  local wasm=crypto/pkg/copains_crypto_bg.wasm
+  if [ ! -f "$wasm" ] || [ ! -f crypto/pkg/copains_crypto.js ] || [ -n "$(find crypto/src crypto/Cargo.toml crypto/scripts/build-wasm.sh Cargo.lock -newer "$wasm" 2>/dev/null | head -1)" ]; then
+    ensure_rust
+    rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+    log "building the crypto wasm (crypto/pkg)"
+    crypto/scripts/build-wasm.sh
+  fi
+}
+
 build_frontend() { # builds frontend/build unless it is newer than every source file
   ensure_node
+  ensure_wasm_pkg
   if [ ! -d frontend/node_modules ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; then
     log "installing web app dependencies (npm ci)"
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
   fi
-  if [ ! -f frontend/build/index.html ] || [ -n "$(find frontend/src frontend/static frontend/package.json frontend/svelte.config.js frontend/vite.config.ts -newer frontend/build/index.html 2>/dev/null | head -1)" ]; then
+  if [ ! -f frontend/build/index.html ] || [ -n "$(find frontend/src frontend/static frontend/package.json frontend/svelte.config.js frontend/vite.config.ts crypto/pkg -newer frontend/build/index.html 2>/dev/null | head -1)" ]; then
     log "building the web app"
     (cd frontend && npm run build --silent)
   fi

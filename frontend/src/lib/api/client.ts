@@ -15,6 +15,8 @@ import type {
 	Ban,
 	AuthResponse,
 	Channel,
+	DmChannel,
+	EncryptedEnvelope,
 	HistoryQuery,
 	Invite,
 	InvitePreview,
@@ -348,6 +350,28 @@ export class ApiClient {
 		if (replyTo) body.reply_to = replyTo;
 		if (attachments.length) body.attachments = attachments;
 		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
+	}
+
+	/** `POST /channels/{id}/messages` in an encrypted place: only the envelope (and the reply) travel. */
+	sendEncryptedMessage(channelId: string, encrypted: EncryptedEnvelope, nonce: string, replyTo: string | null = null): Promise<Message> {
+		const body: Record<string, unknown> = { nonce, encrypted };
+		if (replyTo) body.reply_to = replyTo;
+		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
+	}
+
+	/** `PATCH /channels/{id}/messages/{message_id}` in an encrypted place. */
+	editEncryptedMessage(channelId: string, messageId: string, encrypted: EncryptedEnvelope): Promise<Message> {
+		return this.request<Message>('PATCH', `/channels/${seg(channelId)}/messages/${seg(messageId)}`, { body: { encrypted } });
+	}
+
+	/** `GET /users/@me/channels`: my DMs and group DMs, most recently active first. */
+	dms(): Promise<DmChannel[]> {
+		return this.request<DmChannel[]>('GET', '/users/@me/channels');
+	}
+
+	/** `POST /users/@me/channels`: the 1:1 DM with one user (created if needed), or a new group DM. */
+	openDm(recipients: string[]): Promise<DmChannel> {
+		return this.request<DmChannel>('POST', '/users/@me/channels', { body: { recipients } });
 	}
 
 	/** `POST /channels/{id}/attachments?filename=`: uploads a file (raw body) to attach to my next message. */

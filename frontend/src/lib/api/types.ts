@@ -241,3 +241,23 @@ export interface Overwrite {
 	allow: number;
 	deny: number;
 }
+
+/** A DM or group DM (`GET /users/@me/channels`); always end-to-end encrypted. */
+export interface DmChannel {
+	id: string;
+	kind: 'dm' | 'group_dm';
+	owner_id: string | null;
+	name: string | null;
+	/** Every member, me included. */
+	recipients: UserSummary[];
+	encrypted: boolean;
+	last_message_id: string | null;
+}
+
+/** The `encrypted` envelope of a message in an encrypted place (the server stores it opaque). */
+export interface EncryptedEnvelope {
+	algorithm: string;
+	sender_device_id: string;
+	session_id: string;
+	ciphertext: string;
+}

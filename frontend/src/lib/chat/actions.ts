@@ -1,7 +1,8 @@
 /** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
 import { api, errorMessage, isApiError, type Attachment, type Message, type Role, type Server } from '$lib/api';
 import { gatewaySend } from '$lib/gateway';
-import { applyMyReaction, chat, compareIds, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
+import { applyMyReaction, chat, compareIds, isEncryptedPlace, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
+import { ensureE2ee, type Envelope } from '$lib/e2ee';
 
 /** Messages per history page. */
 export const PAGE = 50;
@@ -99,13 +100,22 @@ export async function sendMessage(
 	delete pending.failed;
 	if (!existing) h.items.push(pending);
 	try {
-		const m: Message = await api.sendMessage(
-			channelId,
-			content,
-			nonce,
-			replyTo,
-			attachments.map((a) => a.id)
-		);
+		let m: Message;
+		if (isEncryptedPlace(chat, channelId)) {
+			// End-to-end encrypted: the server gets only the envelope (attachments are not encrypted yet).
+			if (attachments.length) throw new Error('Files cannot be sent in encrypted conversations yet.');
+			const e2ee = await ensureE2ee();
+			const encrypted = await e2ee.encryptForPlace(channelId, content);
+			m = await api.sendEncryptedMessage(channelId, encrypted, nonce, replyTo);
+		} else {
+			m = await api.sendMessage(
+				channelId,
+				content,
+				nonce,
+				replyTo,
+				attachments.map((a) => a.id)
+			);
+		}
 		upsertMessage(chat, m);
 		// If the history was not loaded yet, the pending copy is still there: replace it.
 		const cur = historyOf(channelId);
@@ -134,8 +144,67 @@ export function discardFailed(m: ChatMessage): void {
 
 /** Edits my message; the model is updated from the answer (and the gateway's message_update). */
 export async function editMessage(m: ChatMessage, content: string): Promise<void> {
+	if (isEncryptedPlace(chat, m.channel_id)) {
+		const e2ee = await ensureE2ee();
+		const encrypted = await e2ee.encryptForPlace(m.channel_id, content);
+		const updated = await api.editEncryptedMessage(m.channel_id, m.id, encrypted);
+		upsertMessage(chat, { ...updated, content: updated.content ?? content });
+		return;
+	}
 	const updated = await api.editMessage(m.channel_id, m.id, content);
 	upsertMessage(chat, updated);
+}
+
+// ---------------------------------------------------------------- end-to-end encrypted places
+
+/** Envelope + key version of the last decryption attempt per message (no retry loop). */
+const attempts = new Map<string, string>();
+
+/** Decrypts an encrypted message of the model in place (its text, or why it cannot be read). */
+export async function decryptMessage(m: ChatMessage, keysVersion: number): Promise<void> {
+	if (m.content !== null || !m.encrypted || m.pending) return;
+	const envelope = m.encrypted as Envelope;
+	const mark = `${envelope.ciphertext?.slice(-24)}@${keysVersion}`;
+	if (attempts.get(m.id) === mark) return;
+	attempts.set(m.id, mark);
+	if (attempts.size > 5000) attempts.delete(attempts.keys().next().value as string);
+	let text: string | null = null;
+	let reason: string | undefined;
+	try {
+		const e2ee = await ensureE2ee();
+		const r = await e2ee.decryptFromPlace(m.channel_id, envelope, { authorId: m.author_id, messageId: m.id });
+		if (r.ok) text = r.plaintext;
+		else reason = r.reason;
+	} catch (e) {
+		reason = `End-to-end encryption is not available on this device (${errorMessage(e)}).`;
+	}
+	const cur = chat.history[m.channel_id]?.items.find((x) => x.id === m.id);
+	if (!cur || cur.content !== null || JSON.stringify(cur.encrypted) !== JSON.stringify(m.encrypted)) return;
+	if (text !== null) {
+		cur.content = text;
+		delete cur.undecryptable;
+	} else cur.undecryptable = reason;
+}
+
+/** Asks the author's device for the key of an undecryptable message (it re-shares it if I may read). */
+export async function requestMessageKey(m: ChatMessage): Promise<void> {
+	if (!m.encrypted || !m.author_id) return;
+	const e2ee = await ensureE2ee();
+	await e2ee.requestKey(m.channel_id, m.encrypted as Envelope, m.author_id);
+}
+
+/** Refreshes my DM list. */
+export async function loadDms(): Promise<void> {
+	chat.dms = await api.dms();
+	for (const dm of chat.dms) for (const u of dm.recipients) chat.users[u.id] ??= u;
+}
+
+/** Opens (or creates) the 1:1 DM with a user; returns its id. */
+export async function openDm(userId: string): Promise<string> {
+	const dm = await api.openDm([userId]);
+	if (!chat.dms.some((d) => d.id === dm.id)) chat.dms = [dm, ...chat.dms];
+	for (const u of dm.recipients) chat.users[u.id] ??= u;
+	return dm.id;
 }
 
 /** Deletes a message. */

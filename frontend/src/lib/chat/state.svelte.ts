@@ -3,7 +3,7 @@
  * from the gateway's `ready`, its dispatched events and REST pages. `applyReady` and
  * `applyDispatch` are plain functions of this state (unit-tested without a socket).
  */
-import type { Channel, Member, Message, Relationship, Role, Server, Thread, UserSummary } from '$lib/api';
+import type { Channel, DmChannel, Member, Message, Relationship, Role, Server, Thread, UserSummary } from '$lib/api';
 
 /** A server with what the sidebar needs. */
 export interface ServerState extends Server {
@@ -17,6 +17,8 @@ export interface ChatMessage extends Message {
 	pending?: boolean;
 	/** The send failed: why (shown with a retry). */
 	failed?: string;
+	/** Encrypted places: the envelope could not be decrypted on this device, and why. */
+	undecryptable?: string;
 }
 
 /** The loaded history of one channel. */
@@ -65,6 +67,8 @@ export interface ChatState {
 	threads: Record<string, Thread[] | undefined>;
 	/** The thread shown in the side panel. */
 	openThread: Thread | null;
+	/** My DMs and group DMs (end-to-end encrypted), most recently active first. */
+	dms: DmChannel[];
 }
 
 /** A fresh, empty model. */
@@ -87,7 +91,8 @@ export function emptyChat(): ChatState {
 		viewing: null,
 		relationships: {},
 		threads: {},
-		openThread: null
+		openThread: null,
+		dms: []
 	};
 }
 
@@ -174,6 +179,8 @@ export function applyReady(s: ChatState, d: Record<string, unknown>): void {
 	// Unread counts are refetched (`GET /users/@me/read-states`) after every ready.
 	s.readStatesLoaded = false;
 	s.relationships = {};
+	s.dms = Array.isArray(d.dm_channels) ? (d.dm_channels as DmChannel[]).filter((c) => obj(c) && str(c.id) && Array.isArray(c.recipients)) : [];
+	for (const dm of s.dms) for (const u of dm.recipients) if (obj(u) && str(u.id)) s.users[u.id] ??= u;
 	if (Array.isArray(d.relationships)) for (const r of d.relationships) setRelationship(s, r);
 	if (Array.isArray(d.presences)) {
 		for (const p of d.presences) {
@@ -219,19 +226,37 @@ export function upsertMessage(s: ChatState, m: Message): void {
 	if (!h || (!h.loaded && !h.loading)) return;
 	const byId = h.items.findIndex((x) => x.id === m.id);
 	if (byId >= 0) {
-		h.items[byId] = { ...m };
+		h.items[byId] = withPlaintext(h.items[byId], m);
 		return;
 	}
+	let mine: ChatMessage | null = null;
 	if (m.nonce) {
 		const byNonce = h.items.findIndex((x) => x.pending !== undefined && x.nonce === m.nonce && x.author_id === m.author_id);
 		if (byNonce >= 0) {
+			mine = h.items[byNonce];
 			h.items.splice(byNonce, 1);
 		}
 	}
-	// Keep server messages sorted by id, pending ones after them.
+	if (mine && m.content === null && m.encrypted && mine.content !== null) {
+		// My own encrypted message confirmed: keep the plaintext I typed.
+		h.items.splice(insertAt(h, m), 0, { ...m, content: mine.content });
+		return;
+	}
+	h.items.splice(insertAt(h, m), 0, { ...m });
+}
+
+/** Where a server message goes: sorted by id, pending ones after them. */
+function insertAt(h: ChannelHistory, m: Message): number {
 	let i = h.items.length;
 	while (i > 0 && (h.items[i - 1].pending || h.items[i - 1].failed !== undefined || compareIds(h.items[i - 1].id, m.id) > 0)) i--;
-	h.items.splice(i, 0, { ...m });
+	return i;
+}
+
+/** A new copy of a message: an encrypted one whose envelope did not change keeps its decrypted text. */
+function withPlaintext(old: ChatMessage, m: Message): ChatMessage {
+	const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+	if (m.content === null && m.encrypted && old.content !== null && same(old.encrypted, m.encrypted)) return { ...m, content: old.content };
+	return { ...m };
 }
 
 /** Applies one dispatched gateway event. Unknown events are ignored. */
@@ -465,4 +490,26 @@ export function applyMyReaction(s: ChatState, channelId: string, messageId: stri
 		r.me = false;
 		if (r.count <= 0) m.reactions = list.filter((x) => x !== r);
 	}
+}
+
+/** The name of a DM: the other member's (or the group's name / members'). */
+export function dmName(s: ChatState, dm: DmChannel): string {
+	if (dm.name) return dm.name;
+	const others = dm.recipients.filter((u) => u.id !== s.meId);
+	return (others.length ? others : dm.recipients).map((u) => u.display_name?.trim() || u.username).join(', ');
+}
+
+/** A DM as the message pane's channel (always encrypted, no server). */
+export function dmChannel(s: ChatState, dm: DmChannel): Channel {
+	return { id: dm.id, server_id: '', name: dmName(s, dm), kind: 'text', topic: null, position: 0, parent_id: null, slowmode_secs: 0, encrypted: true };
+}
+
+/** Whether messages of this place are end-to-end encrypted (a DM, or an encrypted channel). */
+export function isEncryptedPlace(s: ChatState, channelId: string): boolean {
+	if (s.dms.some((d) => d.id === channelId)) return true;
+	for (const srv of s.servers) {
+		const c = srv.channels.find((x) => x.id === channelId);
+		if (c) return c.encrypted;
+	}
+	return false;
 }

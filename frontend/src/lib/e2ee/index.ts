@@ -96,8 +96,7 @@ export function ensureE2ee(): Promise<E2ee> {
 	if (loading && loadingFor === userId) return loading;
 	loadingFor = userId;
 	e2eeStatus.state = 'loading';
-	// The engine (./engine.ts, with the crypto wasm) lands next; until then callers get this rejection.
-	const p: Promise<E2ee> = Promise.reject(new Error('e2ee not ready'));
+	const p = import('./engine').then((m) => m.startEngine(userId));
 	loading = p;
 	p.then(
 		(e) => {

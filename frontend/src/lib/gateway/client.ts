@@ -53,6 +53,8 @@ export interface GatewayOptions {
 	getToken: () => Promise<string | null>;
 	/** Refreshes the token after a 4004; null when the session is gone. */
 	refreshToken: () => Promise<string | null>;
+	/** This browser's E2EE device id, named in `identify` so `to_device` events reach it (optional). */
+	deviceId?: () => string | null;
 	/** A full `ready`: the payload and the new session id. */
 	onReady: (d: Record<string, unknown>, sessionId: string) => void;
 	/** A dispatched event (not `noop`), each sequence number once, in order. */
@@ -268,7 +270,8 @@ export class GatewayClient {
 		if (this.#sessionId !== null) {
 			ws.send(JSON.stringify({ op: 'resume', token, session_id: this.#sessionId, seq: this.#seq }));
 		} else {
-			ws.send(JSON.stringify({ op: 'identify', token }));
+			const deviceId = this.#o.deviceId?.() ?? null;
+			ws.send(JSON.stringify(deviceId ? { op: 'identify', token, device_id: deviceId } : { op: 'identify', token }));
 		}
 	}
 

@@ -11,6 +11,10 @@ import type { Message } from '$lib/api';
 import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
 import { bindVoiceGateway, resetVoice, voiceDispatch, voiceReady } from '$lib/voice/lobby.svelte';
+import { emitGatewayEvent, setGatewayDevice } from './events';
+import { loadDms } from '$lib/chat/actions';
+import { session } from '$lib/session.svelte';
+import { ensureE2ee, stopE2ee, storedDeviceId } from '$lib/e2ee';
 
 export { GatewayClient, backoffDelay, gatewayUrl } from './client';
 export type { GatewayOptions, GatewayState, GatewayStatus, SocketLike, Timers } from './client';
@@ -44,9 +48,15 @@ export function startGateway(onAuthLost: () => void): void {
 		url: gatewayUrl(window.location),
 		getToken: () => api.gatewayToken(),
 		refreshToken: () => api.refreshForGateway(),
+		deviceId: () => {
+			const id = session.user ? storedDeviceId(session.user.id) : null;
+			setGatewayDevice(id);
+			return id;
+		},
 		onReady: (d, sessionId) => {
 			applyReady(chat, d);
 			voiceReady(chat.meId, sessionId, d);
+			emitGatewayEvent('ready', d);
 			// A new session starts online: restate the status the user chose.
 			if (chat.myStatus !== 'online' || chat.myCustomStatus) {
 				client?.send('presence_update', chat.myCustomStatus ? { status: chat.myStatus, custom_status: chat.myCustomStatus } : { status: chat.myStatus });
@@ -56,6 +66,8 @@ export function startGateway(onAuthLost: () => void): void {
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
 			if (t.startsWith('voice_')) voiceDispatch(t, d);
+			emitGatewayEvent(t, d);
+			if (t === 'message_create') noteDm((d as { message?: Message } | null)?.message);
 			if (t === 'message_create') notifyFor((d as { message?: Message } | null)?.message);
 			for (const fn of dispatchListeners) fn(t, d);
 		},
@@ -71,6 +83,9 @@ export function startGateway(onAuthLost: () => void): void {
 	bindVoiceGateway((op, fields) => client?.send(op, fields) ?? false);
 	client.start();
 	window.addEventListener('online', onOnline);
+	// This browser's E2EE device: created (first login) or restored now, its keys uploaded. The
+	// crypto wasm is a separate chunk, fetched here rather than with the app.
+	void ensureE2ee().catch((e) => console.warn('e2ee:', e));
 }
 
 /** Back online: retry now rather than after the backoff delay. */
@@ -84,6 +99,7 @@ export function stopGateway(): void {
 	resetVoice();
 	client?.stop();
 	client = null;
+	stopE2ee();
 	resetChat();
 	setOnline();
 }
@@ -91,6 +107,13 @@ export function stopGateway(): void {
 /** Sends a client op on the live connection; false when not connected. */
 export function gatewaySend(op: string, fields: Record<string, unknown> = {}): boolean {
 	return client?.send(op, fields) ?? false;
+}
+
+/** A message in a DM I do not know yet (someone opened one with me): refresh my DM list. */
+function noteDm(m: Message | undefined): void {
+	if (!m || m.server_id || typeof m.channel_id !== 'string') return;
+	if (chat.dms.some((d) => d.id === m.channel_id) || chat.servers.some((s) => s.channels.some((c) => c.id === m.channel_id))) return;
+	void loadDms().catch(() => {});
 }
 
 /** A desktop notification for a new message that mentions me or is a DM (when enabled and not on screen). */
@@ -118,5 +141,6 @@ function notifyFor(m: Message | undefined): void {
 		body,
 		href: server ? `/servers/${server.id}/${m.channel_id}` : '/',
 		open: (href) => void goto(href)
+		href: server ? `/servers/${server.id}/${m.channel_id}` : `/dms/${m.channel_id}`
 	});
 }
