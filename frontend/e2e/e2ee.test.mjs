@@ -208,7 +208,7 @@ export default [
 		}
 	},
 	{
-		name: 'a message whose key never reached a device says why; Retry asks the sender’s device, which re-shares it',
+		name: 'a message whose key never reached a device says why; Retry asks the sender’s device, which re-shares it; a second tab does not run the same device',
 		timeoutMs: 90000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -244,6 +244,12 @@ export default [
 				await seesMessage(b.page, early, 'after Retry, alice’s device re-shared the key and bob reads the earlier message', true, 20000);
 				assert((await b.page.getByTestId('undecryptable').count()) === 0, 'nothing is left undecryptable');
 				await shot('after-retry', b.page);
+				// A second tab of the same browser does not drive the same device concurrently: it says so.
+				const tab2 = await b.context.newPage();
+				await tab2.goto(b.page.url());
+				await tab2.getByTestId('e2ee-notice').waitFor();
+				assert(/another tab/.test((await tab2.getByTestId('e2ee-notice').textContent()) ?? ''), 'the second tab explains');
+				await tab2.close();
 			} finally {
 				await b.context.close();
 			}

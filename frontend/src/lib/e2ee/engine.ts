@@ -232,8 +232,12 @@ class Engine implements E2ee {
 		await saveState(this.#db, this.#key, s);
 	}
 
+	/** Releases the tab lock (see {@link startEngine}). */
+	release: () => void = () => {};
+
 	stop(): void {
 		this.#stopped = true;
+		this.release();
 		if (this.#timer) clearInterval(this.#timer);
 		this.#unsub?.();
 	}
@@ -966,6 +970,35 @@ let wasmReady: Promise<unknown> | null = null;
 
 /** Loads the wasm, restores or creates this user's device, uploads its keys, starts syncing. */
 export async function startEngine(userId: string): Promise<E2ee> {
+	// One tab per browser drives the device: two engines saving the same state would undo each
+	// other's ratchet steps. The lock is held (Web Locks) for the engine's life.
+	const release = await tabLock(userId);
+	try {
+		const engine = await startLocked(userId);
+		engine.release = release;
+		return engine;
+	} catch (e) {
+		release();
+		throw e;
+	}
+}
+
+/** Takes this user's E2EE lock in this browser; throws when another tab holds it. */
+async function tabLock(userId: string): Promise<() => void> {
+	if (!('locks' in navigator)) return () => {};
+	let release: () => void = () => {};
+	const held = new Promise<void>((r) => (release = r));
+	const got = await new Promise<boolean>((resolve) => {
+		void navigator.locks.request(`copains-e2ee:${userId}`, { ifAvailable: true }, (lock) => {
+			resolve(lock !== null);
+			return lock ? held : undefined;
+		});
+	});
+	if (!got) throw new Error('End-to-end encryption is already running in another tab of this browser: use that tab, or close it and reload this one.');
+	return release;
+}
+
+async function startLocked(userId: string): Promise<Engine> {
 	wasmReady ??= init();
 	await wasmReady;
 	const db = await openDb();
