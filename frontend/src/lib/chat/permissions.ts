@@ -1,8 +1,10 @@
 /** Server-level permissions as docs/permissions.md defines them (channel overwrites are not applied here). */
-import type { Role } from '$lib/api';
+import type { Overwrite, Role } from '$lib/api';
 
 /** Permission bits used by the web app. */
 export const Perm = {
+	VIEW_CHANNEL: 1,
+	READ_HISTORY: 4,
 	MANAGE_MESSAGES: 8,
 	MANAGE_CHANNELS: 16,
 	MANAGE_ROLES: 32,
@@ -32,6 +34,38 @@ export function serverPermissions(server: { id: string; owner_id: string; roles:
 		if (r.id === server.id || myRoles.includes(r.id)) bits |= Number(r.permissions) || 0;
 	}
 	return bits & Perm.ADMINISTRATOR ? ALL : bits;
+}
+
+/**
+ * A member's permissions in a channel (docs/permissions.md's resolution order, timeouts aside):
+ * base, then the `@everyone` overwrite, the member's roles' overwrites (denies then allows), the
+ * member's own overwrite; without VIEW_CHANNEL nothing. The E2EE engine uses it to choose who gets
+ * an encrypted channel's keys.
+ */
+export function channelPermissions(
+	server: { id: string; owner_id: string; roles: Role[] },
+	userId: string,
+	roles: string[],
+	overwrites: Overwrite[]
+): number {
+	const base = serverPermissions(server, userId, roles);
+	if (base === ALL) return ALL;
+	let p = base;
+	const apply = (deny: number, allow: number) => (p = (p & ~deny) | allow);
+	const everyone = overwrites.find((o) => o.kind === 'role' && o.target_id === server.id);
+	if (everyone) apply(Number(everyone.deny) || 0, Number(everyone.allow) || 0);
+	let deny = 0;
+	let allow = 0;
+	for (const o of overwrites) {
+		if (o.kind === 'role' && o.target_id !== server.id && roles.includes(o.target_id)) {
+			deny |= Number(o.deny) || 0;
+			allow |= Number(o.allow) || 0;
+		}
+	}
+	apply(deny, allow);
+	const own = overwrites.find((o) => o.kind === 'member' && o.target_id === userId);
+	if (own) apply(Number(own.deny) || 0, Number(own.allow) || 0);
+	return p & 1 ? p : 0;
 }
 
 /** Whether `bits` include `perm`. */

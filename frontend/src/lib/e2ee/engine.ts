@@ -17,6 +17,7 @@
 import init, * as wasm from '../../../../crypto/pkg/copains_crypto.js';
 import { api, ApiError } from '$lib/api';
 import { chat } from '$lib/chat/state.svelte';
+import { channelPermissions, has, Perm } from '$lib/chat/permissions';
 import { gatewayDevice, onGatewayEvent } from '$lib/gateway/events';
 import type { Decrypted, DecryptOptions, DeviceRef, E2ee, Envelope, KnownDevice, SasState } from './index';
 import { rememberDeviceId } from './index';
@@ -432,7 +433,10 @@ class Engine implements E2ee {
 		let users: string[] | null = null;
 		const server = chat.servers.find((s) => s.channels.some((c) => c.id === channelId));
 		if (server) {
-			users = (await api.members(server.id)).map((m) => m.user.id);
+			// Only members who may see the channel (roles and overwrites) get its keys.
+			const [members, channel] = await Promise.all([api.members(server.id), api.channel(channelId)]);
+			const overwrites = channel.overwrites ?? [];
+			users = members.filter((m) => has(channelPermissions(server, m.user.id, m.roles, overwrites), Perm.VIEW_CHANNEL)).map((m) => m.user.id);
 		} else {
 			const dms = await api.request<{ id: string; recipients: { id: string }[] }[]>('GET', '/users/@me/channels');
 			const dm = dms.find((d) => d.id === channelId);
