@@ -209,12 +209,32 @@ class Engine implements E2ee {
 		this.#publishChanged();
 	}
 
-	/** Runs `fn` alone (the wasm objects are mutated in place), then saves the state. */
-	#exclusive<T>(fn: () => Promise<T>): Promise<T> {
+	/**
+	 * Runs `fn` alone (the wasm objects are mutated in place), then saves the state — at once, or
+	 * `lazy`ly (within a moment, once for a burst: decrypting a page of history only records indexes).
+	 */
+	#exclusive<T>(fn: () => Promise<T>, lazy = false): Promise<T> {
 		const run = this.#lock.then(fn, fn);
-		const save = () => this.#save().catch((e) => console.warn(`e2ee: saving the device state failed: ${errText(e)}`));
-		this.#lock = run.then(save, save);
+		if (lazy) {
+			const done = () => this.#saveSoon();
+			this.#lock = run.then(done, done);
+		} else {
+			this.#lock = run.then(this.#saveNow, this.#saveNow);
+		}
 		return run;
+	}
+
+	#saveNow = () => {
+		if (this.#saveTimer) clearTimeout(this.#saveTimer);
+		this.#saveTimer = null;
+		return this.#save().catch((e) => console.warn(`e2ee: saving the device state failed: ${errText(e)}`));
+	};
+	#saveTimer: ReturnType<typeof setTimeout> | null = null;
+	#saveSoon(): void {
+		this.#saveTimer ??= setTimeout(() => {
+			this.#saveTimer = null;
+			this.#lock = this.#lock.then(this.#saveNow, this.#saveNow);
+		}, 500);
 	}
 
 	async #save(): Promise<void> {
@@ -510,7 +530,7 @@ class Engine implements E2ee {
 			// The room key may be waiting in the to-device queue (it is sent before the message).
 			await this.sync();
 		}
-		return this.#exclusive(async () => this.#decrypt(channelId, envelope, options));
+		return this.#exclusive(async () => this.#decrypt(channelId, envelope, options), true);
 	}
 
 	#decrypt(channelId: string, envelope: Envelope, options: DecryptOptions): Decrypted {
