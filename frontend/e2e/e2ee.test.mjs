@@ -79,12 +79,29 @@ async function texts(page) {
 
 /** Waits until `page` shows a message whose text is `text`, decrypted (with its lock when `locked`). */
 async function seesMessage(page, text, what, locked = true, timeoutMs = 15000) {
-	await eventually(async () => (await texts(page)).includes(text), what, timeoutMs);
+	try {
+		await eventually(async () => (await texts(page)).includes(text), what, timeoutMs);
+	} catch (e) {
+		// Say what the page shows instead: the E2EE notice, or why messages cannot be decrypted.
+		const notice = await page.getByTestId('e2ee-notice').allTextContents();
+		const reasons = await page.getByTestId('undecryptable-reason').allTextContents();
+		const decrypting = await page.getByTestId('decrypting').count();
+		throw new Error(`${e.message}; shown: ${JSON.stringify(await texts(page))}, notice ${JSON.stringify(notice)}, undecryptable ${JSON.stringify(reasons)}, decrypting ${decrypting}, url ${page.url()}`);
+	}
 	if (locked) {
 		// (My own message shows at once while being sent; the lock comes with the server's copy.)
 		const row = page.getByTestId('message-content').filter({ hasText: text });
 		await eventually(async () => (await row.getByTestId('e2ee-lock').count()) >= 1, `${what}: shown with a lock`);
 	}
+}
+
+/** Waits until this browser's E2EE device exists and its keys are on the server. */
+async function e2eeReady(page) {
+	await eventually(
+		() => page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith('copains.e2ee.device.'))),
+		'the E2EE device is created and its keys uploaded',
+		20000
+	);
 }
 
 /** Makes alice and bob friends through the friends panel. */
@@ -123,6 +140,8 @@ export default [
 			try {
 				await register(b.page, bob);
 				await joinByLink(b.page, link);
+				await e2eeReady(page);
+				await e2eeReady(b.page);
 
 				// Plain channel: stored as plaintext (the control for the database check below).
 				const plain = `plain hello ${tag}`;
@@ -227,6 +246,7 @@ export default [
 			try {
 				await register(b.page, bob);
 				await joinByLink(b.page, link);
+				await e2eeReady(b.page);
 				await b.page.getByTestId('channel-list').getByText('vault').click();
 				await b.page.waitForURL(`**/${vaultId}`);
 				const utd = b.page.getByTestId('undecryptable');
@@ -267,6 +287,8 @@ export default [
 			const a2 = await secondBrowser(browser, baseURL);
 			try {
 				await register(b.page, bob);
+				await e2eeReady(page);
+				await e2eeReady(b.page);
 				await befriend(page, b.page, alice, bob);
 				await page.locator(`[data-testid=friend][data-username="${bob.username}"][data-kind=friend]`).getByTestId('message-friend').click();
 				await page.waitForURL(/\/dms\/\d+$/);
@@ -312,6 +334,7 @@ export default [
 				await a2.page.goto('/login');
 				await login(a2.page, alice.username, alice.password);
 				await a2.page.getByTestId('shell').waitFor();
+				await e2eeReady(a2.page);
 				await a2.page.goto(`/dms/${dmId}`);
 				await a2.page.getByTestId('undecryptable').first().waitFor({ timeout: 15000 });
 				await a2.page.goto('/settings');

@@ -218,10 +218,13 @@ class Engine implements E2ee {
 		if (lazy) {
 			const done = () => this.#saveSoon();
 			this.#lock = run.then(done, done);
-		} else {
-			this.#lock = run.then(this.#saveNow, this.#saveNow);
+			return run;
 		}
-		return run;
+		// The caller goes on only once the new state is stored: a message is never posted with a
+		// Megolm index (or an Olm ratchet step) that a reload would forget.
+		const saved = run.then(this.#saveNow, this.#saveNow);
+		this.#lock = saved;
+		return saved.then(() => run);
 	}
 
 	#saveNow = () => {
@@ -645,8 +648,10 @@ class Engine implements E2ee {
 					console.warn(`e2ee: a to-device message from ${m.sender_user_id}/${m.sender_device_id} was dropped: ${errText(e)}`);
 				}
 			}
-			await api.request('POST', `/to-device/ack?${q}`, { body: { up_to: r.next_since } });
+			// Stored before acknowledged: a key the server deleted is never lost with an unloaded page.
 			this.#state.since = r.next_since;
+			await this.#save();
+			await api.request('POST', `/to-device/ack?${q}`, { body: { up_to: r.next_since } });
 		}
 		// Application handlers run after the state is consistent (they may call back into the engine).
 		for (const d of deliveries) queueMicrotask(d);
@@ -1012,12 +1017,19 @@ async function tabLock(userId: string): Promise<() => void> {
 	if (!('locks' in navigator)) return () => {};
 	let release: () => void = () => {};
 	const held = new Promise<void>((r) => (release = r));
-	const got = await new Promise<boolean>((resolve) => {
-		void navigator.locks.request(`copains-e2ee:${userId}`, { ifAvailable: true }, (lock) => {
-			resolve(lock !== null);
-			return lock ? held : undefined;
+	const attempt = () =>
+		new Promise<boolean>((resolve) => {
+			void navigator.locks.request(`copains-e2ee:${userId}`, { ifAvailable: true }, (lock) => {
+				resolve(lock !== null);
+				return lock ? held : undefined;
+			});
 		});
-	});
+	// A page being replaced (reload, navigation) may still hold it for a moment.
+	let got = await attempt();
+	for (let i = 0; !got && i < 15; i++) {
+		await new Promise((r) => setTimeout(r, 200));
+		got = await attempt();
+	}
 	if (!got) throw new Error('End-to-end encryption is already running in another tab of this browser: use that tab, or close it and reload this one.');
 	return release;
 }
@@ -1060,8 +1072,9 @@ async function startLocked(userId: string): Promise<Engine> {
 		// Saved before the upload: a device whose keys reached the server is never lost locally.
 		await saveState(db, key, state);
 	}
-	rememberDeviceId(userId, state.deviceId);
 	await engine.replenish();
+	// Remembered once its keys are on the server (the gateway's identify names it from then on).
+	rememberDeviceId(userId, state.deviceId);
 	engine.start();
 	return engine;
 }
