@@ -78,7 +78,7 @@ async function texts(page) {
 }
 
 /** Waits until `page` shows a message whose text is `text`, decrypted (with its lock when `locked`). */
-async function seesMessage(page, text, what, locked = true, timeoutMs = 15000) {
+async function seesMessage(page, text, what, locked = true, timeoutMs = 25000) {
 	try {
 		await eventually(async () => (await texts(page)).includes(text), what, timeoutMs);
 	} catch (e) {

@@ -48,7 +48,6 @@ ensure_wasm_pkg() { # builds crypto/pkg (the web app imports it) unless it is ne
   local wasm=crypto/pkg/copains_crypto_bg.wasm
   if [ ! -f "$wasm" ] || [ ! -f crypto/pkg/copains_crypto.js ] || [ -n "$(find crypto/src crypto/Cargo.toml crypto/scripts/build-wasm.sh Cargo.lock -newer "$wasm" 2>/dev/null | head -1)" ]; then
     ensure_rust
-    rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
     log "building the crypto wasm (crypto/pkg)"
     crypto/scripts/build-wasm.sh
   fi

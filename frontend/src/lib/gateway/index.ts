@@ -139,8 +139,7 @@ function notifyFor(m: Message | undefined): void {
 		viewing: chat.viewing,
 		title: server ? `${author}${channel ? ` in #${channel.name}` : ''}` : `${author} (direct message)`,
 		body,
-		href: server ? `/servers/${server.id}/${m.channel_id}` : '/',
+		href: server ? `/servers/${server.id}/${m.channel_id}` : `/dms/${m.channel_id}`,
 		open: (href) => void goto(href)
-		href: server ? `/servers/${server.id}/${m.channel_id}` : `/dms/${m.channel_id}`
 	});
 }
