@@ -365,7 +365,7 @@ export default [
 					window.__sameDocument = true;
 					window.__noteObjects[0].onclick();
 				});
-				await page.waitForURL((u) => u.pathname === '/');
+				await page.waitForURL((u) => u.pathname === `/dms/${dm.body.id}`);
 				assert(await page.evaluate(() => window.__sameDocument === true), 'the click navigated without reloading the app');
 				await page.goBack();
 				await page.waitForURL(channelUrl);

@@ -115,6 +115,20 @@ describe('chat model', () => {
 		expect(s.history[GEN]?.items).toHaveLength(1);
 	});
 
+	it('keeps the plaintext of my encrypted message, whatever the envelope key order of the event and the answer', () => {
+		const s = readyState();
+		const pending: ChatMessage = { ...message('pending-n2', { author_id: ME, nonce: 'n2', content: 'secret' }), pending: true };
+		s.history[GEN]?.items.push(pending);
+		const rest = { algorithm: 'copains.megolm.v1', sender_device_id: 'D', session_id: 'S', ciphertext: 'QUJD' };
+		const event = { algorithm: 'copains.megolm.v1', ciphertext: 'QUJD', sender_device_id: 'D', session_id: 'S' };
+		applyDispatch(s, 'message_create', { message: message('400000000000000005', { author_id: ME, nonce: 'n2', content: null, encrypted: event }) });
+		upsertMessage(s, message('400000000000000005', { author_id: ME, nonce: 'n2', content: null, encrypted: rest }));
+		expect(s.history[GEN]?.items.map((m) => m.content)).toEqual(['secret']);
+		// An edit (another ciphertext) is decrypted again.
+		upsertMessage(s, message('400000000000000005', { author_id: ME, content: null, encrypted: { ...rest, ciphertext: 'REVG' } }));
+		expect(s.history[GEN]?.items.map((m) => m.content)).toEqual([null]);
+	});
+
 	it('keeps pending messages after confirmed ones', () => {
 		const s = readyState();
 		s.history[GEN]?.items.push({ ...message('pending-x', { author_id: ME, nonce: 'x' }), pending: true });

@@ -179,7 +179,12 @@ export async function decryptMessage(m: ChatMessage, keysVersion: number): Promi
 		reason = `End-to-end encryption is not available on this device (${errorMessage(e)}).`;
 	}
 	const cur = chat.history[m.channel_id]?.items.find((x) => x.id === m.id);
-	if (!cur || cur.content !== null || JSON.stringify(cur.encrypted) !== JSON.stringify(m.encrypted)) return;
+	if (!cur || cur.content !== null) return;
+	if ((cur.encrypted as Envelope | undefined)?.ciphertext !== envelope.ciphertext) {
+		// Edited meanwhile: the new envelope gets its own attempt.
+		attempts.delete(m.id);
+		return;
+	}
 	if (text !== null) {
 		cur.content = text;
 		delete cur.undecryptable;

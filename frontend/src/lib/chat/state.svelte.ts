@@ -254,7 +254,7 @@ function insertAt(h: ChannelHistory, m: Message): number {
 
 /** A new copy of a message: an encrypted one whose envelope did not change keeps its decrypted text. */
 function withPlaintext(old: ChatMessage, m: Message): ChatMessage {
-	const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+	const same = (a: unknown, b: unknown) => (a as { ciphertext?: unknown } | null)?.ciphertext === (b as { ciphertext?: unknown } | null)?.ciphertext;
 	if (m.content === null && m.encrypted && old.content !== null && same(old.encrypted, m.encrypted)) return { ...m, content: old.content };
 	return { ...m };
 }

@@ -146,6 +146,7 @@ function idbPut(db: IDBDatabase, key: string, value: unknown): Promise<void> {
 		t.objectStore(STORE).put(value, key);
 		t.oncomplete = () => resolve();
 		t.onerror = () => reject(t.error);
+		t.onabort = () => reject(t.error ?? new Error('the IndexedDB write was aborted'));
 	});
 }
 
