@@ -176,7 +176,7 @@ export default [
 				await page.getByLabel('Channel name').fill('vault');
 				await page.getByLabel('End-to-end encrypted').check();
 				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
-				await page.getByTestId('e2ee-notice').waitFor();
+				await page.getByTestId('composer-lock').waitFor();
 				await page.getByTestId('whiteboard-toggle').click();
 				// Until this web app has end-to-end encryption (ensureE2ee rejects), the board is off and
 				// says why; once it has, the board opens and its strokes are envelopes (api tests).
