@@ -8,12 +8,29 @@ use std::time::Duration;
 /// The schema, embedded at build time from `postgres/migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../postgres/migrations");
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+pub const IDLE_CHECK: Duration = Duration::from_secs(5);
+
 /// Connects a pool of at most `max_connections` to `url`.
+///
+/// sqlx already pings every connection when it goes back to the pool (a broken one is closed
+/// there); its default second ping on every acquire cost one more round trip per query. Here
+/// only connections idle for [`IDLE_CHECK`] or more (which may have broken while idle, e.g.
+/// across a database restart) are pinged when acquired.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let opts = PgConnectOptions::from_str(url)?.application_name("copains");
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await
 }
