@@ -4,8 +4,8 @@
 //! Correctness first:
 //! - every event this process publishes that can change what a user may do somewhere (roles,
 //!   overwrites, members, timeouts, channels, threads, servers, DM membership: every event
-//!   except message contents, reactions, read states, typing, presence, voice and device
-//!   traffic) moves the cache to a new epoch, which makes every entry stale at once — a
+//!   except message contents, reactions, read states, whiteboard strokes, typing, presence,
+//!   voice and device traffic) moves the cache to a new epoch, which makes every entry stale at once — a
 //!   revocation made through this node takes effect on the next request;
 //! - an entry is filled only if no such event was published while its row was being read
 //!   (the epoch is taken before the query), so a concurrent revocation cannot be overwritten
@@ -97,7 +97,8 @@ impl PlaceCache {
 }
 
 /// Whether `event` can change a place or anyone's rights in it. Only message traffic,
-/// reactions, read states, typing, presence, voice and device events cannot; anything else
+/// reactions, read states, whiteboard strokes, typing, presence, voice and device events
+/// cannot; anything else
 /// (including event kinds added later) invalidates.
 pub fn changes_places(event: &Event) -> bool {
     !matches!(
@@ -108,6 +109,8 @@ pub fn changes_places(event: &Event) -> bool {
             | Event::ReactionAdd { .. }
             | Event::ReactionRemove { .. }
             | Event::ReadStateUpdate { .. }
+            | Event::WhiteboardStroke { .. }
+            | Event::WhiteboardClear { .. }
             | Event::TypingStart { .. }
             | Event::PresenceUpdate { .. }
             | Event::VoiceStateUpdate { .. }
