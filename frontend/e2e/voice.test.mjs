@@ -1,6 +1,6 @@
 // Voice and video in the web app between two browsers against a real `copains serve` (its SFU):
 // a server voice channel where each side decodes the other's camera (framesDecoded > 0 through
-// getStats), a screen share the other decodes, hanging up stops the local tracks; and a DM call
+// getStats; frames end-to-end encrypted by lib/voice/e2ee), a screen share the other decodes, hanging up stops the local tracks; and a DM call
 // that rings and is declined, then rings and is accepted (audio both ways).
 //
 // The page is instrumented by the test only (an init script, nothing in the app): it keeps the
@@ -191,6 +191,9 @@ export default [
 				await eventually(async () => Number(await page.locator('[data-testid=voice-tile][data-kind=camera]:not([data-me])').getAttribute('data-frames')) > 0, 'alice’s tile of bob shows decoded frames');
 				await eventually(async () => (await page.getByTestId('voice-bar').getAttribute('data-phase')) === 'connected', 'alice’s call is connected');
 				await eventually(async () => (await page.getByTestId('voice-quality').getAttribute('data-quality')) !== 'unknown', 'connection quality is measured');
+				// Frame encryption (lib/voice/e2ee) is attached to every sender and receiver of the call.
+				assert((await page.getByTestId('voice-room').getAttribute('data-encrypted')) === 'true', 'alice’s call media is end-to-end encrypted');
+				assert((await b.page.getByTestId('voice-room').getAttribute('data-encrypted')) === 'true', 'bob’s call media is end-to-end encrypted');
 				await shot('cameras');
 
 				// Speaking ring: Chromium's fake microphone beeps; alice's tile of bob lights up.
