@@ -1,7 +1,7 @@
 /** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
-import { api, errorMessage, isApiError, type Attachment, type Message, type Role, type Server } from '$lib/api';
+import { api, errorMessage, isApiError, type Attachment, type Channel, type Message, type Role, type Server } from '$lib/api';
 import { gatewaySend } from '$lib/gateway';
-import { applyMyReaction, chat, compareIds, isEncryptedPlace, upsertMessage, type ChannelHistory, type ChatMessage } from './state.svelte';
+import { applyMyReaction, chat, compareIds, isEncryptedPlace, upsertMessage, type ChannelHistory, type ChatMessage, type ServerState } from './state.svelte';
 import { ensureE2ee, type Envelope } from '$lib/e2ee';
 
 /** Messages per history page. */
@@ -254,22 +254,61 @@ export function setMyStatus(status: 'online' | 'idle' | 'dnd' | 'invisible', cus
 	gatewaySend('presence_update', chat.myCustomStatus ? { status, custom_status: chat.myCustomStatus } : { status });
 }
 
+/** The channels and roles of a server, over REST. */
+function fetchStructure(serverId: string): Promise<[Channel[], Role[]]> {
+	return Promise.all([
+		api.channels(serverId),
+		api.request<Role[]>('GET', `/servers/${encodeURIComponent(serverId)}/roles`).catch(() => [] as Role[])
+	]);
+}
+
+/**
+ * Puts freshly fetched channels and roles into a server of the model. What live events added while
+ * the fetch ran (ids not in `before` nor in the answer) is kept; everything else is the answer.
+ */
+function mergeStructure(s: ServerState, before: Set<string>, channels: Channel[], roles: Role[]): void {
+	const fetched = new Set(channels.map((c) => c.id));
+	s.channels = [...channels, ...s.channels.filter((c) => !fetched.has(c.id) && !before.has(c.id))];
+	const fetchedRoles = new Set(roles.map((r) => r.id));
+	if (roles.length) s.roles = [...roles, ...s.roles.filter((r) => !fetchedRoles.has(r.id) && !before.has(r.id))];
+}
+
+function idsOf(s: ServerState | undefined): Set<string> {
+	return new Set([...(s?.channels ?? []).map((c) => c.id), ...(s?.roles ?? []).map((r) => r.id)]);
+}
+
 /**
  * Puts a server I just created or joined into the model with its channels and roles, without
- * waiting for the gateway's `server_create` (which then only refreshes it).
+ * waiting for the gateway's `server_create`.
  */
 export async function addServer(server: Server): Promise<void> {
-	const [channels, roles] = await Promise.all([
-		api.channels(server.id),
-		api.request<Role[]>('GET', `/servers/${encodeURIComponent(server.id)}/roles`).catch(() => [] as Role[])
-	]);
+	const before = idsOf(chat.servers.find((s) => s.id === server.id));
+	const [channels, roles] = await fetchStructure(server.id);
 	const existing = chat.servers.find((s) => s.id === server.id);
 	if (existing) {
-		if (!existing.channels.length) existing.channels = channels;
-		if (!existing.roles.length) existing.roles = roles;
+		mergeStructure(existing, before, channels, roles);
 		return;
 	}
 	chat.servers.push({ ...server, channels, roles });
+}
+
+/**
+ * After the gateway's `server_create` (its server object has no channels nor roles): loads them
+ * over REST when the model has none. This is not only for servers joined elsewhere: a `ready`
+ * computed before a join here may reach the page after the join's own {@link addServer}, replace
+ * the server list without the new server, and the held `server_create` then brings it back empty.
+ */
+export async function loadAnnouncedServer(serverId: string): Promise<void> {
+	const known = chat.servers.find((s) => s.id === serverId);
+	if (!known || (known.channels.length && known.roles.length)) return;
+	const before = idsOf(known);
+	try {
+		const [channels, roles] = await fetchStructure(serverId);
+		const existing = chat.servers.find((s) => s.id === serverId);
+		if (existing) mergeStructure(existing, before, channels, roles);
+	} catch (e) {
+		console.warn('loading an announced server:', e);
+	}
 }
 
 /** Loads unread and mention counts once per `ready`. */

@@ -12,7 +12,7 @@ import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
 import { bindVoiceGateway, resetVoice, voiceDispatch, voiceReady } from '$lib/voice/lobby.svelte';
 import { emitGatewayEvent, setGatewayDevice } from './events';
-import { loadDms } from '$lib/chat/actions';
+import { loadAnnouncedServer, loadDms } from '$lib/chat/actions';
 import { session } from '$lib/session.svelte';
 import { ensureE2ee, stopE2ee, storedDeviceId } from '$lib/e2ee';
 
@@ -65,6 +65,7 @@ export function startGateway(onAuthLost: () => void): void {
 		},
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
+			if (t === 'server_create') announced(d);
 			if (t.startsWith('voice_')) voiceDispatch(t, d);
 			emitGatewayEvent(t, d);
 			if (t === 'message_create') noteDm((d as { message?: Message } | null)?.message);
@@ -107,6 +108,12 @@ export function stopGateway(): void {
 /** Sends a client op on the live connection; false when not connected. */
 export function gatewaySend(op: string, fields: Record<string, unknown> = {}): boolean {
 	return client?.send(op, fields) ?? false;
+}
+
+/** `server_create` carries the server without its channels and roles: load them if the model has none. */
+function announced(d: unknown): void {
+	const id = (d as { server?: { id?: unknown } } | null)?.server?.id;
+	if (typeof id === 'string') void loadAnnouncedServer(id);
 }
 
 /** A message in a DM I do not know yet (someone opened one with me): refresh my DM list. */
