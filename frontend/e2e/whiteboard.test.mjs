@@ -1,9 +1,26 @@
 // The channel whiteboard (issue 8, seed 000) between two browsers against a real `copains serve`:
 // strokes drawn with real pointer input (mouse for alice, touch for bob) appear for the other live
 // through the gateway, again after a reload (read back from the server), the eraser erases, Clear
-// empties the board for everyone, and an encrypted channel's board stays off (never plaintext).
-// Checks read the canvas pixels and its stroke count.
+// empties the board for everyone. In an encrypted channel the same board works end to end:
+// strokes are drawn and decrypted live and after a reload, while the stored rows hold only
+// Megolm envelopes (read straight from PostgreSQL through COPAINS_E2E_DATABASE_URL with psql;
+// without it that one assertion is skipped, loudly). Checks read the canvas pixels and its
+// stroke count.
+import { execFileSync } from 'node:child_process';
 import { assert, eventually, newUser, register } from './lib.mjs';
+
+const DB = process.env.COPAINS_E2E_DATABASE_URL ?? '';
+
+/** Runs one SQL query with psql; null when no database is configured or reachable. */
+function sql(query) {
+	if (!DB) return null;
+	try {
+		return execFileSync('psql', [DB, '-XtAc', query], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+	} catch (e) {
+		console.log(`        !! psql failed (${String(e.message).split('\n')[0]})`);
+		return null;
+	}
+}
 
 /** Creates a server through the rail's dialog and waits for its first channel to open. */
 async function createServer(page, name) {
@@ -85,7 +102,7 @@ async function touchDrag(page, canvas, [fx0, fy0], [fx1, fy1]) {
 
 export default [
 	{
-		name: 'two users draw on a channel whiteboard: live both ways (mouse and touch), eraser, persisted across reloads, clear; encrypted channels stay off',
+		name: 'two users draw on a channel whiteboard: live both ways (mouse and touch), eraser, persisted across reloads, clear',
 		timeoutMs: 80000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -166,31 +183,124 @@ export default [
 				assert((await strokes(page)) === 0, 'the cleared board stays empty after a reload');
 				await shot('cleared');
 
-				// Back to the messages.
-				await page.getByRole('button', { name: 'Back to messages' }).click();
-				await page.getByTestId('composer').waitFor({ state: 'visible' });
+				if (bErrors.length) throw new Error(`error in bob’s page: ${bErrors[0].stack ?? bErrors[0]}`);
+			} finally {
+				await context.close().catch(() => {});
+			}
+		}
+	}
+,
+	{
+		name: 'an encrypted channel’s whiteboard: strokes drawn in each browser are decrypted live in the other and again after reloads; the server stores only envelopes',
+		timeoutMs: 80000,
+		async run({ page, browser, baseURL, shot }) {
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			await createServer(page, `Vault ${alice.username.slice(4)}`);
+			const link = await createInvite(page);
 
-				// An encrypted channel's whiteboard is off and says why (no plaintext strokes).
+			const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+			context.setDefaultTimeout(15000);
+			const b = await context.newPage();
+			const bErrors = [];
+			b.on('pageerror', (e) => bErrors.push(e));
+			try {
+				await register(b, bob);
+				await b.goto(link);
+				await b.getByRole('button', { name: 'Accept invite' }).click();
+				await b.waitForURL(/\/servers\/\d+\/\d+$/);
+				await b.getByTestId('composer').waitFor({ state: 'visible' });
+				// Both browsers' E2EE devices exist (their keys are on the server) before alice encrypts.
+				for (const p of [page, b]) {
+					await eventually(
+						() => p.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith('copains.e2ee.device.'))),
+						'the E2EE device is created',
+						20000
+					);
+				}
+
+				// Alice creates an encrypted channel; bob opens it.
 				await page.getByTestId('server-menu-button').click();
 				await page.getByRole('button', { name: 'Create channel' }).click();
 				await page.getByLabel('Channel name').fill('vault');
 				await page.getByLabel('End-to-end encrypted').check();
 				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
 				await page.getByTestId('composer-lock').waitFor();
-				await page.getByTestId('whiteboard-toggle').click();
-				// Until this web app has end-to-end encryption (ensureE2ee rejects), the board is off and
-				// says why; once it has, the board opens and its strokes are envelopes (api tests).
-				const notice = page.getByTestId('wb-encrypted-notice');
-				const canvas = page.getByTestId('wb-canvas');
-				await eventually(async () => (await notice.isVisible()) || (await canvas.isVisible()), 'the encrypted board decides');
-				if (await notice.isVisible()) {
-					assert(/not available in encrypted channels yet/.test((await notice.textContent()) ?? ''), 'the notice says so');
-					assert(!(await canvas.isVisible()), 'no canvas to draw on');
-					assert(await page.getByTestId('wb-pen').isDisabled(), 'the tools are disabled');
-				} else {
-					assert((await canvas.getAttribute('data-encrypted')) === 'true', 'the board knows it is encrypted');
+				const vaultPath = new URL(page.url()).pathname;
+				const vaultId = vaultPath.split('/').pop();
+				assert(/^\d+$/.test(vaultId), `the channel id is numeric (${vaultId})`);
+				await b.getByTestId('channel-list').getByText('vault').click();
+				await b.waitForURL(`**${vaultPath}`);
+				await b.getByTestId('composer-lock').waitFor();
+
+				const aCanvas = await openBoard(page);
+				await openBoard(b);
+				for (const p of [page, b]) {
+					assert((await p.getByTestId('wb-encrypted-notice').count()) === 0, 'no “not available” notice');
+					assert((await p.getByTestId('wb-canvas').getAttribute('data-encrypted')) === 'true', 'the board knows it is encrypted');
+					assert(!(await p.getByTestId('wb-pen').isDisabled()), 'the tools are enabled');
 				}
-				await shot('encrypted');
+				assert((await strokes(page)) === 0 && (await strokes(b)) === 0, 'a new encrypted board is empty');
+
+				// Alice draws a thick red line with the mouse; bob decrypts it live.
+				await page.getByRole('button', { name: 'Red' }).click();
+				await page.getByRole('button', { name: 'Size 24' }).click();
+				await drag(page, aCanvas, [0.1, 0.3], [0.6, 0.3]);
+				assert(await isRed(page, 0.35, 0.3), 'alice sees her own line at once');
+				const status = async (p) => ((await p.getByTestId('wb-status').textContent()) ?? '').trim();
+				try {
+					await eventually(async () => (await strokes(b)) === 1, 'bob decrypts alice’s stroke live', 20000);
+				} catch (e) {
+					throw new Error(`${e.message}; alice’s status: ${JSON.stringify(await status(page))}, bob’s: ${JSON.stringify(await status(b))}`);
+				}
+				await eventually(() => isRed(b, 0.35, 0.3), 'bob’s canvas shows the red line');
+				assert(await isBlank(b, 0.35, 0.7), 'nothing elsewhere on bob’s board');
+				assert((await status(page)) === '', `alice’s stroke was accepted (status: ${await status(page)})`);
+
+				// Bob answers in blue (his own Megolm session, shared with alice's device); alice decrypts it live.
+				const bCanvas = b.getByTestId('wb-canvas');
+				await b.getByRole('button', { name: 'Blue' }).click();
+				await b.getByRole('button', { name: 'Size 24' }).click();
+				await drag(b, bCanvas, [0.5, 0.7], [0.9, 0.7]);
+				const isBlue = async (p, fx, fy) => {
+					const [r, g, bl, a] = await pixel(p, fx, fy);
+					return a > 200 && bl > 150 && r < 80 && g < 160;
+				};
+				await eventually(async () => (await strokes(page)) === 2, 'alice decrypts bob’s stroke live', 20000);
+				await eventually(() => isBlue(page, 0.7, 0.7), 'alice’s canvas shows the blue line');
+				await shot('encrypted-live', b);
+
+				// After a reload, bob's board comes back from the server and is decrypted again.
+				await b.reload();
+				await b.getByTestId('composer-lock').waitFor();
+				await openBoard(b);
+				await eventually(async () => (await strokes(b)) === 2, 'bob’s reloaded encrypted board has both strokes');
+				await eventually(() => isRed(b, 0.35, 0.3), 'the red line is drawn after the reload');
+				assert(await isBlue(b, 0.7, 0.7), 'and bob’s own blue line, decrypted from his own envelope');
+				assert((await status(b)) === '', `no “could not be decrypted” status (${await status(b)})`);
+				await shot('encrypted-after-reload', b);
+				// Alice too: her own and bob's strokes come back from the server and decrypt.
+				await page.reload();
+				await page.getByTestId('composer-lock').waitFor();
+				await openBoard(page);
+				await eventually(async () => (await strokes(page)) === 2, 'alice’s reloaded encrypted board has both strokes');
+				await eventually(async () => (await isRed(page, 0.35, 0.3)) && (await isBlue(page, 0.7, 0.7)), 'both lines are drawn on alice’s reloaded board');
+				assert((await status(page)) === '', `no “could not be decrypted” status for alice (${await status(page)})`);
+
+				// The stored rows hold envelopes only: no tool, colour, size or points.
+				const rows = sql(`SELECT coalesce(string_agg(row_to_json(s)::text, E'\\n'), '') FROM whiteboard_strokes s WHERE channel_id = ${vaultId}`);
+				if (rows === null) {
+					console.log('        !! SKIPPED the database assertion: COPAINS_E2E_DATABASE_URL is unset or unreachable');
+				} else {
+					const list = rows ? rows.split('\n').map((r) => JSON.parse(r)) : [];
+					assert(list.length === 2, `two stored strokes in the encrypted board (found ${list.length})`);
+					for (const r of list) {
+						assert(r.tool === null && r.color === null && r.size === null && r.points === null, `no plaintext field in the stored stroke: ${JSON.stringify(r).slice(0, 300)}`);
+						assert(r.enc_algorithm === 'copains.megolm.v1' && typeof r.enc_ciphertext === 'string' && r.enc_ciphertext.length > 40 && r.enc_session_id && r.enc_sender_device, 'the stored stroke is a Megolm envelope');
+						assert(!/e03131|1971c2|points/.test(r.enc_ciphertext), 'the ciphertext is not the plaintext');
+					}
+				}
 				if (bErrors.length) throw new Error(`error in bob’s page: ${bErrors[0].stack ?? bErrors[0]}`);
 			} finally {
 				await context.close().catch(() => {});
