@@ -2,7 +2,8 @@
 // strokes drawn with real pointer input (mouse for alice, touch for bob) appear for the other live
 // through the gateway, again after a reload (read back from the server), the eraser erases, Clear
 // empties the board for everyone. In an encrypted channel the same board works end to end:
-// strokes are drawn and decrypted live and after a reload, while the stored rows hold only
+// strokes are drawn and decrypted live and after a reload, a member who joins later asks the
+// authors' devices for the keys and sees the board, while the stored rows hold only
 // Megolm envelopes (read straight from PostgreSQL through COPAINS_E2E_DATABASE_URL with psql;
 // without it that one assertion is skipped, loudly). Checks read the canvas pixels and its
 // stroke count.
@@ -191,7 +192,7 @@ export default [
 	}
 ,
 	{
-		name: 'an encrypted channel’s whiteboard: strokes drawn in each browser are decrypted live in the other and again after reloads; the server stores only envelopes',
+		name: 'an encrypted channel’s whiteboard: strokes drawn in each browser are decrypted live in the other and again after reloads, a late joiner gets the keys from the authors; the server stores only envelopes',
 		timeoutMs: 80000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -287,6 +288,33 @@ export default [
 				await eventually(async () => (await strokes(page)) === 2, 'alice’s reloaded encrypted board has both strokes');
 				await eventually(async () => (await isRed(page, 0.35, 0.3)) && (await isBlue(page, 0.7, 0.7)), 'both lines are drawn on alice’s reloaded board');
 				assert((await status(page)) === '', `no “could not be decrypted” status for alice (${await status(page)})`);
+
+				// Carol joins after the strokes were drawn: her device never got their keys, so her board asks
+				// the authors' devices (still open) for them and draws both lines once they arrive.
+				const carol = newUser();
+				const cContext = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+				cContext.setDefaultTimeout(15000);
+				try {
+					const c = await cContext.newPage();
+					await register(c, carol);
+					await c.goto(link);
+					await c.getByRole('button', { name: 'Accept invite' }).click();
+					await c.waitForURL(/\/servers\/\d+\/\d+$/);
+					await c.getByTestId('channel-list').getByText('vault').click();
+					await c.waitForURL(`**${vaultPath}`);
+					await c.getByTestId('composer-lock').waitFor();
+					await openBoard(c);
+					try {
+						await eventually(async () => (await strokes(c)) === 2, 'carol, a late joiner, gets the keys and sees both strokes', 25000);
+					} catch (e) {
+						throw new Error(`${e.message}; carol’s status: ${JSON.stringify(await status(c))}`);
+					}
+					await eventually(async () => (await isRed(c, 0.35, 0.3)) && (await isBlue(c, 0.7, 0.7)), 'both lines are drawn on carol’s board');
+					await eventually(async () => (await status(c)) === '', 'no “could not be decrypted” status left for carol');
+					await shot('encrypted-late-joiner', c);
+				} finally {
+					await cContext.close().catch(() => {});
+				}
 
 				// The stored rows hold envelopes only: no tool, colour, size or points.
 				const rows = sql(`SELECT coalesce(string_agg(row_to_json(s)::text, E'\\n'), '') FROM whiteboard_strokes s WHERE channel_id = ${vaultId}`);

@@ -13,6 +13,8 @@ export interface StrokeCrypt {
 	encrypt(plaintext: string): Promise<Envelope>;
 	/** The plaintext, or null when it cannot be decrypted (the stroke is skipped). */
 	decrypt(envelope: Envelope, authorId: string | null, strokeId: string): Promise<string | null>;
+	/** Asks the author's devices for a key this device lacks (e.g. I joined after the stroke was drawn). */
+	requestKey?(envelope: Envelope, authorId: string): Promise<void>;
 }
 
 /** What the view hears about. */
@@ -34,6 +36,8 @@ export class WhiteboardSync {
 	#loadSeq = 0;
 	/** Strokes that could not be decrypted (counted for the status line). */
 	undecryptable = 0;
+	/** Megolm sessions whose key was already asked for (once per session and board). */
+	#asked = new Set<string>();
 
 	constructor(
 		readonly channelId: string,
@@ -152,7 +156,15 @@ export class WhiteboardSync {
 				parsed = null;
 			}
 			body = parseBody(parsed);
-			if (!body) this.undecryptable++;
+			if (!body) {
+				this.undecryptable++;
+				// Ask the author's device for the key once; its arrival reloads the board (see the view).
+				const sid = typeof s.encrypted.session_id === 'string' ? s.encrypted.session_id : null;
+				if (text === null && sid && s.author_id && this.crypt.requestKey && !this.#asked.has(sid) && this.#asked.size < 100) {
+					this.#asked.add(sid);
+					this.crypt.requestKey(s.encrypted, s.author_id).catch(() => {});
+				}
+			}
 		} else {
 			body = parseBody(s);
 		}
