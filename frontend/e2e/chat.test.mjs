@@ -315,8 +315,7 @@ export default [
 					await eventually(async () => (await entry.count()) === 1, 'bob is shown by his nickname');
 					await eventually(async () => /Moderators/.test((await entry.textContent()) ?? ''), 'with his role');
 				}
-				// Online members are grouped under their hoisted role (bob is online in his own list; alice's
-				// may show him offline after her reload: the ready payload carries no co-member presence yet).
+				// Online members are grouped under their hoisted role.
 				await eventually(async () => (await b.page.getByTestId('member-list').textContent())?.includes('Moderators — 1'), 'a Moderators group');
 				await eventually(
 					async () => (await page.getByTestId('message-author').allTextContents()).some((t) => t.trim() === 'Bobby'),

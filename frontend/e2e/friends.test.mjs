@@ -26,12 +26,12 @@ export default [
 				await page.getByRole('button', { name: 'All' }).click();
 				const bobRow = page.locator(`[data-testid=friend][data-username="${bob.username}"]`);
 				await eventually(async () => (await bobRow.getAttribute('data-kind')) === 'friend', 'alice sees bob as a friend');
-				// Presence of a friend: bob goes idle, alice sees it live. Bob reconnects first: the api does
-				// not publish `scope_changed` when a friendship starts (api/src/communities/friends.rs), so a
-				// gateway session opened before it keeps its old friend list and would not tell alice.
-				await b.reload();
-				await b.getByTestId('status-select').waitFor();
-				await page.waitForTimeout(300);
+				// Presence of a friend: the new friendship refreshes both gateway sessions, which tell each
+				// other's current presence (no reload, no presence change needed); then bob goes idle, live.
+				await eventually(async () => (await bobRow.getAttribute('data-presence')) === 'online', 'alice sees her new friend bob online');
+				const aliceRow = b.locator(`[data-testid=friend][data-username="${alice.username}"]`);
+				await b.getByRole('button', { name: 'All', exact: true }).click();
+				await eventually(async () => (await aliceRow.getAttribute('data-presence')) === 'online', 'bob sees his new friend alice online');
 				await b.getByTestId('status-select').selectOption('idle');
 				await eventually(async () => (await bobRow.getAttribute('data-presence')) === 'idle', 'alice sees bob idle');
 				// After a reload, friends' presence comes with the ready payload.

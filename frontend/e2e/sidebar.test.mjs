@@ -108,5 +108,33 @@ export default [
 				await context.close();
 			}
 		}
+	},
+	{
+		name: 'joining a server while both are online: each sees the other online in the member list at once (no reload, no presence change)',
+		timeoutMs: 60000,
+		async run({ page, browser, baseURL, shot }) {
+			const alice = newUser();
+			const bob = newUser();
+			await register(page, alice);
+			await createServer(page, `Presence ${alice.username.slice(4)}`);
+			const link = await createInvite(page);
+			const context = await browser.newContext({ baseURL, viewport: { width: 1280, height: 800 } });
+			context.setDefaultTimeout(10000);
+			try {
+				const b = await context.newPage();
+				await register(b, bob);
+				// Bob is online (connected) before he joins: his presence was published to nobody.
+				await b.goto(link);
+				await b.getByRole('button', { name: 'Accept invite' }).click();
+				await b.waitForURL(/\/servers\/\d+\/\d+$/);
+				const row = (p, u) => p.locator(`[data-testid=member][data-username="${u.username}"]`);
+				await eventually(async () => (await row(page, bob).getAttribute('data-presence')) === 'online', 'alice sees bob online');
+				await eventually(async () => (await row(b, alice).getAttribute('data-presence')) === 'online', 'bob sees alice online');
+				await shot('alice-sees-bob-online');
+				await shot('bob-sees-alice-online', b);
+			} finally {
+				await context.close();
+			}
+		}
 	}
 ];

@@ -6,6 +6,7 @@
 //! a bounded outbound queue per session (slow consumers are closed with 4011, resumable);
 //! a cap on live connections per user (4010); graceful shutdown (`reconnect`, then 1001).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -233,6 +234,68 @@ impl Drop for LiveGuard {
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+
+/// Most presences sent to a session whose scope grew (one event each).
+const MAX_PRESENCE_CATCH_UP: usize = 256;
+
+/// A session's scope before a refresh.
+struct ScopeBefore {
+    known: HashSet<Id>,
+    servers: HashSet<Id>,
+    friends: HashSet<Id>,
+}
+
+/// What a scope refresh added: users to learn the presence of, audiences to tell mine.
+struct ScopeGrowth {
+    session_id: String,
+    users: Vec<Id>,
+    audience: Vec<Audience>,
+}
+
+impl ScopeBefore {
+    fn of(s: &Session) -> Self {
+        Self {
+            known: s.known_users().clone(),
+            servers: s.servers().map(|(id, _)| id).collect(),
+            friends: s.friends().iter().copied().collect(),
+        }
+    }
+
+    fn growth(&self, s: &Session) -> ScopeGrowth {
+        let me = s.user_id();
+        let users = s
+            .known_users()
+            .iter()
+            .filter(|u| !self.known.contains(u) && Some(**u) != me)
+            .copied()
+            .collect();
+        let mut audience: Vec<Audience> = s
+            .servers()
+            .filter(|(id, _)| !self.servers.contains(id))
+            .map(|(id, large)| {
+                if large {
+                    Audience::MemberList(id)
+                } else {
+                    Audience::Server(id)
+                }
+            })
+            .collect();
+        let friends: Vec<Id> = s
+            .friends()
+            .iter()
+            .filter(|f| !self.friends.contains(f))
+            .copied()
+            .collect();
+        if !friends.is_empty() {
+            audience.push(Audience::Users(friends));
+        }
+        ScopeGrowth {
+            session_id: s.session_id().to_owned(),
+            users,
+            audience,
+        }
+    }
+}
 
 /// The connection's state besides the session.
 struct Conn {
@@ -506,15 +569,26 @@ impl Conn {
                 let user = self.handle.lock().user_id();
                 let Some(user) = user else { return };
                 let v = st.directory.visible(user).await;
-                let mut s = self.handle.lock();
-                match v {
-                    Ok(v) => s.set_scope(Instant::now(), unix_ms(), &v),
-                    Err(e) => {
-                        tracing::warn!(%e, "scope refresh failed");
-                        s.scope_failed();
-                    }
+                let growth = {
+                    let mut s = self.handle.lock();
+                    let growth = match v {
+                        Ok(v) => {
+                            let before = ScopeBefore::of(&s);
+                            s.set_scope(Instant::now(), unix_ms(), &v);
+                            Some(before.growth(&s))
+                        }
+                        Err(e) => {
+                            tracing::warn!(%e, "scope refresh failed");
+                            s.scope_failed();
+                            None
+                        }
+                    };
+                    self.handle.wake(&s);
+                    growth
+                };
+                if let Some(g) = growth {
+                    self.exchange_presence(user, g).await;
                 }
-                self.handle.wake(&s);
             }
             Action::AckToDevice { device_id, up_to } => {
                 let user = self.handle.lock().user_id();
@@ -684,6 +758,73 @@ impl Conn {
                 self.publish_presence(before, after).await;
             }
             Err(e) => tracing::warn!(%e, "presence set failed"),
+        }
+    }
+
+    /// The scope grew (a join, a new friendship): presence is only published when it changes,
+    /// so tell this session the current presence of the users it newly sees (at most
+    /// [`MAX_PRESENCE_CATCH_UP`], online ones only), and tell the new servers and friends mine.
+    async fn exchange_presence(&self, me: Id, g: ScopeGrowth) {
+        let st = &self.sh.state;
+        if !g.users.is_empty() {
+            let mut users = g.users;
+            users.sort_unstable();
+            match st.presence.get(&users).await {
+                Ok(list) => {
+                    let shown = list
+                        .into_iter()
+                        .filter(|p| {
+                            p.status != PresenceStatus::Offline
+                                && p.status != PresenceStatus::Invisible
+                        })
+                        .take(MAX_PRESENCE_CATCH_UP);
+                    for p in shown {
+                        let ev = BusEvent::new(
+                            vec![Audience::Session {
+                                user_id: me,
+                                session_id: g.session_id.clone(),
+                            }],
+                            Event::PresenceUpdate {
+                                user_id: p.user_id,
+                                status: p.status,
+                                custom_status: p.custom_status,
+                            },
+                        );
+                        if let Err(e) = st.bus.publish(&ev).await {
+                            tracing::warn!(%e, "presence catch-up publish failed");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(%e, "presence catch-up failed"),
+            }
+        }
+        if g.audience.is_empty() {
+            return;
+        }
+        let mine = match st.presence.get(&[me]).await {
+            Ok(list) => list.into_iter().find(|p| p.user_id == me),
+            Err(e) => {
+                tracing::warn!(%e, "presence lookup failed");
+                None
+            }
+        };
+        // Offline or invisible: the new audience already shows me offline.
+        let Some(p) = mine.filter(|p| {
+            p.status != PresenceStatus::Offline && p.status != PresenceStatus::Invisible
+        }) else {
+            return;
+        };
+        let ev = BusEvent::new(
+            g.audience,
+            Event::PresenceUpdate {
+                user_id: me,
+                status: p.status,
+                custom_status: p.custom_status,
+            },
+        );
+        if let Err(e) = st.bus.publish(&ev).await {
+            tracing::warn!(%e, "presence publish failed");
         }
     }
 

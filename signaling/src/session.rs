@@ -219,6 +219,8 @@ struct Scope {
     channels: HashMap<Id, Id>,
     dms: HashSet<Id>,
     friends: Vec<Id>,
+    /// Friends and co-members of small servers: whose presence this session is told.
+    known: HashSet<Id>,
 }
 
 impl Scope {
@@ -229,6 +231,7 @@ impl Scope {
             channels: v.channels.iter().map(|c| (c.id, c.server_id)).collect(),
             dms: v.dm_channels.iter().copied().collect(),
             friends: v.friends.clone(),
+            known: v.friends.iter().chain(&v.co_members).copied().collect(),
         }
     }
 }
@@ -384,6 +387,11 @@ impl Session {
     /// The user's friends (presence audience).
     pub fn friends(&self) -> &[Id] {
         &self.scope.friends
+    }
+
+    /// Friends and co-members of small servers (whose presence the user is shown).
+    pub fn known_users(&self) -> &HashSet<Id> {
+        &self.scope.known
     }
 
     /// The servers of the user: (server, is large).
