@@ -17,7 +17,7 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     let dir = temp_dir("serve");
     let proc = Proc::start("serve", &[("DATABASE_URL", db.url.clone())], &dir).await;
     let s = proc.base.as_str();
-    let (_, alice) = register(s, "alice").await;
+    let (alice_id, alice) = register(s, "alice").await;
     let (bob_id, bob) = register(s, "bob").await;
     let server = post(
         s,
@@ -76,6 +76,26 @@ async fn serve_delivers_channel_events_to_members_only_and_checks_origin() {
     )
     .await;
     wait_dispatch(&mut b, "server_create").await;
+    // Both were online before the join and nobody changed status: the join's scope refresh
+    // tells Bob that Alice is online, and Alice (the server's members) that Bob is.
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        wait_for(&mut b, "presence_update", |d| {
+            d["user_id"] == alice_id.as_str()
+        }),
+    )
+    .await
+    .expect("bob learns alice's presence after joining");
+    assert_eq!(seen["status"], "online");
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        wait_for(&mut a, "presence_update", |d| {
+            d["user_id"] == bob_id.as_str()
+        }),
+    )
+    .await
+    .expect("alice learns the presence of bob, who just joined");
+    assert_eq!(seen["status"], "online");
     // The node subscribes Bob's connection to the server's topic asynchronously after the
     // join (scope refresh); events of the first moments after a join can be missed, which is
     // why clients load a joined server over REST after `server_create`.
