@@ -76,6 +76,21 @@ describe('chat model', () => {
 		expect(s.servers.map((x) => x.name)).toEqual(['Copains']);
 	});
 
+	it('keeps group DMs current: members changed (channel_update), left or removed (channel_delete)', () => {
+		const s = readyState();
+		const u = (id: string) => ({ id, username: `u${id}`, display_name: null, avatar: null });
+		const group = { id: '600', kind: 'group_dm', owner_id: '1', name: null, recipients: [u('1'), u('2'), u('3')], encrypted: true, last_message_id: null };
+		applyDispatch(s, 'channel_update', { channel: group });
+		expect(s.dms.map((d) => d.id)).toEqual(['600']);
+		expect(s.users['3']?.username).toBe('u3');
+		applyDispatch(s, 'channel_update', { channel: { ...group, recipients: [u('1'), u('2')] } });
+		expect(s.dms).toHaveLength(1);
+		expect(s.dms[0].recipients.map((r) => r.id)).toEqual(['1', '2']);
+		expect(s.servers[0].channels.some((c) => c.id === '600')).toBe(false);
+		applyDispatch(s, 'channel_delete', { server_id: null, channel_id: '600' });
+		expect(s.dms).toEqual([]);
+	});
+
 	it('lists a new thread under its parent channel, not among the channels', () => {
 		const s = readyState();
 		const thread = { id: '500', kind: 'thread', parent_id: GEN, server_id: SRV, starter_message_id: '400', name: 'side', archived: false, auto_archive_secs: 86400, last_activity_at: '', created_at: '' };

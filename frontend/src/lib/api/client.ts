@@ -374,6 +374,16 @@ export class ApiClient {
 		return this.request<DmChannel>('POST', '/users/@me/channels', { body: { recipients } });
 	}
 
+	/** `PUT /channels/{id}/recipients/{user_id}`: the owner adds a member to a group DM (at most 10). */
+	addDmRecipient(channelId: string, userId: string): Promise<DmChannel> {
+		return this.request<DmChannel>('PUT', `/channels/${seg(channelId)}/recipients/${seg(userId)}`);
+	}
+
+	/** `DELETE /channels/{id}/recipients/{user_id}`: the owner removes a member, or I leave (my own id). */
+	removeDmRecipient(channelId: string, userId: string): Promise<void> {
+		return this.request<void>('DELETE', `/channels/${seg(channelId)}/recipients/${seg(userId)}`);
+	}
+
 	/** `POST /channels/{id}/attachments?filename=`: uploads a file (raw body) to attach to my next message. */
 	uploadAttachment(channelId: string, file: Blob, filename: string): Promise<Attachment> {
 		const qs = new URLSearchParams({ filename });

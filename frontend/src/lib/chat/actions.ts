@@ -1,5 +1,5 @@
 /** What the chat screens do: REST calls that update the chat model (live changes come from the gateway). */
-import { api, errorMessage, isApiError, type Attachment, type Channel, type Message, type Role, type Server } from '$lib/api';
+import { api, errorMessage, isApiError, type Attachment, type Channel, type DmChannel, type Message, type Role, type Server } from '$lib/api';
 import { gatewaySend } from '$lib/gateway';
 import { applyMyReaction, chat, compareIds, isEncryptedPlace, upsertMessage, type ChannelHistory, type ChatMessage, type ServerState } from './state.svelte';
 import { ensureE2ee, type Envelope } from '$lib/e2ee';
@@ -210,6 +210,37 @@ export async function openDm(userId: string): Promise<string> {
 	if (!chat.dms.some((d) => d.id === dm.id)) chat.dms = [dm, ...chat.dms];
 	for (const u of dm.recipients) chat.users[u.id] ??= u;
 	return dm.id;
+}
+
+/** Creates a group DM with 2–9 other users (owned by me); returns its id. */
+export async function createGroupDm(userIds: string[]): Promise<string> {
+	const dm = await api.openDm(userIds);
+	putDm(dm);
+	return dm.id;
+}
+
+/** The owner adds a member to a group DM. */
+export async function addGroupMember(channelId: string, userId: string): Promise<void> {
+	putDm(await api.addDmRecipient(channelId, userId));
+}
+
+/** The owner removes a member from a group DM, or I leave it (my own id). */
+export async function removeGroupMember(channelId: string, userId: string): Promise<void> {
+	await api.removeDmRecipient(channelId, userId);
+	if (userId === chat.meId) {
+		chat.dms = chat.dms.filter((d) => d.id !== channelId);
+		delete chat.history[channelId];
+	} else {
+		const dm = chat.dms.find((d) => d.id === channelId);
+		if (dm) putDm({ ...dm, recipients: dm.recipients.filter((u) => u.id !== userId) });
+	}
+}
+
+function putDm(dm: DmChannel): void {
+	for (const u of dm.recipients) chat.users[u.id] ??= u;
+	const i = chat.dms.findIndex((d) => d.id === dm.id);
+	if (i >= 0) chat.dms[i] = dm;
+	else chat.dms = [dm, ...chat.dms];
 }
 
 /** Deletes a message. */

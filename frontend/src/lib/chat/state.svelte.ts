@@ -299,6 +299,15 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 				else list.push(t);
 				return;
 			}
+			if (raw && (raw.kind === 'dm' || raw.kind === 'group_dm') && str(raw.id) && Array.isArray(raw.recipients)) {
+				// A DM or group DM changed (members added or removed): keep my list current.
+				const dm = raw as unknown as DmChannel;
+				for (const u of dm.recipients) if (obj(u) && str(u.id)) s.users[u.id] ??= u;
+				const i = s.dms.findIndex((x) => x.id === dm.id);
+				if (i >= 0) s.dms[i] = dm;
+				else s.dms = [dm, ...s.dms];
+				return;
+			}
 			const c = toChannel(d.channel);
 			if (!c) return;
 			const srv = serverById(s, c.server_id);
@@ -313,6 +322,7 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			for (const srv of s.servers) srv.channels = srv.channels.filter((c) => c.id !== id);
 			for (const [k, list] of Object.entries(s.threads)) if (list?.some((t) => t.id === id)) s.threads[k] = list.filter((t) => t.id !== id);
 			if (s.openThread?.id === id) s.openThread = null;
+			s.dms = s.dms.filter((x) => x.id !== id); // I left or was removed from a group DM
 			if (id) delete s.history[id];
 			return;
 		}
