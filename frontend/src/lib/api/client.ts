@@ -352,10 +352,20 @@ export class ApiClient {
 		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
 	}
 
-	/** `POST /channels/{id}/messages` in an encrypted place: only the envelope (and the reply) travel. */
-	sendEncryptedMessage(channelId: string, encrypted: EncryptedEnvelope, nonce: string, replyTo: string | null = null): Promise<Message> {
+	/**
+	 * `POST /channels/{id}/messages` in an encrypted place: only the envelope, the reply and the
+	 * ids of encrypted blobs travel.
+	 */
+	sendEncryptedMessage(
+		channelId: string,
+		encrypted: EncryptedEnvelope,
+		nonce: string,
+		replyTo: string | null = null,
+		attachments: string[] = []
+	): Promise<Message> {
 		const body: Record<string, unknown> = { nonce, encrypted };
 		if (replyTo) body.reply_to = replyTo;
+		if (attachments.length) body.attachments = attachments;
 		return this.request<Message>('POST', `/channels/${seg(channelId)}/messages`, { body });
 	}
 

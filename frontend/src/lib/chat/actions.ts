@@ -3,6 +3,7 @@ import { api, errorMessage, isApiError, type Attachment, type Channel, type DmCh
 import { gatewaySend } from '$lib/gateway';
 import { applyMyReaction, chat, compareIds, isEncryptedPlace, upsertMessage, type ChannelHistory, type ChatMessage, type ServerState } from './state.svelte';
 import { ensureE2ee, type Envelope } from '$lib/e2ee';
+import { decodeBody, encodeBody, encryptFile, MAX_FILE_BYTES, type EncryptedFile } from '$lib/e2ee/files';
 
 /** Messages per history page. */
 export const PAGE = 50;
@@ -74,6 +75,25 @@ export function newNonce(): string {
 	return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** Encrypted uploads of this tab not sent yet: attachment id → what the message body will carry. */
+const encryptedUploads = new Map<string, EncryptedFile>();
+
+/**
+ * Uploads a file to attach to my next message in a place. In an encrypted place the file is
+ * encrypted here first (a fresh AES-256-GCM key) and only the ciphertext is uploaded, under no
+ * real name; the returned attachment shows the real name locally.
+ */
+export async function uploadFile(channelId: string, file: File): Promise<Attachment> {
+	const name = file.name || 'file';
+	if (!isEncryptedPlace(chat, channelId)) return api.uploadAttachment(channelId, file, name);
+	if (file.size > MAX_FILE_BYTES) throw new Error(`Files over ${MAX_FILE_BYTES / 1024 / 1024} MB cannot be sent encrypted.`);
+	const { blob, info } = await encryptFile(new Uint8Array(await file.arrayBuffer()), name, file.type || 'application/octet-stream');
+	const a = await api.uploadAttachment(channelId, new Blob([blob as BlobPart], { type: 'application/octet-stream' }), 'encrypted');
+	encryptedUploads.set(a.id, { id: a.id, ...info });
+	if (encryptedUploads.size > 100) encryptedUploads.delete(encryptedUploads.keys().next().value as string);
+	return { ...a, filename: info.name };
+}
+
 /** Sends a message optimistically: shown at once as pending, confirmed (or marked failed) by the server. */
 export async function sendMessage(
 	channelId: string,
@@ -102,11 +122,24 @@ export async function sendMessage(
 	try {
 		let m: Message;
 		if (isEncryptedPlace(chat, channelId)) {
-			// End-to-end encrypted: the server gets only the envelope (attachments are not encrypted yet).
-			if (attachments.length) throw new Error('Files cannot be sent in encrypted conversations yet.');
+			// End-to-end encrypted: the server gets only the envelope and the ids of ciphertext blobs;
+			// each file's name, type, key and hash travel inside the envelope.
+			const files = attachments.map((a) => {
+				const f = encryptedUploads.get(a.id);
+				if (!f) throw new Error(`${a.filename} was not encrypted on this device: attach it again.`);
+				return f;
+			});
+			const shown = historyOf(channelId).items.find((x) => x.pending && x.nonce === nonce);
+			if (shown) shown.e2eeFiles = files;
 			const e2ee = await ensureE2ee();
-			const encrypted = await e2ee.encryptForPlace(channelId, content);
-			m = await api.sendEncryptedMessage(channelId, encrypted, nonce, replyTo);
+			const encrypted = await e2ee.encryptForPlace(channelId, encodeBody(content, files));
+			m = await api.sendEncryptedMessage(
+				channelId,
+				encrypted,
+				nonce,
+				replyTo,
+				attachments.map((a) => a.id)
+			);
 		} else {
 			m = await api.sendMessage(
 				channelId,
@@ -117,6 +150,7 @@ export async function sendMessage(
 			);
 		}
 		upsertMessage(chat, m);
+		for (const a of attachments) encryptedUploads.delete(a.id);
 		// If the history was not loaded yet, the pending copy is still there: replace it.
 		const cur = historyOf(channelId);
 		const i = cur.items.findIndex((x) => x.pending && x.nonce === nonce);
@@ -146,9 +180,13 @@ export function discardFailed(m: ChatMessage): void {
 export async function editMessage(m: ChatMessage, content: string): Promise<void> {
 	if (isEncryptedPlace(chat, m.channel_id)) {
 		const e2ee = await ensureE2ee();
-		const encrypted = await e2ee.encryptForPlace(m.channel_id, content);
+		// The files stay: the edited body carries their descriptions again.
+		const files = m.e2eeFiles ?? [];
+		const encrypted = await e2ee.encryptForPlace(m.channel_id, encodeBody(content, files));
 		const updated = await api.editEncryptedMessage(m.channel_id, m.id, encrypted);
 		upsertMessage(chat, { ...updated, content: updated.content ?? content });
+		const cur = chat.history[m.channel_id]?.items.find((x) => x.id === m.id);
+		if (cur && files.length) cur.e2eeFiles = files;
 		return;
 	}
 	const updated = await api.editMessage(m.channel_id, m.id, content);
@@ -186,7 +224,11 @@ export async function decryptMessage(m: ChatMessage, keysVersion: number): Promi
 		return;
 	}
 	if (text !== null) {
-		cur.content = text;
+		const body = decodeBody(text);
+		// Only files the server says this message carries (a body cannot point at other blobs).
+		const own = new Set((cur.attachments ?? []).map((a) => a.id));
+		cur.e2eeFiles = body.files.filter((f) => own.has(f.id));
+		cur.content = body.text;
 		delete cur.undecryptable;
 	} else cur.undecryptable = reason;
 }

@@ -4,6 +4,7 @@
  * `applyDispatch` are plain functions of this state (unit-tested without a socket).
  */
 import type { Channel, DmChannel, Member, Message, Relationship, Role, Server, Thread, UserSummary } from '$lib/api';
+import type { EncryptedFile } from '$lib/e2ee/files';
 
 /** A server with what the sidebar needs. */
 export interface ServerState extends Server {
@@ -19,6 +20,8 @@ export interface ChatMessage extends Message {
 	failed?: string;
 	/** Encrypted places: the envelope could not be decrypted on this device, and why. */
 	undecryptable?: string;
+	/** Encrypted places: the files the decrypted body describes (name, type, key of each blob). */
+	e2eeFiles?: EncryptedFile[];
 }
 
 /** The loaded history of one channel. */
@@ -239,7 +242,7 @@ export function upsertMessage(s: ChatState, m: Message): void {
 	}
 	if (mine && m.content === null && m.encrypted && mine.content !== null) {
 		// My own encrypted message confirmed: keep the plaintext I typed.
-		h.items.splice(insertAt(h, m), 0, { ...m, content: mine.content });
+		h.items.splice(insertAt(h, m), 0, { ...m, content: mine.content, e2eeFiles: mine.e2eeFiles });
 		return;
 	}
 	h.items.splice(insertAt(h, m), 0, { ...m });
@@ -255,7 +258,7 @@ function insertAt(h: ChannelHistory, m: Message): number {
 /** A new copy of a message: an encrypted one whose envelope did not change keeps its decrypted text. */
 function withPlaintext(old: ChatMessage, m: Message): ChatMessage {
 	const same = (a: unknown, b: unknown) => (a as { ciphertext?: unknown } | null)?.ciphertext === (b as { ciphertext?: unknown } | null)?.ciphertext;
-	if (m.content === null && m.encrypted && old.content !== null && same(old.encrypted, m.encrypted)) return { ...m, content: old.content };
+	if (m.content === null && m.encrypted && old.content !== null && same(old.encrypted, m.encrypted)) return { ...m, content: old.content, e2eeFiles: old.e2eeFiles };
 	return { ...m };
 }
 
