@@ -68,6 +68,27 @@ async function memberNames(page) {
 	return (await page.getByTestId('group-member').evaluateAll((els) => els.map((e) => e.getAttribute('data-username')))).sort();
 }
 
+/** Registers `user` through the API (setup only, from Node); returns its access token. */
+async function apiRegister(baseURL, user) {
+	const r = await fetch(`${baseURL}/api/v1/auth/register`, {
+		method: 'POST',
+		headers: { 'content-type': 'application/json' },
+		body: JSON.stringify({ username: user.username, email: user.email, password: user.password })
+	});
+	assert(r.ok, `register ${user.username}: HTTP ${r.status}`);
+	return (await r.json()).access_token;
+}
+
+/** Sends (or, when they asked first, accepts) a friend request through the API. */
+async function apiFriend(baseURL, token, username) {
+	const r = await fetch(`${baseURL}/api/v1/users/@me/relationships`, {
+		method: 'POST',
+		headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+		body: JSON.stringify({ username })
+	});
+	assert(r.ok, `friend request to ${username}: HTTP ${r.status}`);
+}
+
 export default [
 	{
 		name: 'a group DM: create, all read each other, the owner removes one who cannot read what follows, re-add, leave',
@@ -176,6 +197,47 @@ export default [
 				await b.context.close();
 				await c.context.close();
 			}
+		}
+	},
+	{
+		name: 'the 10-member cap: picking 10 friends is refused with a clear error; a full group cannot add more',
+		timeoutMs: 60000,
+		async run({ page, baseURL, shot }) {
+			// Setup through the API: ten friends of alice (they ask, she accepts).
+			const alice = newUser();
+			const friends = Array.from({ length: 10 }, () => newUser());
+			const aliceToken = await apiRegister(baseURL, alice);
+			for (const f of friends) {
+				await apiFriend(baseURL, await apiRegister(baseURL, f), alice.username);
+				await apiFriend(baseURL, aliceToken, f.username);
+			}
+			await page.goto('/login');
+			await page.getByLabel('Username or email').fill(alice.username);
+			await page.getByLabel('Password').fill(alice.password);
+			await page.getByRole('button', { name: 'Log in' }).click();
+			await page.getByTestId('shell').waitFor({ state: 'visible' });
+
+			await page.getByTestId('new-group').click();
+			const dialog = page.getByTestId('new-group-dialog');
+			const boxes = dialog.getByTestId('new-group-friend').locator('input');
+			await eventually(async () => (await boxes.count()) === 10, 'the dialog lists the ten friends');
+			for (let i = 0; i < 10; i++) await boxes.nth(i).check();
+			await dialog.getByRole('button', { name: 'Create group' }).click();
+			const err = (await dialog.getByTestId('new-group-error').textContent()) ?? '';
+			assert(/at most 10 members/.test(err), `ten friends are refused with the cap (got ${err})`);
+			await shot('cap-dialog', page);
+
+			// Nine friends make a full group of ten; the tenth cannot be added.
+			await boxes.nth(9).uncheck();
+			await dialog.getByRole('button', { name: 'Create group' }).click();
+			await page.waitForURL(/\/dms\/\d+$/);
+			await eventually(async () => (await page.getByTestId('group-member').count()) === 10, 'the group shows ten members');
+			await page.getByText('The group is full (10 members).').waitFor();
+			await page.getByTestId('group-add-select').selectOption({ index: 1 });
+			await page.getByTestId('group-add').click();
+			const full = (await page.getByTestId('group-error').textContent()) ?? '';
+			assert(/at most 10 members/.test(full), `a full group refuses another member with the cap (got ${full})`);
+			assert((await page.getByTestId('group-member').count()) === 10, 'still ten members');
 		}
 	}
 ];
