@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use copains_api::communities::permissions::{self, Permissions};
 use copains_sfu::{
-    ParticipantId, RoomEvent, RoomId, SfuEvent, SfuHandle, TrackId, TrackKind, ViewSize,
+    LeaveReason, ParticipantId, RoomEvent, RoomId, SfuEvent, SfuHandle, TrackId, TrackKind,
+    ViewSize,
 };
 use copains_signaling::{EventBus, Topic};
 use copains_wire::Id;
@@ -194,7 +195,7 @@ pub async fn run(
                 drain(&bus, &mut placement, &mut peers).await;
                 return;
             }
-            _ = recheck.tick() => recheck_permissions(&sfu, &db, &mut peers).await,
+            _ = recheck.tick() => recheck_permissions(&bus, &sfu, &db, &mut peers).await,
             _ = heartbeat.tick() => {
                 let mut rooms: Vec<u64> = peers.keys().map(|(r, _)| *r).collect();
                 rooms.sort_unstable();
@@ -276,6 +277,35 @@ async fn signal_to(
     );
     if let Err(e) = bus.publish(&ev).await {
         tracing::warn!(error = %e, "voice bridge could not answer a client");
+    }
+}
+
+/// Tells the voice place's members (or the DM's recipients) that `peer` is no longer in
+/// `channel_id`: the leave their client could not announce (its connection died, or it lost
+/// CONNECT). Without it, a crashed browser would stay listed in the channel for everyone.
+async fn announce_left(bus: &Arc<dyn EventBus>, peer: &Peer, channel_id: Id) {
+    let audience = match peer.server_id {
+        Some(s) => Audience::Server(s),
+        None => Audience::Channel {
+            server_id: None,
+            channel_id,
+        },
+    };
+    let ev = BusEvent::new(
+        vec![audience],
+        Event::VoiceStateUpdate {
+            server_id: peer.server_id,
+            channel_id: None,
+            user_id: peer.user_id,
+            session_id: peer.session_id.clone(),
+            self_mute: false,
+            self_deaf: false,
+            self_video: false,
+            self_stream: false,
+        },
+    );
+    if let Err(e) = bus.publish(&ev).await {
+        tracing::warn!(error = %e, "voice bridge could not announce a lost participant");
     }
 }
 
@@ -436,6 +466,7 @@ async fn on_bus_event(
 /// permissions are checked again; those who may no longer connect are removed from their
 /// room, and muting follows SPEAK and the server mute.
 async fn recheck_permissions(
+    bus: &Arc<dyn EventBus>,
     sfu: &SfuHandle,
     db: &PgPool,
     peers: &mut HashMap<(u64, ParticipantId), Peer>,
@@ -456,7 +487,9 @@ async fn recheck_permissions(
                 }
             }
             _ => {
-                peers.remove(&key);
+                if let Some(peer) = peers.remove(&key) {
+                    announce_left(bus, &peer, Id(key.0 as i64)).await;
+                }
                 let _ = sfu.kick(RoomId(key.0), key.1).await;
                 tracing::info!(user_id = %user_id, room = key.0, "removed from voice: no longer allowed to connect");
             }
@@ -550,8 +583,17 @@ async fn on_sfu_event(
                 let _ = bus.publish(&ev).await;
             }
         }
-        RoomEvent::ParticipantLeft { participant, .. } => {
-            peers.remove(&(ev.room.0, participant));
+        RoomEvent::ParticipantLeft {
+            participant,
+            reason,
+        } => {
+            // A participant still known here did not leave through the gateway (that removes
+            // it first): its connection failed or timed out, so nobody announced the leave.
+            if let Some(peer) = peers.remove(&(ev.room.0, participant))
+                && reason != LeaveReason::Left
+            {
+                announce_left(bus, &peer, channel_id).await;
+            }
         }
         _ => {}
     }

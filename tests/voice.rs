@@ -377,3 +377,87 @@ async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
         "participants were not told to rejoin when the SFU stopped"
     );
 }
+
+/// A client whose connection dies without leaving (a crashed browser, a lost network) is
+/// announced as gone: the SFU notices the dead connection and the bridge tells the channel,
+/// so nobody keeps seeing a ghost in voice.
+#[tokio::test]
+async fn a_vanished_client_is_announced_as_having_left() {
+    let (_db, s) = serve_with_sfu("voice_ghost", 42000, 5000).await;
+    let base = s.base.as_str();
+    let (_, alice) = register(base, "alice").await;
+    let (bob_id, bob) = register(base, "bob").await;
+    let server = post(
+        base,
+        "/api/v1/servers",
+        Some(&alice),
+        json!({"name": "Voice"}),
+    )
+    .await;
+    let sid = server["id"].as_str().unwrap().to_owned();
+    let voice = post(
+        base,
+        &format!("/api/v1/servers/{sid}/channels"),
+        Some(&alice),
+        json!({"name": "Lounge", "kind": "voice"}),
+    )
+    .await;
+    let vc = voice["id"].as_str().unwrap().to_owned();
+    let inv = post(
+        base,
+        &format!("/api/v1/servers/{sid}/invites"),
+        Some(&alice),
+        json!({}),
+    )
+    .await;
+    post(
+        base,
+        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut a = join_voice(base, &alice, &sid, &vc).await;
+    let mut b = join_voice(base, &bob, &sid, &vc).await;
+    let (a_heard, b_heard) = exchange(&mut a, &mut b, "ghost").await;
+    assert!(
+        a_heard > 0 && b_heard > 0,
+        "the call works first ({a_heard}, {b_heard})"
+    );
+    let left = |m: &Member| {
+        m.states
+            .iter()
+            .any(|d| d["user_id"] == bob_id.as_str() && d["channel_id"].is_null())
+    };
+    assert!(
+        a.states
+            .iter()
+            .any(|d| d["user_id"] == bob_id.as_str() && d["channel_id"] == vc.as_str()),
+        "alice saw bob join"
+    );
+    assert!(!left(&a), "bob has not left yet");
+
+    // Bob's browser dies: no leave is sent, his media and socket just stop.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !left(&a) {
+        assert!(
+            Instant::now() < deadline,
+            "bob's vanished connection was never announced as a leave"
+        );
+        a.pump(Duration::from_millis(50)).await;
+    }
+    let d = a
+        .states
+        .iter()
+        .rev()
+        .find(|d| d["user_id"] == bob_id.as_str())
+        .unwrap();
+    assert_eq!(
+        d["server_id"],
+        sid.as_str(),
+        "announced to the server's members"
+    );
+}

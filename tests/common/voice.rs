@@ -18,6 +18,8 @@ pub struct Member {
     pub client: NativeClient,
     pub got: Vec<Vec<u8>>,
     pub channel: String,
+    /// Every `voice_state_update` dispatch seen by [`Member::pump`].
+    pub states: Vec<Value>,
 }
 
 impl Member {
@@ -39,6 +41,10 @@ impl Member {
                 continue;
             };
             let f: Value = serde_json::from_str(&t).unwrap();
+            if f["t"] == "voice_state_update" {
+                self.states.push(f["d"].clone());
+                continue;
+            }
             if f["t"] != "voice_signal" || f["d"]["channel_id"] != self.channel.as_str() {
                 continue;
             }
@@ -94,6 +100,7 @@ pub async fn start_voice_with(
         client,
         got: Vec::new(),
         channel: channel.to_owned(),
+        states: Vec::new(),
     }
 }
 
