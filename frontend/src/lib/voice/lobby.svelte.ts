@@ -64,8 +64,8 @@ export function joinVoice(serverId: string | null, channelId: string): Promise<v
 }
 
 /**
- * Closing or leaving the page hangs up (best effort): the gateway does not announce a leave for a
- * session that just goes away, so others would keep seeing me in the channel.
+ * Closing or leaving the page hangs up (best effort), so others see me leave at once rather than
+ * when the SFU notices the dead connection and the server announces the leave.
  */
 function onPageHide(): void {
 	if (voice.call) hangUp();
