@@ -19,10 +19,9 @@ async fn join_voice_video(gw: &str, token: &str, server_id: &str, channel: &str)
     start_voice_with(ws, server_id, channel, Publish::AudioVideo).await
 }
 
-#[tokio::test]
-async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
-    let (_db, s) = serve_with_sfu("voice", 42000, 5000).await;
-    let base = s.base.as_str();
+/// Alice's server with a voice channel, Bob invited and joined: `(alice_token, bob_id,
+/// bob_token, server_id, voice_channel_id)`.
+async fn voice_channel_with_two_members(base: &str) -> (String, String, String, String, String) {
     let (_, alice) = register(base, "alice").await;
     let (bob_id, bob) = register(base, "bob").await;
     let server = post(
@@ -56,6 +55,14 @@ async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (alice, bob_id, bob, sid, vc)
+}
+
+#[tokio::test]
+async fn native_clients_talk_through_serve_and_a_kick_cuts_media() {
+    let (_db, s) = serve_with_sfu("voice", 42000, 5000).await;
+    let base = s.base.as_str();
+    let (alice, bob_id, bob, sid, vc) = voice_channel_with_two_members(base).await;
 
     let mut a = join_voice_video(base, &alice, &sid, &vc).await;
     let mut b = join_voice_video(base, &bob, &sid, &vc).await;
@@ -385,39 +392,7 @@ async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
 async fn a_vanished_client_is_announced_as_having_left() {
     let (_db, s) = serve_with_sfu("voice_ghost", 42000, 5000).await;
     let base = s.base.as_str();
-    let (_, alice) = register(base, "alice").await;
-    let (bob_id, bob) = register(base, "bob").await;
-    let server = post(
-        base,
-        "/api/v1/servers",
-        Some(&alice),
-        json!({"name": "Voice"}),
-    )
-    .await;
-    let sid = server["id"].as_str().unwrap().to_owned();
-    let voice = post(
-        base,
-        &format!("/api/v1/servers/{sid}/channels"),
-        Some(&alice),
-        json!({"name": "Lounge", "kind": "voice"}),
-    )
-    .await;
-    let vc = voice["id"].as_str().unwrap().to_owned();
-    let inv = post(
-        base,
-        &format!("/api/v1/servers/{sid}/invites"),
-        Some(&alice),
-        json!({}),
-    )
-    .await;
-    post(
-        base,
-        &format!("/api/v1/invites/{}", inv["code"].as_str().unwrap()),
-        Some(&bob),
-        json!({}),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (alice, bob_id, bob, sid, vc) = voice_channel_with_two_members(base).await;
 
     let mut a = join_voice(base, &alice, &sid, &vc).await;
     let mut b = join_voice(base, &bob, &sid, &vc).await;
