@@ -1,6 +1,6 @@
 // Servers, invites, channels and live chat between two browsers against a real `copains serve`
 // (issue 8, second part). Everything goes through the UI; live updates come through the gateway.
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, createInvite, createServer, eventually, newUser, register, send } from './lib.mjs';
 
 const XSS = '<img src=x onerror="window.__xss=1">';
 
@@ -12,34 +12,6 @@ async function secondBrowser(browser, baseURL) {
 	const errors = [];
 	page.on('pageerror', (e) => errors.push(e));
 	return { context, page, errors };
-}
-
-/** Creates a server through the rail's dialog and waits for its first channel to open. */
-async function createServer(page, name) {
-	await page.getByRole('button', { name: 'Create a server' }).click();
-	await page.getByLabel('Server name').fill(name);
-	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
-	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-/** Creates an invite through the server menu and returns its link. */
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
-}
-
-/** Sends a message with Enter in the composer. */
-async function send(page, text) {
-	await page.getByTestId('composer').fill(text);
-	await page.getByTestId('composer').press('Enter');
 }
 
 /** The texts of the messages shown, in order. */

@@ -7,7 +7,7 @@
 // The database check needs COPAINS_E2E_DATABASE_URL (scripts/test.sh exports the embedded
 // cluster's) and `psql`; without them that one assertion is skipped, loudly.
 import { execFileSync } from 'node:child_process';
-import { assert, eventually, login, newUser, register } from './lib.mjs';
+import { assert, createInvite, createServer, eventually, login, newUser, register, send } from './lib.mjs';
 
 const DB = process.env.COPAINS_E2E_DATABASE_URL ?? '';
 
@@ -32,26 +32,6 @@ async function secondBrowser(browser, baseURL) {
 	return { context, page, errors };
 }
 
-async function createServer(page, name) {
-	await page.getByRole('button', { name: 'Create a server' }).click();
-	await page.getByLabel('Server name').fill(name);
-	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
-	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
-}
-
 async function createEncryptedChannel(page, name) {
 	await page.getByTestId('server-menu-button').click();
 	await page.getByRole('button', { name: 'Create channel' }).click();
@@ -66,11 +46,6 @@ async function joinByLink(page, link) {
 	await page.getByRole('button', { name: 'Accept invite' }).click();
 	await page.waitForURL(/\/servers\/\d+\/\d+$/);
 	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-async function send(page, text) {
-	await page.getByTestId('composer').fill(text);
-	await page.getByTestId('composer').press('Enter');
 }
 
 async function texts(page) {

@@ -1,7 +1,7 @@
 // The gateway client against a real `copains serve`, with the browser's WebSocket routed through
 // Playwright so the test can cut the link: the banner shows "Reconnecting", the client resumes
 // its session (no second identify) and gets what it missed; a refused token is refreshed.
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, eventually, newUser, register, send } from './lib.mjs';
 
 /** Routes `page`'s gateway socket through Playwright: records client frames, can refuse connections. */
 async function routeGateway(page) {
@@ -45,11 +45,6 @@ async function createServerAndInvite(page, name) {
 }
 
 const texts = async (page) => (await page.getByTestId('message-content').allTextContents()).map((t) => t.trim());
-
-async function send(page, text) {
-	await page.getByTestId('composer').fill(text);
-	await page.getByTestId('composer').press('Enter');
-}
 
 export default [
 	{

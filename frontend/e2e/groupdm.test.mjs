@@ -5,7 +5,7 @@
 // keys never reach carol's device. To prove that with carol's own device, alice adds her back:
 // carol still reads the messages from before her removal, the ones sent while she was out stay
 // "Unable to decrypt", and what is sent after she is back is readable again. Bob leaves at the end.
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, eventually, newUser, register, send } from './lib.mjs';
 
 /** Opens another, independent browser (its own cookies and IndexedDB). */
 async function otherBrowser(browser, baseURL) {
@@ -13,11 +13,6 @@ async function otherBrowser(browser, baseURL) {
 	context.setDefaultTimeout(15000);
 	const page = await context.newPage();
 	return { context, page };
-}
-
-async function send(page, text) {
-	await page.getByTestId('composer').fill(text);
-	await page.getByTestId('composer').press('Enter');
 }
 
 async function texts(page) {

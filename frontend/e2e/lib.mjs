@@ -63,3 +63,31 @@ export async function logout(page) {
 	await page.waitForURL((u) => u.pathname === '/login');
 	await page.getByLabel('Username or email').waitFor({ state: 'visible' });
 }
+
+/** Creates a server through the rail's dialog and waits for its first channel to open. */
+export async function createServer(page, name) {
+	await page.getByRole('button', { name: 'Create a server' }).click();
+	await page.getByLabel('Server name').fill(name);
+	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
+	await page.waitForURL(/\/servers\/\d+\/\d+$/);
+	await page.getByTestId('composer').waitFor({ state: 'visible' });
+}
+
+/** Creates an invite through the server menu and returns its link. */
+export async function createInvite(page) {
+	await page.getByTestId('server-menu-button').click();
+	await page.getByRole('button', { name: 'Invite people' }).click();
+	const input = page.getByTestId('invite-link');
+	const link = await eventually(async () => {
+		const v = await input.inputValue();
+		return v.includes('/invite/') ? v : null;
+	}, 'an invite link is shown');
+	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
+	return link;
+}
+
+/** Sends a message with Enter in the composer. */
+export async function send(page, text) {
+	await page.getByTestId('composer').fill(text);
+	await page.getByTestId('composer').press('Enter');
+}

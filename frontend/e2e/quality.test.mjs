@@ -2,35 +2,7 @@
 // phone width, keyboard accessible, dark and light themes that persist, desktop notifications for
 // mentions and DMs (only when the message is not on screen), a visible offline/reconnecting state
 // with recovery, and the server's own error messages shown to the user.
-import { assert, eventually, newUser, register } from './lib.mjs';
-
-/** Creates a server through the rail's dialog and waits for its first channel to open. */
-async function createServer(page, name) {
-	await page.getByRole('button', { name: 'Create a server' }).click();
-	await page.getByLabel('Server name').fill(name);
-	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
-	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-/** Creates an invite through the server menu and returns its link. */
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
-}
-
-/** Sends a message with Enter in the composer. */
-async function send(page, text) {
-	await page.getByTestId('composer').fill(text);
-	await page.getByTestId('composer').press('Enter');
-}
+import { assert, createInvite, createServer, eventually, newUser, register, send } from './lib.mjs';
 
 /** The texts of the messages shown, in order. */
 async function texts(page) {

@@ -8,29 +8,7 @@
 // sidebar said "No channels you can see yet" until a reload. Here the page's gateway socket is
 // proxied (playwright `routeWebSocket`) and the server's frames are held until the join is done,
 // which makes that order certain instead of occasional.
-import { assert, eventually, newUser, register } from './lib.mjs';
-
-/** Creates a server through the rail's dialog and waits for its first channel to open. */
-async function createServer(page, name) {
-	await page.getByRole('button', { name: 'Create a server' }).click();
-	await page.getByLabel('Server name').fill(name);
-	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
-	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-/** Creates an invite through the server menu and returns its link. */
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
-}
+import { assert, createInvite, createServer, eventually, newUser, register } from './lib.mjs';
 
 export default [
 	{

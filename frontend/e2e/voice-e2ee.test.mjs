@@ -8,7 +8,7 @@
 // The page is instrumented by the test only (an init script): it keeps the RTCPeerConnections and
 // captured camera streams, to read getStats and to compare 32×24 grey thumbnails of what a side
 // sends with what the other side shows.
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, createInvite, eventually, newUser, register } from './lib.mjs';
 
 const DECRYPT_OFF = 'copains.test.frameDecryptOff';
 /** Mean absolute grey difference (0-255): at most MATCH is the sender's picture, NO_MATCH or more is not. */
@@ -134,18 +134,6 @@ async function pictureDiffs(viewer, sender, ms) {
 		await new Promise((r) => setTimeout(r, 200));
 	}
 	return diffs;
-}
-
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
 }
 
 async function joinWithCamera(page) {

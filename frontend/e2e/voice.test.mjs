@@ -8,7 +8,7 @@
 // getDisplayMedia return an animated canvas stream (headless Chromium's virtual screen is static
 // and may send no frame; sfu/browser-test/voice.mjs falls back to the same canvas).
 import { appendFileSync } from 'node:fs';
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, createInvite, eventually, newUser, register } from './lib.mjs';
 
 function instrument() {
 	if (!navigator.mediaDevices || !window.RTCPeerConnection) return; // about:blank
@@ -107,18 +107,6 @@ async function createServer(page, name) {
 	await page.getByLabel('Server name').fill(name);
 	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
 	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-}
-
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
 }
 
 async function befriend(a, b, bUser, aUser) {

@@ -8,7 +8,7 @@
 // without it that one assertion is skipped, loudly). Checks read the canvas pixels and its
 // stroke count.
 import { execFileSync } from 'node:child_process';
-import { assert, eventually, newUser, register } from './lib.mjs';
+import { assert, createInvite, createServer, eventually, newUser, register } from './lib.mjs';
 
 const DB = process.env.COPAINS_E2E_DATABASE_URL ?? '';
 
@@ -21,28 +21,6 @@ function sql(query) {
 		console.log(`        !! psql failed (${String(e.message).split('\n')[0]})`);
 		return null;
 	}
-}
-
-/** Creates a server through the rail's dialog and waits for its first channel to open. */
-async function createServer(page, name) {
-	await page.getByRole('button', { name: 'Create a server' }).click();
-	await page.getByLabel('Server name').fill(name);
-	await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
-	await page.waitForURL(/\/servers\/\d+\/\d+$/);
-	await page.getByTestId('composer').waitFor({ state: 'visible' });
-}
-
-/** Creates an invite through the server menu and returns its link. */
-async function createInvite(page) {
-	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Invite people' }).click();
-	const input = page.getByTestId('invite-link');
-	const link = await eventually(async () => {
-		const v = await input.inputValue();
-		return v.includes('/invite/') ? v : null;
-	}, 'an invite link is shown');
-	await page.getByTestId('invite-dialog').getByRole('button', { name: 'Done' }).click();
-	return link;
 }
 
 /** Opens the channel's whiteboard and waits until its strokes are loaded. */
