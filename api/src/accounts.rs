@@ -755,6 +755,10 @@ pub async fn delete_account(state: &AppState, user: Id, password: &str) -> ApiRe
         ));
     }
     let ended = revoke_other_sessions(&state.db, user, None, "account_deleted").await?;
+    // Their messages lose their author and their reactions go: cached history too.
+    let _cache = state
+        .history
+        .guard(crate::messaging::history_cache::Change::All);
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user.0)
         .execute(&state.db)

@@ -41,6 +41,8 @@ pub struct AppState {
     /// Resolved places and permissions of the hot messaging routes (invalidated by
     /// [`AppState::publish`]).
     pub places: Arc<crate::messaging::place_cache::PlaceCache>,
+    /// History pages kept in memory (on only with the in-process bus: one node).
+    pub history: Arc<crate::messaging::history_cache::HistoryCache>,
     /// Shared waits for the WAL flush of asynchronously committed sends.
     pub wal_barrier: Arc<crate::messaging::durability::WalBarrier>,
 }
@@ -73,22 +75,27 @@ impl AppState {
             bus: Arc::new(InProcessBus::new()),
             auth_cache: Arc::default(),
             places: Arc::default(),
+            history: Arc::default(),
             wal_barrier: Arc::default(),
         })
     }
 
     /// The same state publishing on `bus` (Redis across nodes, or the in-process bus the
     /// gateway of this process listens to).
+    /// The history cache stays on only when `bus` is in-process (every writer is here).
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.history.set_enabled(bus.is_local());
         self.bus = bus;
         self
     }
 
     /// Publishes an event after a change was committed. A bus failure does not undo the
     /// change: it is logged, and clients catch up by refetching on reconnect.
-    /// Events that can change permissions first invalidate this node's place cache.
+    /// Events that can change permissions first invalidate this node's place cache, and
+    /// events that change stored messages its history cache.
     pub async fn publish(&self, event: BusEvent) {
         self.places.observe(&event.event);
+        self.history.observe(&event.event);
         if let Err(e) = self.bus.publish(&event).await {
             tracing::warn!(error = %e, "publishing an event on the bus failed");
         }

@@ -124,6 +124,11 @@ pub trait EventBus: Send + Sync + 'static {
     async fn unsubscribe(&self, topics: &[Topic]) -> Result<(), BusError>;
     /// The events received on this node's topics (one receiver per router).
     fn incoming(&self) -> broadcast::Receiver<Arc<BusEvent>>;
+    /// Whether every publisher of this bus is in this process (one node): then what this
+    /// process publishes is everything that happens, and caches may rely on it.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// The bus of this deployment: [`RedisBus`] when `redis_url` is given (`COPAINS_REDIS_URL`),
@@ -196,6 +201,10 @@ impl EventBus for InProcessBus {
 
     fn incoming(&self) -> broadcast::Receiver<Arc<BusEvent>> {
         self.tx.subscribe()
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 }
 

@@ -9,7 +9,8 @@
 //! fresh claim rolls back and answers the original message. Concurrent retries serialize on
 //! the unique key, so exactly one message is created.
 
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 
 use copains_wire::Id;
 use copains_wire::events::{BusEvent, Event};
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
+use super::history_cache::{CachedMessage, Change, Fill, Range};
 use super::mentions::{self, Parsed};
 use super::place::{Place, PlaceKind};
 use super::{Envelope, LISTED_COLUMNS, MESSAGE_COLUMNS, Message, MessageRow, NONCE_WINDOW_SECS};
@@ -226,6 +228,9 @@ pub async fn create(
         || place.permissions.contains(Permissions::MANAGE_CHANNELS)
         || place.is_dm();
 
+    // From here on a message may be committed: whatever happens to this request, the
+    // cached open span of the place closes when it ends.
+    let _cache = state.history.guard(Change::Create(place.id.0));
     // An id bumped past the channel head (`last id + 1`) can collide with an id the generator
     // hands out later elsewhere (or the reverse): the insert then fails on the primary key and
     // is retried with a fresh id.
@@ -593,6 +598,7 @@ pub async fn edit(
         false,
     )
     .await?;
+    let _cache = state.history.guard(Change::Message(place.id.0, id.0));
     let env = b.envelope.as_ref();
     let r: MessageRow = sqlx::query_as(&format!(
         "UPDATE messages AS m SET content = $3, enc_algorithm = $4, enc_sender_device = $5,
@@ -642,6 +648,7 @@ pub async fn delete(state: &AppState, user: Id, place: &Place, id: Id) -> ApiRes
         }
         place.require_perm(Permissions::MANAGE_MESSAGES)?;
     }
+    let _cache = state.history.guard(Change::Message(place.id.0, id.0));
     let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND channel_id = $2")
         .bind(id.0)
         .bind(place.id.0)
@@ -679,13 +686,15 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
 }
 
-/// A history page, oldest first.
+/// A history page, oldest first, as the JSON array the API answers (`me` of each reaction
+/// for `viewer`). Pages come from the node's [`HistoryCache`] when it covers them, else from
+/// the database (which then fills the cache); both go through the same rendering.
 pub async fn history(
-    db: &PgPool,
+    state: &AppState,
     viewer: Id,
     place: &Place,
     q: HistoryQuery,
-) -> ApiResult<Vec<Message>> {
+) -> ApiResult<String> {
     place.require_perm(Permissions::READ_HISTORY)?;
     let limit = crate::communities::limit(q.limit, super::DEFAULT_PAGE, super::MAX_PAGE)?;
     let set = [q.before.is_some(), q.after.is_some(), q.around.is_some()]
@@ -697,53 +706,116 @@ pub async fn history(
             "use at most one of before, after and around",
         ));
     }
-    let rows = if let Some(a) = q.after {
-        page(db, place.id, ">", a.0, limit).await?
+    let n = usize::try_from(limit).unwrap_or(0);
+    let msgs = if let Some(a) = q.after {
+        range(state, place.id, Range::Up { lower: a.0, n }).await?
     } else if let Some(c) = q.around {
-        let half = (limit + 1) / 2;
-        let mut before = page(db, place.id, "<=", c.0, half).await?;
+        let half = n.div_ceil(2);
+        let mut before = range(
+            state,
+            place.id,
+            Range::Down {
+                upper: c.0,
+                n: half,
+            },
+        )
+        .await?;
         before.reverse();
-        let after = page(db, place.id, ">", c.0, limit - half).await?;
+        let after = range(
+            state,
+            place.id,
+            Range::Up {
+                lower: c.0,
+                n: n - half,
+            },
+        )
+        .await?;
         before.extend(after);
         before
     } else {
-        let cursor = q.before.map(|b| b.0).unwrap_or(i64::MAX);
-        let mut rows = page(db, place.id, "<", cursor, limit).await?;
+        let upper = q.before.map_or(i64::MAX, |b| b.0.saturating_sub(1));
+        let mut rows = range(state, place.id, Range::Down { upper, n }).await?;
         rows.reverse();
         rows
     };
-    super::render_all(db, viewer, rows).await
+    let needs: Vec<i64> = msgs
+        .iter()
+        .filter(|m| m.needs_lookup())
+        .map(|m| m.id)
+        .collect();
+    let mine: HashSet<(i64, String)> = if needs.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT message_id, emoji FROM reactions WHERE user_id = $1 AND message_id = ANY($2)",
+        )
+        .bind(viewer.0)
+        .bind(&needs)
+        .fetch_all(&state.db)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let mut out = String::with_capacity(2 + msgs.len() * 320);
+    out.push('[');
+    for (i, m) in msgs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        m.write_json(viewer.0, &mine, &mut out);
+    }
+    out.push(']');
+    Ok(out)
 }
 
-/// Up to `n` messages of `place` with `id <op> cursor`, nearest the cursor first.
-async fn page(
-    db: &PgPool,
-    place: Id,
-    op: &'static str,
-    cursor: i64,
-    n: i64,
-) -> ApiResult<Vec<MessageRow>> {
-    // One text per cursor kind, built once (statements are prepared and cached by text).
-    static PAGES: LazyLock<[String; 3]> = LazyLock::new(|| {
-        [("<", "DESC"), ("<=", "DESC"), (">", "ASC")].map(|(op, order)| {
+/// One range of a place's history: from the cache, or read (and cached).
+async fn range(state: &AppState, place: Id, range: Range) -> ApiResult<Vec<Arc<CachedMessage>>> {
+    if let Some(hit) = state.history.read(place.0, range) {
+        return Ok(hit);
+    }
+    let ticket = state.history.begin(place.0);
+    let (rows, head) = page(&state.db, place, range).await?;
+    let messages = super::render_cached(&state.db, rows).await?;
+    if let (Some(ticket), Some(head)) = (ticket, head) {
+        state.history.fill(
+            ticket,
+            Fill {
+                range,
+                messages: messages.clone(),
+                head,
+            },
+        );
+    }
+    Ok(messages)
+}
+
+/// The messages of `range`, nearest the cursor first, and the place's head
+/// (`channel_heads.last_message_id`) in the same snapshot (`None` when nothing came back).
+async fn page(db: &PgPool, place: Id, range: Range) -> ApiResult<(Vec<MessageRow>, Option<i64>)> {
+    // One text per direction, built once (statements are prepared and cached by text).
+    static PAGES: LazyLock<[String; 2]> = LazyLock::new(|| {
+        [("<=", "DESC"), (">", "ASC")].map(|(op, order)| {
             format!(
-                "SELECT {LISTED_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
+                "SELECT {LISTED_COLUMNS},
+                        COALESCE((SELECT h.last_message_id FROM channel_heads h
+                                   WHERE h.channel_id = $1), 0) AS head
+                   FROM messages m WHERE m.channel_id = $1 AND m.id {op} $2
                   ORDER BY m.id {order} LIMIT $3"
             )
         })
     });
-    let sql = match op {
-        "<" => &PAGES[0],
-        "<=" => &PAGES[1],
-        ">" => &PAGES[2],
-        other => return Err(ApiError::Internal(format!("bad page operator {other}"))),
+    let (sql, cursor, n) = match range {
+        Range::Down { upper, n } => (&PAGES[0], upper, n),
+        Range::Up { lower, n } => (&PAGES[1], lower, n),
     };
-    Ok(sqlx::query_as::<_, MessageRow>(sql)
+    let rows: Vec<MessageRow> = sqlx::query_as::<_, MessageRow>(sql)
         .bind(place.0)
         .bind(cursor)
-        .bind(n)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .fetch_all(db)
-        .await?)
+        .await?;
+    let head = rows.first().and_then(|r| r.head);
+    Ok((rows, head))
 }
 
 /// Deletes `user`'s messages in `server` from the last `secs` seconds — what a ban's
@@ -753,6 +825,7 @@ pub async fn purge_recent(state: &AppState, server: Id, user: Id, secs: i64) -> 
     if secs <= 0 {
         return Ok(0);
     }
+    let _cache = state.history.guard(Change::All);
     let gone: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
         "WITH d AS (
             DELETE FROM messages WHERE server_id = $1 AND author_id = $2

@@ -13,6 +13,7 @@
 pub mod attachments;
 pub mod dms;
 pub mod durability;
+pub mod history_cache;
 pub mod mentions;
 pub mod messages;
 pub mod place;
@@ -205,6 +206,9 @@ pub struct MessageRow {
     /// Has attachments (`None`: not loaded, look them up).
     #[sqlx(default)]
     pub has_attachments: Option<bool>,
+    /// The place's head in the same snapshot (history pages only).
+    #[sqlx(default)]
+    pub head: Option<i64>,
 }
 
 impl MessageRow {
@@ -274,6 +278,33 @@ pub async fn render_all(
             r.render(rc, f)
         })
         .collect())
+}
+
+/// Renders rows for the history cache: reader-neutral JSON plus, per emoji, its count and
+/// (for messages with at most [`history_cache::MAX_REACTORS`] reactions) who reacted.
+pub async fn render_cached(
+    db: &sqlx::PgPool,
+    rows: Vec<MessageRow>,
+) -> ApiResult<Vec<std::sync::Arc<history_cache::CachedMessage>>> {
+    let with = |f: fn(&MessageRow) -> Option<bool>| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| f(r) != Some(false))
+            .map(|r| r.id)
+            .collect()
+    };
+    let (react_ids, file_ids) = (with(|r| r.has_reactions), with(|r| r.has_attachments));
+    let mut groups = reactions::groups(db, &react_ids).await?;
+    let mut files = attachments::of_messages(db, &file_ids).await?;
+    rows.into_iter()
+        .map(|r| {
+            let g = groups.remove(&r.id).unwrap_or_default();
+            let f = files.remove(&r.id).unwrap_or_default();
+            let msg = r.render(Vec::new(), f);
+            history_cache::CachedMessage::new(&msg, g)
+                .map(std::sync::Arc::new)
+                .map_err(|e| ApiError::Internal(format!("rendering a message: {e}")))
+        })
+        .collect()
 }
 
 /// Makes a rendered message reader-neutral for events: drops `me` from its reactions. The API

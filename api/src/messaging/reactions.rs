@@ -54,6 +54,39 @@ pub async fn counts(
     Ok(out)
 }
 
+/// Per message, its reactions in first-reaction order with who reacted (only for groups of
+/// at most [`super::history_cache::MAX_REACTORS`]; the cache keeps reactors only when the
+/// whole message has no more than that).
+pub async fn groups(
+    db: &PgPool,
+    messages: &[i64],
+) -> ApiResult<HashMap<i64, Vec<super::history_cache::ReactionGroup>>> {
+    let mut out: HashMap<i64, Vec<super::history_cache::ReactionGroup>> = HashMap::new();
+    if messages.is_empty() {
+        return Ok(out);
+    }
+    let rows: Vec<(i64, String, i64, Option<Vec<i64>>)> = sqlx::query_as(
+        "SELECT message_id, emoji, count(*),
+                CASE WHEN count(*) <= $2 THEN array_agg(user_id) END
+           FROM reactions WHERE message_id = ANY($1) GROUP BY message_id, emoji
+          ORDER BY message_id, min(created_at), emoji",
+    )
+    .bind(messages)
+    .bind(super::history_cache::MAX_REACTORS as i64)
+    .fetch_all(db)
+    .await?;
+    for (m, emoji, count, reactors) in rows {
+        out.entry(m)
+            .or_default()
+            .push(super::history_cache::ReactionGroup {
+                emoji,
+                count,
+                reactors,
+            });
+    }
+    Ok(out)
+}
+
 /// Adds my reaction (idempotent).
 pub async fn add(state: &AppState, me: Id, place: &Place, message: Id, e: &str) -> ApiResult<()> {
     let e = emoji(e)?;
@@ -66,6 +99,9 @@ pub async fn add(state: &AppState, me: Id, place: &Place, message: Id, e: &str) 
     }
     place.require_perm(Permissions::ADD_REACTIONS)?;
     super::messages::row(&state.db, place.id, message).await?;
+    let _cache = state
+        .history
+        .guard(super::history_cache::Change::Message(place.id.0, message.0));
     let mut tx = state.db.begin().await?;
     // Serialize reactions on this message so the emoji cap holds.
     sqlx::query("SELECT id FROM messages WHERE id = $1 FOR UPDATE")
@@ -124,6 +160,9 @@ pub async fn remove(
     let e = emoji(e)?;
     place.require_perm(Permissions::READ_HISTORY)?;
     super::messages::row(&state.db, place.id, message).await?;
+    let _cache = state
+        .history
+        .guard(super::history_cache::Change::Message(place.id.0, message.0));
     let gone =
         sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3")
             .bind(message.0)

@@ -176,6 +176,9 @@ pub async fn set_pinned(
 ) -> ApiResult<()> {
     place.require_perm(Permissions::MANAGE_MESSAGES)?;
     super::messages::row(&state.db, place.id, message).await?;
+    let _cache = state
+        .history
+        .guard(super::history_cache::Change::Message(place.id.0, message.0));
     let mut tx = state.db.begin().await?;
     if pinned {
         sqlx::query("SELECT channel_id FROM channel_heads WHERE channel_id = $1 FOR UPDATE")

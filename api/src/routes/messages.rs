@@ -7,7 +7,8 @@
 //! `Retry-After`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use copains_wire::Id;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,11 +62,10 @@ pub async fn list_messages(
     auth: Auth,
     Path(channel_id): Path<Id>,
     Query(q): Query<HistoryQuery>,
-) -> ApiResult<axum::Json<Vec<Message>>> {
+) -> ApiResult<impl IntoResponse> {
     let place = Place::require_cached(&state, auth.user_id, channel_id).await?;
-    Ok(axum::Json(
-        messages::history(&state.db, auth.user_id, &place, q).await?,
-    ))
+    let body = messages::history(&state, auth.user_id, &place, q).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// One message (needs READ_HISTORY; a message of another channel answers 404).

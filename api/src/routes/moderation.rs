@@ -151,6 +151,11 @@ pub async fn ban(
         > 0;
     // Their messages of the last `window` seconds in this server go with the ban
     // (threads included: `perm` is the channel whose permissions govern the message).
+    let _cache = (window > 0).then(|| {
+        state
+            .history
+            .guard(crate::messaging::history_cache::Change::All)
+    });
     let deleted: Vec<(i64, i64, i64)> = if window > 0 {
         sqlx::query_as(
             "DELETE FROM messages m WHERE m.server_id = $1 AND m.author_id = $2
