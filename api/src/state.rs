@@ -43,8 +43,8 @@ pub struct AppState {
     pub places: Arc<crate::messaging::place_cache::PlaceCache>,
     /// History pages kept in memory (on only with the in-process bus: one node).
     pub history: Arc<crate::messaging::history_cache::HistoryCache>,
-    /// Shared waits for the WAL flush of asynchronously committed sends.
-    pub wal_barrier: Arc<crate::messaging::durability::WalBarrier>,
+    /// Per-place queues that group concurrent sends into one insert.
+    pub sends: Arc<crate::messaging::send_batch::SendBatcher>,
 }
 
 impl AppState {
@@ -76,7 +76,7 @@ impl AppState {
             auth_cache: Arc::default(),
             places: Arc::default(),
             history: Arc::default(),
-            wal_barrier: Arc::default(),
+            sends: Arc::default(),
         })
     }
 

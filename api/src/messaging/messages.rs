@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use super::history_cache::{CachedMessage, Change, Fill, Range};
 use super::mentions::{self, Parsed};
 use super::place::{Place, PlaceKind};
+use super::send_batch::{NewRow, Outcome, SendBatcher};
 use super::{Envelope, LISTED_COLUMNS, MESSAGE_COLUMNS, Message, MessageRow, NONCE_WINDOW_SECS};
 use crate::communities::events::value;
 use crate::communities::permissions::Permissions;
@@ -231,35 +232,49 @@ pub async fn create(
     // From here on a message may be committed: whatever happens to this request, the
     // cached open span of the place closes when it ends.
     let _cache = state.history.guard(Change::Create(place.id.0));
-    // An id bumped past the channel head (`last id + 1`) can collide with an id the generator
-    // hands out later elsewhere (or the reverse): the insert then fails on the primary key and
-    // is retried with a fresh id.
+    if (place.slowmode_secs == 0 || exempt) && files.is_empty() {
+        // The common case: grouped with concurrent sends to the place (`send_batch`).
+        let row = NewRow {
+            author,
+            content: b.content,
+            envelope: b.envelope,
+            nonce: nonce.clone(),
+            reply_to: req.reply_to,
+            mention_everyone: b.mentions.everyone,
+            mention_users: b.mentions.users,
+            mention_roles: b.mentions.roles,
+        };
+        let done = match SendBatcher::submit(state, place, row).await? {
+            Outcome::Created(r) => ((*r).render(Vec::new(), Vec::new()), true),
+            Outcome::NonceTaken => {
+                let n = nonce
+                    .as_deref()
+                    .ok_or_else(|| ApiError::Internal("message insert returned nothing".into()))?;
+                (original(state, author, place, n).await?, false)
+            }
+        };
+        if nonce.is_some() && rand::random::<u8>() < 8 {
+            prune_nonces(state, author);
+        }
+        return Ok(done);
+    }
+    // Slow mode to check under the lock, or attachments to claim: one transaction. An id
+    // bumped past the channel head (`last id + 1`) can collide with an id the generator hands
+    // out later elsewhere (or the reverse): the insert then fails on the primary key and is
+    // retried with a fresh id.
     for _ in 0..MAX_ID_ATTEMPTS {
         let generated = state.ids.next();
-        let done = if (place.slowmode_secs == 0 || exempt) && files.is_empty() {
-            create_fast(
-                state,
-                author,
-                place,
-                generated,
-                nonce.as_deref(),
-                req.reply_to,
-                &b,
-            )
-            .await?
-        } else {
-            create_tx(
-                state,
-                author,
-                place,
-                generated,
-                nonce.as_deref(),
-                req.reply_to,
-                &b,
-                &files,
-            )
-            .await?
-        };
+        let done = create_tx(
+            state,
+            author,
+            place,
+            generated,
+            nonce.as_deref(),
+            req.reply_to,
+            &b,
+            &files,
+        )
+        .await?;
         if let Some(done) = done {
             if nonce.is_some() && rand::random::<u8>() < 8 {
                 prune_nonces(state, author);
@@ -429,118 +444,9 @@ async fn create_tx(
     Ok(Some((msg, true)))
 }
 
-/// Waits until everything this task committed so far is flushed to the WAL (see
-/// [`super::durability::WalBarrier`]: concurrent sends of this node share one barrier).
-pub async fn durable(state: &AppState) -> ApiResult<()> {
-    state.wal_barrier.wait(&state.db).await?;
-    Ok(())
-}
-
-/// The statement of [`create_fast`] (built once: statements are cached by their text).
-static CREATE_FAST: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH a AS MATERIALIZED (
-            SELECT set_config('synchronous_commit', 'off', true) AS v
-         ), h AS (
-            INSERT INTO channel_heads (channel_id, last_message_id) SELECT $2, $1 FROM a
-            ON CONFLICT (channel_id) DO UPDATE
-               SET last_message_id = GREATEST(channel_heads.last_message_id + 1, EXCLUDED.last_message_id)
-            RETURNING last_message_id AS id
-         ), n AS (
-            INSERT INTO message_nonces (author_id, nonce, message_id, channel_id)
-            SELECT $4, $10, h.id, $2 FROM h WHERE $10::TEXT IS NOT NULL
-            ON CONFLICT (author_id, nonce) DO UPDATE
-               SET message_id = EXCLUDED.message_id, channel_id = EXCLUDED.channel_id, created_at = now()
-             WHERE message_nonces.created_at < now() - make_interval(secs => $15)
-            RETURNING message_id
-         ), m AS (
-            INSERT INTO messages (id, channel_id, server_id, author_id, content, enc_algorithm,
-                   enc_sender_device, enc_session_id, enc_ciphertext, nonce, reply_to,
-                   mention_everyone, mention_users, mention_roles)
-            SELECT h.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM h
-             WHERE $10::TEXT IS NULL OR EXISTS (SELECT 1 FROM n)
-            RETURNING *
-         ), t AS (
-            UPDATE threads SET last_activity_at = now()
-             WHERE id = $2 AND $16 AND EXISTS (SELECT 1 FROM m)
-         )
-         SELECT {MESSAGE_COLUMNS} FROM m"
-    )
-});
-
-/// The common case (no slow mode to check, no attachments to claim) as one statement in its
-/// own transaction: head upsert (the ordering lock), nonce claim, insert and thread activity.
-/// Same guarantees as the multi-statement path.
-///
-/// The transaction commits with `synchronous_commit = off`: the head row lock that orders the
-/// place's inserts is released once the commit is visible, without waiting for the disk
-/// (waiting for the flush under the lock caps one place at one insert per disk flush). Then
-/// [`durable`] waits for the flush outside the lock, where concurrent sends share one flush;
-/// only after it is the message answered (201) or published. In between, a reader of the
-/// place can see the message a few milliseconds before it is durable; a crash in that window
-/// loses it as if never sent (the sender got no answer and retries with its nonce).
-async fn create_fast(
-    state: &AppState,
-    author: Id,
-    place: &Place,
-    generated: Id,
-    nonce: Option<&str>,
-    reply_to: Option<Id>,
-    b: &Body,
-) -> ApiResult<Option<(Message, bool)>> {
-    let env = b.envelope.as_ref();
-    let row: Result<Option<MessageRow>, sqlx::Error> = sqlx::query_as(&CREATE_FAST)
-        .bind(generated.0)
-        .bind(place.id.0)
-        .bind(place.server_id.map(|s| s.0))
-        .bind(author.0)
-        .bind(&b.content)
-        .bind(env.map(|e| &e.algorithm))
-        .bind(env.map(|e| &e.sender_device_id))
-        .bind(env.map(|e| &e.session_id))
-        .bind(env.map(|e| &e.ciphertext))
-        .bind(nonce)
-        .bind(reply_to.map(|r| r.0))
-        .bind(b.mentions.everyone)
-        .bind(&b.mentions.users)
-        .bind(&b.mentions.roles)
-        .bind(NONCE_WINDOW_SECS as f64)
-        .bind(place.kind == PlaceKind::Thread)
-        .fetch_optional(&state.db)
-        .await;
-    let row = match row {
-        Err(e) if id_collision(&e) => return Ok(None),
-        r => r?,
-    };
-    let Some(r) = row else {
-        // Only a fresh claim of the nonce stops the insert.
-        let n =
-            nonce.ok_or_else(|| ApiError::Internal("message insert returned nothing".into()))?;
-        return original(state, author, place, n)
-            .await
-            .map(|m| Some((m, false)));
-    };
-    // Committed without waiting for the WAL flush (the ordering lock is released at once);
-    // wait for it now, outside the lock, before anyone is told.
-    durable(state).await?;
-    let msg = r.render(Vec::new(), Vec::new());
-    publish(
-        state,
-        place,
-        Event::MessageCreate {
-            message: value(&msg),
-        },
-    )
-    .await?;
-    Ok(Some((msg, true)))
-}
-
 /// The message a fresh nonce claim names (409 `nonce_reused` when it was used in another
 /// place or its message is gone).
 async fn original(state: &AppState, author: Id, place: &Place, nonce: &str) -> ApiResult<Message> {
-    // The original may have been committed a moment ago without waiting for the disk: it is
-    // answered only once durable, like the first answer.
-    durable(state).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT message_id, channel_id FROM message_nonces WHERE author_id = $1 AND nonce = $2",
     )

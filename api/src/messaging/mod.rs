@@ -12,7 +12,6 @@
 
 pub mod attachments;
 pub mod dms;
-pub mod durability;
 pub mod history_cache;
 pub mod mentions;
 pub mod messages;
@@ -21,6 +20,7 @@ pub mod place_cache;
 pub mod reactions;
 pub mod reads;
 pub mod search;
+pub mod send_batch;
 pub mod threads;
 
 use base64::Engine as _;

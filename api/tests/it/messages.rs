@@ -1959,43 +1959,6 @@ async fn messages_permission_cache_never_outlives_a_revocation() {
     );
 }
 
-/// Sends commit with `synchronous_commit = off` and wait for the flush through the node's
-/// shared WAL barrier: after `wait` returns, the WAL is flushed past every earlier commit,
-/// also when many requests wait at once (they share barriers).
-#[tokio::test]
-async fn messages_wal_barrier_flushes_past_earlier_async_commits() {
-    let ts = TestServer::start().await;
-    let db = ts.state.db.clone();
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (db, state) = (db.clone(), ts.state.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..5 {
-                let lsn: String = sqlx::query_scalar(
-                    "WITH a AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
-                     INSERT INTO channel_heads (channel_id, last_message_id)
-                     SELECT (random() * 1e12)::BIGINT, 1 FROM a
-                     RETURNING pg_current_wal_insert_lsn()::TEXT",
-                )
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                state.wal_barrier.wait(&db).await.unwrap();
-                let flushed: bool =
-                    sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::TEXT::pg_lsn")
-                        .bind(&lsn)
-                        .fetch_one(&db)
-                        .await
-                        .unwrap();
-                assert!(flushed, "the WAL is not flushed past {lsn}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-}
-
 /// The history cache answers exactly what the database answers: a seeded random walk of
 /// creates, edits, deletes, reactions (by several users) and pins, each followed by random
 /// pages (newest, `before`, `after`, `around`, limits 1–100, two readers for `me`) compared
@@ -2172,4 +2135,101 @@ async fn messages_history_cache_agrees_with_the_database() {
     .await
     .unwrap();
     assert_eq!(page, serde_json::from_str::<Value>(&want).unwrap());
+}
+
+/// Concurrent sends to one place are grouped into shared inserts; a row that cannot be
+/// inserted (here: an author that does not exist, a foreign-key violation) fails alone, the
+/// others are created, in order, each announced once.
+#[tokio::test]
+async fn messages_grouped_sends_fail_only_the_bad_row() {
+    use copains_api::messaging::place::Place;
+    use copains_api::messaging::send_batch::{NewRow, Outcome, SendBatcher};
+
+    let ts = TestServer::start().await;
+    let w = world(&ts, "gs").await;
+    ts.state
+        .bus
+        .subscribe(&[Topic::Server(wid(&w.server))])
+        .await
+        .unwrap();
+    let mut rx = ts.state.bus.incoming();
+    let place = Place::require(&ts.state.db, wid(&w.owner.id), wid(&w.text))
+        .await
+        .unwrap();
+    // Sends `count` rows at once (row `bad`, if any, by a user that does not exist); the
+    // outcomes in submission order.
+    let wave = |first: usize, count: usize, bad: Option<usize>| {
+        let tasks: Vec<_> = (first..first + count)
+            .map(|k| {
+                let (state, place) = (ts.state.clone(), place.clone());
+                let author = if Some(k) == bad {
+                    Id(4242)
+                } else {
+                    wid(&w.owner.id)
+                };
+                tokio::spawn(async move {
+                    let row = NewRow {
+                        author,
+                        content: Some(format!("grouped {k}")),
+                        envelope: None,
+                        nonce: Some(format!("n{k}")),
+                        reply_to: None,
+                        mention_everyone: false,
+                        mention_users: Vec::new(),
+                        mention_roles: Vec::new(),
+                    };
+                    SendBatcher::submit(&state, &place, row).await
+                })
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+    let before = ts.state.sends.statements();
+    let first = wave(0, 40, None).await;
+    let statements = ts.state.sends.statements() - before;
+    assert!(
+        statements < 40,
+        "{statements} statements for 40 concurrent sends: nothing was grouped"
+    );
+    let second = wave(40, 10, Some(47)).await;
+    let mut created = Vec::new();
+    for (k, outcome) in first.into_iter().chain(second).enumerate() {
+        match outcome {
+            Ok(Outcome::Created(row)) => created.push(row.id),
+            Ok(Outcome::NonceTaken) => panic!("send {k}: fresh nonce reported taken"),
+            Err(e) => assert_eq!(k, 47, "only the bad row fails: {e:?}"),
+        }
+    }
+    assert_eq!(created.len(), 49);
+    // Stored once each, ids increasing in submission order.
+    let (_, page) = ts
+        .get(
+            &format!("/api/v1/channels/{}/messages?limit=100", w.text),
+            &w.member.token,
+        )
+        .await;
+    let stored: Vec<i64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| id_of(m).parse().unwrap())
+        .collect();
+    assert_eq!(stored, created, "ids follow the order of submission");
+    let announced: Vec<i64> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::MessageCreate { message } => message["id"].as_str()?.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        announced, created,
+        "each created message announced once, in order"
+    );
 }
