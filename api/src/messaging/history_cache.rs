@@ -286,7 +286,10 @@ impl Place {
 
     /// Closes the open span at the head it was proved against.
     fn close_open(&mut self) {
-        let head = self.open.take().map_or(0, |(_, head)| head);
+        // Only the open span reaches past the head (and exists only with `open`).
+        let Some((_, head)) = self.open.take() else {
+            return;
+        };
         let open: Vec<i64> = self
             .spans
             .iter()
