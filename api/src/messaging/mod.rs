@@ -5,6 +5,9 @@
 //!
 //! - [`place`]: what a channel id names and what the caller may do there.
 //! - [`messages`]: create (nonce-idempotent, ordered ids), edit, delete, fetch, history.
+//! - [`send_batch`]: concurrent sends to one place grouped into one durable insert.
+//! - [`history_cache`]: history pages from memory (one node), coherent with every change.
+//! - [`place_cache`]: resolved places and permissions of the hot routes.
 //! - [`mentions`]: `<@id>`, `<@&id>`, `@everyone` parsing and filtering.
 //! - [`dms`]: 1:1 and group DMs.
 //! - [`reactions`], [`reads`] (read states and pins), [`search`], [`threads`],
