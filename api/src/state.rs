@@ -41,7 +41,8 @@ pub struct AppState {
     /// Resolved places and permissions of the hot messaging routes (invalidated by
     /// [`AppState::publish`]).
     pub places: Arc<crate::messaging::place_cache::PlaceCache>,
-    /// History pages kept in memory (on only with the in-process bus: one node).
+    /// History pages kept in memory (with several nodes, on only once
+    /// [`crate::messaging::history_sync::start`] links it to the others).
     pub history: Arc<crate::messaging::history_cache::HistoryCache>,
     /// Per-place queues that group concurrent sends into one insert.
     pub sends: Arc<crate::messaging::send_batch::SendBatcher>,
@@ -82,7 +83,8 @@ impl AppState {
 
     /// The same state publishing on `bus` (Redis across nodes, or the in-process bus the
     /// gateway of this process listens to).
-    /// The history cache stays on only when `bus` is in-process (every writer is here).
+    /// The history cache stays on only when `bus` is in-process (every writer is here); with
+    /// Redis, [`crate::messaging::history_sync::start`] turns it on once linked to the others.
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.history.set_enabled(bus.is_local());
         self.bus = bus;

@@ -20,10 +20,10 @@
 //!   generation) before its query; [`HistoryCache::fill`] drops the result when the place was
 //!   invalidated meanwhile.
 //!
-//! It is enabled only when every writer publishes in this process (the in-process bus: one
-//! node). With Redis (several api nodes) other nodes' changes would reach this cache only
-//! through the bus, so it stays off there. [`CHANNEL_TTL`] bounds what a missed invalidation
-//! (a write outside the api) could leave stale. Memory is bounded by [`MAX_BYTES`] and
+//! With one node (the in-process bus) every writer is in this process. With several api
+//! nodes (Redis), [`super::history_sync`] carries each node's invalidations to the others and
+//! keeps the cache off whenever that link is down. [`CHANNEL_TTL`] (shorter with several
+//! nodes) bounds what a missed invalidation (a write outside the api) could leave stale. Memory is bounded by [`MAX_BYTES`] and
 //! [`MAX_CHANNELS`] (least recently used places go first).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -463,11 +463,21 @@ impl Inner {
     }
 }
 
+/// Carries this node's invalidations to the other api nodes (see
+/// [`super::history_sync`]); must not block.
+pub trait RemoteInvalidation: Send + Sync {
+    /// Sends `change` to the other nodes.
+    fn publish(&self, change: Change);
+}
+
 /// The node's history cache; see the module documentation.
-#[derive(Debug)]
 pub struct HistoryCache {
     enabled: AtomicBool,
     inner: Mutex<Inner>,
+    /// Where this node's invalidations also go (the other api nodes), if anywhere.
+    remote: std::sync::RwLock<Option<Arc<dyn RemoteInvalidation>>>,
+    /// [`CHANNEL_TTL`], or shorter when several nodes share the cache's coherence.
+    channel_ttl_ms: AtomicU64,
     /// Range reads answered from memory / from the database.
     hits: AtomicU64,
     misses: AtomicU64,
@@ -478,9 +488,19 @@ impl Default for HistoryCache {
         Self {
             enabled: AtomicBool::new(true),
             inner: Mutex::default(),
+            remote: std::sync::RwLock::new(None),
+            channel_ttl_ms: AtomicU64::new(CHANNEL_TTL.as_millis() as u64),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+}
+
+impl std::fmt::Debug for HistoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryCache")
+            .field("enabled", &self.enabled())
+            .finish_non_exhaustive()
     }
 }
 
@@ -498,8 +518,23 @@ impl HistoryCache {
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Release);
         if !on {
-            self.invalidate(Change::All);
+            self.invalidate_local(Change::All);
         }
+    }
+
+    /// Sends this node's invalidations to `remote` too (several api nodes).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteInvalidation>) {
+        *self.remote.write().unwrap_or_else(|p| p.into_inner()) = Some(remote);
+    }
+
+    /// Sets how long a place's cached history may live (default [`CHANNEL_TTL`]).
+    pub fn set_channel_ttl(&self, ttl: Duration) {
+        self.channel_ttl_ms
+            .store(ttl.as_millis() as u64, Ordering::Release);
+    }
+
+    fn channel_ttl(&self) -> Duration {
+        Duration::from_millis(self.channel_ttl_ms.load(Ordering::Acquire))
     }
 
     /// Range reads answered so far: `(from memory, from the database)`.
@@ -529,7 +564,7 @@ impl HistoryCache {
         let now = Instant::now();
         let mut inner = self.lock();
         let place = inner.places.get_mut(&channel)?;
-        if now.duration_since(place.created) >= CHANNEL_TTL {
+        if now.duration_since(place.created) >= self.channel_ttl() {
             inner.remove(channel);
             return None;
         }
@@ -548,7 +583,7 @@ impl HistoryCache {
         let expired = inner
             .places
             .get(&channel)
-            .is_some_and(|p| now.duration_since(p.created) >= CHANNEL_TTL);
+            .is_some_and(|p| now.duration_since(p.created) >= self.channel_ttl());
         if expired {
             inner.remove(channel);
         }
@@ -583,8 +618,22 @@ impl HistoryCache {
         inner.shrink();
     }
 
-    /// Applies a change committed (or possibly committed) by this node.
+    /// Applies a change committed (or possibly committed) by this node, here and on the other
+    /// nodes.
     pub fn invalidate(&self, change: Change) {
+        self.invalidate_local(change);
+        let remote = self
+            .remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(remote) = remote {
+            remote.publish(change);
+        }
+    }
+
+    /// Applies a change to this node's cache only (one another node made, say).
+    pub fn invalidate_local(&self, change: Change) {
         let mut inner = self.lock();
         let channel = match change {
             Change::All => {

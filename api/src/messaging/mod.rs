@@ -6,7 +6,8 @@
 //! - [`place`]: what a channel id names and what the caller may do there.
 //! - [`messages`]: create (nonce-idempotent, ordered ids), edit, delete, fetch, history.
 //! - [`send_batch`]: concurrent sends to one place grouped into one durable insert.
-//! - [`history_cache`]: history pages from memory (one node), coherent with every change.
+//! - [`history_cache`]: history pages from memory, coherent with every change;
+//!   [`history_sync`] keeps it coherent across api nodes (Redis).
 //! - [`place_cache`]: resolved places and permissions of the hot routes.
 //! - [`mentions`]: `<@id>`, `<@&id>`, `@everyone` parsing and filtering.
 //! - [`dms`]: 1:1 and group DMs.
@@ -16,6 +17,7 @@
 pub mod attachments;
 pub mod dms;
 pub mod history_cache;
+pub mod history_sync;
 pub mod mentions;
 pub mod messages;
 pub mod place;

@@ -35,7 +35,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.render(state.db.size(), state.db.num_idle());
+    let mut body = state.metrics.render(state.db.size(), state.db.num_idle());
+    let (hits, misses) = state.history.stats();
+    body.push_str(&format!(
+        "# HELP copains_history_cache_reads_total History ranges read, from memory (hit) or from the database (miss).\n\
+         # TYPE copains_history_cache_reads_total counter\n\
+         copains_history_cache_reads_total{{result=\"hit\"}} {hits}\n\
+         copains_history_cache_reads_total{{result=\"miss\"}} {misses}\n\
+         # HELP copains_history_cache_enabled Whether history pages may come from memory now.\n\
+         # TYPE copains_history_cache_enabled gauge\n\
+         copains_history_cache_enabled {}\n",
+        u8::from(state.history.enabled())
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
