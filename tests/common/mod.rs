@@ -121,9 +121,28 @@ impl Drop for Proc {
     }
 }
 
-/// A temporary folder for a test's processes.
+/// A temporary folder for a test's processes: `$TMPDIR/copains-tests/<pid>/<tag>-<n>`. The
+/// processes may outlive the test function that made it, so it is not removed when the test
+/// ends; instead each call removes the folders of earlier test runs whose process is gone.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("copains-{tag}-{}-{}", std::process::id(), nanos()));
+    let root = std::env::temp_dir().join("copains-tests");
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let gone = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                });
+            if gone {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let d = root
+        .join(std::process::id().to_string())
+        .join(format!("{tag}-{}", nanos()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
