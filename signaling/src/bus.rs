@@ -213,6 +213,19 @@ enum Ctrl {
     Unsubscribe(Vec<String>, oneshot::Sender<Result<(), BusError>>),
 }
 
+/// A Redis connection for commands that reconnects by itself, with short timeouts (a dead
+/// Redis must not stall callers for long).
+pub async fn connection_manager(
+    client: &redis::Client,
+) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    redis::aio::ConnectionManager::new_with_config(client.clone(), cfg).await
+}
+
 /// Redis pub/sub bus for several api and gateway nodes.
 pub struct RedisBus {
     prefix: String,
@@ -244,12 +257,7 @@ impl RedisBus {
     /// later outages are survived.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, BusError> {
         let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_max_delay(1000);
-        let publisher = redis::aio::ConnectionManager::new_with_config(client.clone(), cfg).await?;
+        let publisher = connection_manager(&client).await?;
         // Fail early (and clearly) if pub/sub cannot connect at all.
         drop(client.get_async_pubsub().await?);
         let desired = Arc::new(Mutex::new(HashSet::new()));

@@ -92,12 +92,7 @@ pub async fn start(
     prefix: &str,
 ) -> Result<(), redis::RedisError> {
     let client = redis::Client::open(url)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(2)
-        .set_max_delay(1000);
-    let publisher = redis::aio::ConnectionManager::new_with_config(client.clone(), cfg).await?;
+    let publisher = copains_signaling::bus::connection_manager(&client).await?;
     let channel = format!("{prefix}:history");
     let node: u64 = rand::random();
     cache.set_enabled(false);

@@ -260,19 +260,25 @@ impl MessageRow {
     }
 }
 
-/// Renders rows with their reaction counts as seen by `viewer` (one query for all).
-pub async fn render_all(
-    db: &sqlx::PgPool,
-    viewer: Id,
-    rows: Vec<MessageRow>,
-) -> ApiResult<Vec<Message>> {
+/// The ids of `rows` whose reactions, and whose attachments, must be looked up (all, unless
+/// the row says it has none).
+fn lookups(rows: &[MessageRow]) -> (Vec<i64>, Vec<i64>) {
     let with = |f: fn(&MessageRow) -> Option<bool>| -> Vec<i64> {
         rows.iter()
             .filter(|r| f(r) != Some(false))
             .map(|r| r.id)
             .collect()
     };
-    let (react_ids, file_ids) = (with(|r| r.has_reactions), with(|r| r.has_attachments));
+    (with(|r| r.has_reactions), with(|r| r.has_attachments))
+}
+
+/// Renders rows with their reaction counts as seen by `viewer` (one query for all).
+pub async fn render_all(
+    db: &sqlx::PgPool,
+    viewer: Id,
+    rows: Vec<MessageRow>,
+) -> ApiResult<Vec<Message>> {
+    let (react_ids, file_ids) = lookups(&rows);
     let mut counts = reactions::counts(db, viewer, &react_ids).await?;
     let mut files = attachments::of_messages(db, &file_ids).await?;
     Ok(rows
@@ -291,13 +297,7 @@ pub async fn render_cached(
     db: &sqlx::PgPool,
     rows: Vec<MessageRow>,
 ) -> ApiResult<Vec<std::sync::Arc<history_cache::CachedMessage>>> {
-    let with = |f: fn(&MessageRow) -> Option<bool>| -> Vec<i64> {
-        rows.iter()
-            .filter(|r| f(r) != Some(false))
-            .map(|r| r.id)
-            .collect()
-    };
-    let (react_ids, file_ids) = (with(|r| r.has_reactions), with(|r| r.has_attachments));
+    let (react_ids, file_ids) = lookups(&rows);
     let mut groups = reactions::groups(db, &react_ids).await?;
     let mut files = attachments::of_messages(db, &file_ids).await?;
     rows.into_iter()
