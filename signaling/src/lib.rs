@@ -6,6 +6,7 @@
 //! - [`hub`]: the node-local router from bus topics to sessions.
 //! - [`directory`]: what a user may see ([`directory::Directory`], implemented by the api).
 //! - [`presence`]: online / idle / dnd / invisible across connections and nodes.
+//! - [`voice_states`]: who is in which voice channel, across nodes (listed in `ready`).
 //! - [`server`]: the axum WebSocket endpoint `/gateway`.
 //!
 //! The protocol reference is in this crate's README.md.
@@ -17,9 +18,11 @@ pub mod hub;
 pub mod presence;
 pub mod server;
 pub mod session;
+pub mod voice_states;
 
 pub use bus::{EventBus, InProcessBus, RedisBus, Topic};
 pub use directory::{Directory, MemoryDirectory, Visibility, VisibleChannel};
 pub use presence::{MemoryPresence, PresenceStore, RedisPresence};
 pub use server::{Gateway, GatewayConfig, GatewayState, router};
 pub use session::{Session, SessionConfig};
+pub use voice_states::{MemoryVoiceStates, RedisVoiceStates, VoiceStateStore};

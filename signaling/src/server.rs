@@ -25,10 +25,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
-use crate::directory::Directory;
+use crate::directory::{Directory, Visibility};
 use crate::hub::{Hub, SessionHandle};
 use crate::presence::{ConnPresence, PresenceStore, UserPresence, unix_ms};
 use crate::session::{Action, Identified, ResumeOutcome, Session, SessionConfig, topics_for};
+use crate::voice_states::{MAX_READY_VOICE_STATES, VoiceState, VoiceStateStore};
 
 /// Gateway settings.
 #[derive(Clone, Debug)]
@@ -80,6 +81,8 @@ pub struct GatewayState {
     pub directory: Arc<dyn Directory>,
     /// Presence store.
     pub presence: Arc<dyn PresenceStore>,
+    /// Voice-state store (who is in which voice channel, listed in `ready`).
+    pub voice_states: Arc<dyn VoiceStateStore>,
     /// Settings.
     pub config: GatewayConfig,
 }
@@ -188,8 +191,81 @@ async fn reaper(sh: Arc<Shared>) {
                 }
             };
             if expired {
+                end_voice(&sh.state, &h).await;
                 sh.hub.unregister(&h).await;
             }
+        }
+    }
+}
+
+/// Writes a voice state to the store with a fresh expiry.
+async fn store_voice_state(st: &GatewayState, mut v: VoiceState) {
+    v.expires_at_ms = unix_ms() + st.config.presence_ttl.as_millis() as u64;
+    if let Err(e) = st.voice_states.set(v).await {
+        tracing::warn!(%e, "voice state write failed");
+    }
+}
+
+/// A session ends for good: if it was in voice, its entry goes and its voice place hears it
+/// left (the voice bridge too, which drops its media connection).
+async fn end_voice(st: &GatewayState, h: &SessionHandle) {
+    let Some(v) = h.lock().take_voice_state() else {
+        return;
+    };
+    if let Err(e) = st.voice_states.remove(v.place(), &v.session_id).await {
+        tracing::warn!(%e, "voice state removal failed");
+    }
+    let mut audience = vec![match v.server_id {
+        Some(s) => Audience::Server(s),
+        None => Audience::Channel {
+            server_id: None,
+            channel_id: v.channel_id,
+        },
+    }];
+    audience.push(Audience::Voice(v.channel_id));
+    let ev = BusEvent::new(
+        audience,
+        Event::VoiceStateUpdate {
+            server_id: v.server_id,
+            channel_id: None,
+            user_id: v.user_id,
+            session_id: v.session_id,
+            self_mute: false,
+            self_deaf: false,
+            self_video: false,
+            self_stream: false,
+        },
+    );
+    if let Err(e) = st.bus.publish(&ev).await {
+        tracing::warn!(%e, "voice leave publish failed");
+    }
+}
+
+/// The voice states `ready` lists for a user with this visibility: those of the server
+/// voice channels they may view and of their DMs' calls, at most [`MAX_READY_VOICE_STATES`].
+async fn ready_voice_states(st: &GatewayState, v: &Visibility) -> Vec<VoiceState> {
+    let mut places: Vec<Id> = v.servers.clone();
+    places.extend(v.dm_channels.iter().copied());
+    let channels: HashSet<Id> = v.channels.iter().map(|c| c.id).collect();
+    let dms: HashSet<Id> = v.dm_channels.iter().copied().collect();
+    // Read a little more than the bound: entries of invisible channels are filtered out.
+    match st
+        .voice_states
+        .list(&places, MAX_READY_VOICE_STATES * 2)
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter(|s| match s.server_id {
+                Some(_) => channels.contains(&s.channel_id),
+                None => dms.contains(&s.channel_id),
+            })
+            .take(MAX_READY_VOICE_STATES)
+            .map(|s| s.public())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(%e, "voice states unavailable at identify");
+            Vec::new()
         }
     }
 }
@@ -557,7 +633,18 @@ impl Conn {
                 status,
                 custom_status,
             } => self.set_presence(status, custom_status).await,
+            Action::VoiceJoined(v) => store_voice_state(st, v).await,
+            Action::VoiceLeft { place } => {
+                let session_id = self.handle.lock().session_id().to_owned();
+                if let Err(e) = st.voice_states.remove(place, &session_id).await {
+                    tracing::warn!(%e, "voice state removal failed");
+                }
+            }
             Action::Heartbeat => {
+                let voice = self.handle.lock().voice_state().cloned();
+                if let Some(v) = voice {
+                    store_voice_state(st, v).await;
+                }
                 if let Some(user) = self.presence {
                     let exp = unix_ms() + st.config.presence_ttl.as_millis() as u64;
                     if let Err(e) = st.presence.refresh(user, self.presence_key, exp).await {
@@ -660,10 +747,15 @@ impl Conn {
         known.sort_unstable();
         known.dedup();
         let presences = st.presence.get(&known).await.unwrap_or_default();
+        let voice_states = ready_voice_states(&st, &visibility).await;
         if let Some(obj) = ready.as_object_mut() {
             obj.insert(
                 "presences".into(),
                 serde_json::to_value(presences).unwrap_or_default(),
+            );
+            obj.insert(
+                "voice_states".into(),
+                serde_json::to_value(voice_states).unwrap_or_default(),
             );
         }
         {
@@ -722,10 +814,15 @@ impl Conn {
                 self.attached_user = Some(claims.sub);
                 self.handle = old.clone();
                 let _ = self.current.send(old.clone());
-                {
+                let voice = {
                     let s = old.lock();
                     self.epoch.store(s.epoch(), Ordering::Relaxed);
                     old.wake(&s);
+                    s.voice_state().cloned()
+                };
+                // The entry may have expired while the session was detached.
+                if let Some(v) = voice {
+                    store_voice_state(&st, v).await;
                 }
                 self.set_presence(PresenceStatus::Online, None).await;
             }
@@ -880,6 +977,7 @@ impl Conn {
             }
         }
         if unregister {
+            end_voice(&self.sh.state, &h).await;
             self.sh.hub.unregister(&h).await;
         }
     }

@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::bus::Topic;
 use crate::directory::Visibility;
 use crate::presence::MAX_CUSTOM_STATUS_CHARS;
+use crate::voice_states::VoiceState;
 
 /// How long a typing indicator lasts.
 pub const TYPING_TTL: Duration = Duration::from_secs(10);
@@ -140,6 +141,14 @@ pub enum Action {
     Heartbeat,
     /// Ask the directory for this user's visibility again and call [`Session::set_scope`].
     RefreshScope,
+    /// The session is now in voice with this state: write it to the voice-state store.
+    VoiceJoined(VoiceState),
+    /// The session left voice in this place (server, or DM channel of a call): remove its
+    /// entry from the voice-state store.
+    VoiceLeft {
+        /// The place left.
+        place: Id,
+    },
     /// Acknowledge this device's to-device messages up to `up_to`.
     AckToDevice {
         /// The device.
@@ -308,9 +317,15 @@ pub struct Session {
     last_heartbeat: Instant,
     bucket: Bucket,
     typing: Option<(Id, Instant)>,
-    /// (server, channel) of the voice connection; the server is `None` for a DM call.
-    voice: Option<(Option<Id>, Id)>,
+    /// The voice state of this session (without expiry), when in voice.
+    voice: Option<VoiceState>,
+    /// Bus ids of the latest `voice_state_update` events this session published (bounded):
+    /// a leave of this session with another id was announced by the voice bridge.
+    voice_published: VecDeque<u64>,
 }
+
+/// How many published voice-state event ids a session remembers.
+const VOICE_PUBLISHED_KEPT: usize = 16;
 
 fn frame(f: &ServerFrame) -> Bytes {
     Bytes::from(serde_json::to_vec(f).unwrap_or_default())
@@ -350,6 +365,7 @@ impl Session {
             },
             typing: None,
             voice: None,
+            voice_published: VecDeque::new(),
             cfg,
         };
         let hello = ServerFrame::Hello {
@@ -400,6 +416,25 @@ impl Session {
             .servers
             .iter()
             .map(|s| (*s, self.scope.large.contains(s)))
+    }
+
+    /// This session's voice state, when it is in voice.
+    pub fn voice_state(&self) -> Option<&VoiceState> {
+        self.voice.as_ref()
+    }
+
+    /// Forgets the voice state (the session ends); returns it.
+    pub fn take_voice_state(&mut self) -> Option<VoiceState> {
+        self.voice.take()
+    }
+
+    /// Leaves voice without publishing (the channel went out of scope, or the voice bridge
+    /// announced the leave): queues the store removal.
+    fn drop_voice(&mut self) {
+        if let Some(v) = self.voice.take() {
+            self.actions
+                .push_back(Action::VoiceLeft { place: v.place() });
+        }
     }
 
     /// Whether the session has been closed (for this connection).
@@ -724,8 +759,7 @@ impl Session {
                         }
                     }
                 }
-                let previous = self.voice.map(|(_, c)| c);
-                self.voice = channel_id.map(|c| (server_id, c));
+                let previous = self.voice.as_ref().map(|v| v.channel_id);
                 let ev = Event::VoiceStateUpdate {
                     server_id,
                     channel_id,
@@ -750,15 +784,31 @@ impl Session {
                         .collect(),
                 };
                 audience.extend(previous.or(channel_id).map(Audience::Voice));
-                self.actions
-                    .push_back(Action::Publish(BusEvent::new(audience, ev)));
+                let state = VoiceState::from_event(&ev);
+                if self.voice.as_ref().map(VoiceState::place)
+                    != state.as_ref().map(VoiceState::place)
+                {
+                    self.drop_voice();
+                }
+                // The store is written before the event goes out: whoever hears of it and
+                // connects next finds it in `ready`.
+                self.voice = state.clone();
+                if let Some(state) = state {
+                    self.actions.push_back(Action::VoiceJoined(state));
+                }
+                let bus_ev = BusEvent::new(audience, ev);
+                if self.voice_published.len() >= VOICE_PUBLISHED_KEPT {
+                    self.voice_published.pop_front();
+                }
+                self.voice_published.push_back(bus_ev.id);
+                self.actions.push_back(Action::Publish(bus_ev));
             }
             ClientFrame::VoiceSignal {
                 channel_id,
                 kind,
                 data,
             } => {
-                if self.voice.map(|(_, c)| c) != Some(channel_id) {
+                if self.voice.as_ref().map(|v| v.channel_id) != Some(channel_id) {
                     return;
                 }
                 if serde_json::to_vec(&data)
@@ -890,10 +940,11 @@ impl Session {
         if !remove.is_empty() {
             self.actions.push_back(Action::Unsubscribe(remove));
         }
-        if self.voice.is_some_and(|(_, c)| {
-            !self.scope.channels.contains_key(&c) && !self.scope.dms.contains(&c)
+        if self.voice.as_ref().is_some_and(|v| {
+            !self.scope.channels.contains_key(&v.channel_id)
+                && !self.scope.dms.contains(&v.channel_id)
         }) {
-            self.voice = None;
+            self.drop_voice();
         }
         self.scope_pending = false;
         self.release_held(now, unix_ms);
@@ -1009,6 +1060,15 @@ impl Session {
                 user_id,
                 ..
             } if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id => return,
+            Event::VoiceStateUpdate {
+                channel_id: None,
+                session_id,
+                ..
+            } if *session_id == self.session_id && !self.voice_published.contains(&r.ev.id) => {
+                // The voice bridge announced that this session left (its media connection
+                // died, or it may no longer connect): it is no longer in voice.
+                self.drop_voice();
+            }
             _ => {}
         }
         if r.tail.is_none() {

@@ -10,6 +10,7 @@ use copains_signaling::bus::{EventBus, InProcessBus, RedisBus};
 use copains_signaling::directory::{MemoryDirectory, Visibility, VisibleChannel};
 use copains_signaling::presence::{MemoryPresence, PresenceStore, RedisPresence};
 use copains_signaling::server::{Gateway, GatewayConfig, GatewayState};
+use copains_signaling::voice_states::{MemoryVoiceStates, RedisVoiceStates, VoiceStateStore};
 use copains_wire::events::{Audience, BusEvent, Event};
 use copains_wire::token::ISSUER;
 use copains_wire::{AccessClaims, Id, TokenSigner};
@@ -39,11 +40,24 @@ async fn start_node(
     signer: &TokenSigner,
     config: GatewayConfig,
 ) -> Node {
+    let voice = Arc::new(MemoryVoiceStates::new());
+    start_node_with_voice(bus, dir, presence, voice, signer, config).await
+}
+
+async fn start_node_with_voice(
+    bus: Arc<dyn EventBus>,
+    dir: Arc<MemoryDirectory>,
+    presence: Arc<dyn PresenceStore>,
+    voice_states: Arc<dyn VoiceStateStore>,
+    signer: &TokenSigner,
+    config: GatewayConfig,
+) -> Node {
     let state = GatewayState {
         verifier: signer.verifier().unwrap(),
         bus,
         directory: dir,
         presence,
+        voice_states,
         config,
     };
     let gw = Gateway::start(state);
@@ -680,7 +694,12 @@ async fn redis_node(url: &str, prefix: &str, dir: Arc<MemoryDirectory>, s: &Toke
             .await
             .unwrap(),
     );
-    start_node(bus, dir, pres, s, GatewayConfig::default()).await
+    let voice: Arc<dyn VoiceStateStore> = Arc::new(
+        RedisVoiceStates::connect(url, prefix, Duration::from_secs(120))
+            .await
+            .unwrap(),
+    );
+    start_node_with_voice(bus, dir, pres, voice, s, GatewayConfig::default()).await
 }
 
 #[tokio::test]
@@ -1178,4 +1197,176 @@ async fn redis_presence_aggregates_across_nodes_and_expires_without_heartbeats()
         node2.get(&[u]).await.unwrap()[0].status,
         PresenceStatus::Dnd
     );
+}
+
+/// The voice states of a fresh `ready` of this user (the socket is closed afterwards).
+async fn ready_voice_states(addr: SocketAddr, tok: &str) -> Vec<Value> {
+    let (mut ws, ready) = identify(addr, tok).await;
+    let _ = ws.close(None).await;
+    ready["d"]["voice_states"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no voice_states in ready: {ready}"))
+        .clone()
+}
+
+/// Polls fresh `ready`s of this user until `ok` holds for their voice states (5 s at most).
+async fn ready_voice_states_until(
+    addr: SocketAddr,
+    tok: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = ready_voice_states(addr, tok).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "ready voice states stayed {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn in_voice(states: &[Value], user: &str) -> bool {
+    states.iter().any(|s| s["user_id"] == user)
+}
+
+#[tokio::test]
+async fn ready_lists_the_voice_states_of_viewable_channels_until_they_leave() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus.clone(), directory(), pres, &s, GatewayConfig::default()).await;
+    let t1 = token(&s, Id(1), Id(110), 600);
+    let t2 = token(&s, Id(2), Id(111), 600);
+    let (mut a, a_ready) = identify(node.addr, &t1).await;
+    let a_session = a_ready["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(a_ready["d"]["voice_states"], json!([]));
+
+    // 1 joins the public voice channel muted: 2 connecting afterwards sees it in ready.
+    send(&mut a, json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": PUBLIC, "self_mute": true, "self_video": true})).await;
+    let (mut b, _) = identify(node.addr, &t2).await;
+    let v = ready_voice_states_until(node.addr, &t2, |v| in_voice(v, "1")).await;
+    assert_eq!(
+        v,
+        vec![json!({
+            "user_id": "1", "session_id": a_session, "server_id": SERVER.to_string(),
+            "channel_id": PUBLIC.to_string(), "self_mute": true, "self_deaf": false,
+            "self_video": true, "self_stream": false
+        })]
+    );
+
+    // 1 moves to the secret channel: 2 may not view it, 1 still sees itself.
+    send(
+        &mut a,
+        json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": SECRET}),
+    )
+    .await;
+    dispatch_of(&mut b, "voice_state_update").await;
+    ready_voice_states_until(node.addr, &t2, |v| v.is_empty()).await;
+    let mine = ready_voice_states(node.addr, &t1).await;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["channel_id"], SECRET.to_string());
+
+    // 1 leaves voice: gone from ready.
+    send(
+        &mut a,
+        json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": null}),
+    )
+    .await;
+    ready_voice_states_until(node.addr, &t1, |v| v.is_empty()).await;
+
+    // 2 joins, then the voice bridge announces that its media connection died.
+    send(
+        &mut b,
+        json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": PUBLIC}),
+    )
+    .await;
+    let b_session =
+        ready_voice_states_until(node.addr, &t1, |v| in_voice(v, "2")).await[0]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    bus.publish(&BusEvent::to(
+        Audience::Server(SERVER),
+        Event::VoiceStateUpdate {
+            server_id: Some(SERVER),
+            channel_id: None,
+            user_id: Id(2),
+            session_id: b_session,
+            self_mute: false,
+            self_deaf: false,
+            self_video: false,
+            self_stream: false,
+        },
+    ))
+    .await
+    .unwrap();
+    ready_voice_states_until(node.addr, &t1, |v| v.is_empty()).await;
+
+    // 2 joins again, then closes its connection for good: the others hear it left.
+    send(
+        &mut b,
+        json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": PUBLIC}),
+    )
+    .await;
+    ready_voice_states_until(node.addr, &t1, |v| in_voice(v, "2")).await;
+    b.close(None).await.unwrap();
+    loop {
+        let f = dispatch_of(&mut a, "voice_state_update").await;
+        if f["d"]["user_id"] == "2" && f["d"]["channel_id"].is_null() {
+            break;
+        }
+    }
+    assert!(ready_voice_states(node.addr, &t1).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_voice_state_set_on_one_node_is_in_ready_on_another_and_expires_with_its_node() {
+    if !redis_reachable(6379) {
+        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the multi-node test");
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let p = prefix();
+    let s = signer();
+    let dir = directory();
+    let n1 = redis_node(url, &p, dir.clone(), &s).await;
+    let n2 = redis_node(url, &p, dir.clone(), &s).await;
+    let (mut a, _) = identify(n1.addr, &token(&s, Id(1), Id(120), 600)).await;
+    send(&mut a, json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": PUBLIC, "self_deaf": true})).await;
+    let t2 = token(&s, Id(2), Id(121), 600);
+    let v = ready_voice_states_until(n2.addr, &t2, |v| in_voice(v, "1")).await;
+    assert_eq!(v[0]["self_deaf"], true);
+    assert_eq!(v[0]["channel_id"], PUBLIC.to_string());
+    send(
+        &mut a,
+        json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": null}),
+    )
+    .await;
+    ready_voice_states_until(n2.addr, &t2, |v| v.is_empty()).await;
+
+    // An entry that nobody refreshes (its node died) is no longer listed once expired.
+    let store = RedisVoiceStates::connect(url, &p, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    store
+        .set(copains_signaling::voice_states::VoiceState {
+            user_id: Id(1),
+            session_id: "dead".into(),
+            server_id: Some(SERVER),
+            channel_id: PUBLIC,
+            self_mute: false,
+            self_deaf: false,
+            self_video: false,
+            self_stream: false,
+            expires_at_ms: now + 300,
+        })
+        .await
+        .unwrap();
+    assert!(in_voice(&ready_voice_states(n2.addr, &t2).await, "1"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(ready_voice_states(n2.addr, &t2).await.is_empty());
 }

@@ -128,6 +128,7 @@ async fn serve(kind: String) {
             bus: bus.clone(),
             directory: dir,
             presence: Arc::new(MemoryPresence::new()),
+            voice_states: Arc::new(copains_signaling::MemoryVoiceStates::new()),
             config,
         });
         let publish = post(move |Query(q): Query<PublishQuery>| {
