@@ -215,12 +215,9 @@ async fn end_voice(st: &GatewayState, h: &SessionHandle) {
     if let Err(e) = st.voice_states.remove(v.place(), &v.session_id).await {
         tracing::warn!(%e, "voice state removal failed");
     }
-    let mut audience = vec![match v.server_id {
-        Some(s) => Audience::Server(s),
-        None => Audience::Channel {
-            server_id: None,
-            channel_id: v.channel_id,
-        },
+    let mut audience = vec![Audience::Channel {
+        server_id: v.server_id,
+        channel_id: v.channel_id,
     }];
     audience.push(Audience::Voice(v.channel_id));
     let ev = BusEvent::new(
@@ -238,6 +235,71 @@ async fn end_voice(st: &GatewayState, h: &SessionHandle) {
     );
     if let Err(e) = st.bus.publish(&ev).await {
         tracing::warn!(%e, "voice leave publish failed");
+    }
+}
+
+/// Most voice states sent to a session whose scope grew (one event each).
+const MAX_VOICE_CATCH_UP: usize = 500;
+
+/// The voice places (server or DM) and channels `v` shows that session `s` does not see yet.
+fn newly_visible(s: &Session, v: &Visibility) -> (Vec<Id>, HashSet<Id>) {
+    let mut places = HashSet::new();
+    let mut channels = HashSet::new();
+    for c in v.channels.iter().filter(|c| !s.sees_channel(c.id)) {
+        places.insert(c.server_id);
+        channels.insert(c.id);
+    }
+    for d in v.dm_channels.iter().filter(|d| !s.sees_channel(**d)) {
+        places.insert(*d);
+        channels.insert(*d);
+    }
+    (places.into_iter().collect(), channels)
+}
+
+/// The scope grew (a server joined, a channel made visible, a new DM): voice states are only
+/// published when they change, so tell this session who is already in the voice channels it
+/// newly sees (at most [`MAX_VOICE_CATCH_UP`]), as `voice_state_update` events.
+async fn voice_catch_up(
+    st: &GatewayState,
+    me: Id,
+    session_id: &str,
+    (places, channels): (Vec<Id>, HashSet<Id>),
+) {
+    if places.is_empty() {
+        return;
+    }
+    let list = match st.voice_states.list(&places, MAX_VOICE_CATCH_UP * 2).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%e, "voice state catch-up failed");
+            return;
+        }
+    };
+    let shown = list
+        .into_iter()
+        .filter(|v| channels.contains(&v.channel_id))
+        .take(MAX_VOICE_CATCH_UP);
+    for v in shown {
+        let ev = BusEvent::to(
+            Audience::Session {
+                user_id: me,
+                session_id: session_id.to_owned(),
+            },
+            Event::VoiceStateUpdate {
+                server_id: v.server_id,
+                channel_id: Some(v.channel_id),
+                user_id: v.user_id,
+                session_id: v.session_id,
+                self_mute: v.self_mute,
+                self_deaf: v.self_deaf,
+                self_video: v.self_video,
+                self_stream: v.self_stream,
+            },
+        );
+        if let Err(e) = st.bus.publish(&ev).await {
+            tracing::warn!(%e, "voice state catch-up publish failed");
+            return;
+        }
     }
 }
 
@@ -656,13 +718,14 @@ impl Conn {
                 let user = self.handle.lock().user_id();
                 let Some(user) = user else { return };
                 let v = st.directory.visible(user).await;
-                let growth = {
+                let (growth, fresh) = {
                     let mut s = self.handle.lock();
                     let growth = match v {
                         Ok(v) => {
                             let before = ScopeBefore::of(&s);
+                            let fresh = newly_visible(&s, &v);
                             s.set_scope(Instant::now(), unix_ms(), &v);
-                            Some(before.growth(&s))
+                            Some((before.growth(&s), fresh))
                         }
                         Err(e) => {
                             tracing::warn!(%e, "scope refresh failed");
@@ -671,10 +734,14 @@ impl Conn {
                         }
                     };
                     self.handle.wake(&s);
-                    growth
+                    growth.unzip()
                 };
                 if let Some(g) = growth {
+                    let session_id = g.session_id.clone();
                     self.exchange_presence(user, g).await;
+                    if let Some(fresh) = fresh {
+                        voice_catch_up(st, user, &session_id, fresh).await;
+                    }
                 }
             }
             Action::AckToDevice { device_id, up_to } => {

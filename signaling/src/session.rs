@@ -437,6 +437,11 @@ impl Session {
         }
     }
 
+    /// Whether this session currently sees the server channel or DM `channel_id`.
+    pub fn sees_channel(&self, channel_id: Id) -> bool {
+        self.scope.channels.contains_key(&channel_id) || self.scope.dms.contains(&channel_id)
+    }
+
     /// Whether the session has been closed (for this connection).
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed || !self.attached
@@ -770,10 +775,21 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                // Members (or the DM's recipients) see the state; the SFU hears of leaving or
-                // moving (voice audience).
-                let mut audience = match server_id {
-                    Some(s) => vec![Audience::Server(s)],
+                // Members who may view the channel (or the DM's recipients) see the state; the
+                // SFU hears of leaving or moving (voice audience).
+                // Only those who may view the channel (left or joined) hear of it.
+                let mut audience: Vec<Audience> = match server_id {
+                    Some(s) => {
+                        let mut places: Vec<Id> = previous.into_iter().chain(channel_id).collect();
+                        places.dedup();
+                        places
+                            .into_iter()
+                            .map(|c| Audience::Channel {
+                                server_id: Some(s),
+                                channel_id: c,
+                            })
+                            .collect()
+                    }
                     None => previous
                         .or(channel_id)
                         .map(|c| Audience::Channel {

@@ -1370,3 +1370,44 @@ async fn a_voice_state_set_on_one_node_is_in_ready_on_another_and_expires_with_i
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(ready_voice_states(n2.addr, &t2).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_channel_newly_visible_brings_who_is_already_in_voice_there() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let dir = directory();
+    let node = start_node(bus.clone(), dir.clone(), pres, &s, GatewayConfig::default()).await;
+    let (mut a, _) = identify(node.addr, &token(&s, Id(1), Id(130), 600)).await;
+    let (mut b, _) = identify(node.addr, &token(&s, Id(2), Id(131), 600)).await;
+    send(&mut a, json!({"op": "voice_state_update", "server_id": SERVER, "channel_id": SECRET, "self_stream": true})).await;
+    // 2 may not view the secret channel: nothing yet. Then a role makes it visible.
+    dispatch_of(&mut a, "voice_state_update").await;
+    dir.set_visibility(
+        Id(2),
+        Visibility {
+            servers: vec![SERVER],
+            channels: [PUBLIC, SECRET]
+                .map(|id| VisibleChannel {
+                    id,
+                    server_id: SERVER,
+                })
+                .to_vec(),
+            ..Default::default()
+        },
+    );
+    bus.publish(&BusEvent::to(
+        Audience::User(Id(2)),
+        Event::ScopeChanged { user_id: Id(2) },
+    ))
+    .await
+    .unwrap();
+    let v = dispatch_of(&mut b, "voice_state_update").await;
+    assert_eq!(
+        (
+            v["d"]["user_id"].as_str(),
+            v["d"]["channel_id"].as_str(),
+            v["d"]["self_stream"].as_bool()
+        ),
+        (Some("1"), Some("102"), Some(true))
+    );
+}
