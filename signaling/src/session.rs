@@ -775,9 +775,8 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                // Members who may view the channel (or the DM's recipients) see the state; the
-                // SFU hears of leaving or moving (voice audience).
-                // Only those who may view the channel (left or joined) hear of it.
+                // Members who may view the channel left or joined (or the DM's recipients) see
+                // the state; the SFU hears of leaving or moving (voice audience).
                 let mut audience: Vec<Audience> = match server_id {
                     Some(s) => {
                         let mut places: Vec<Id> = previous.into_iter().chain(channel_id).collect();
@@ -817,7 +816,10 @@ impl Session {
                     self.voice_published.pop_front();
                 }
                 self.voice_published.push_back(bus_ev.id);
-                self.actions.push_back(Action::Publish(bus_ev));
+                // A leave while in no voice channel concerns nobody.
+                if !bus_ev.audience.is_empty() {
+                    self.actions.push_back(Action::Publish(bus_ev));
+                }
             }
             ClientFrame::VoiceSignal {
                 channel_id,
