@@ -191,12 +191,7 @@ impl RedisVoiceStates {
         key_ttl: Duration,
     ) -> Result<Self, VoiceStateError> {
         let client = redis::Client::open(url).map_err(verr)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_max_delay(1000);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, cfg)
+        let conn = crate::bus::connection_manager(&client)
             .await
             .map_err(verr)?;
         Ok(Self {
