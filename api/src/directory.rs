@@ -291,4 +291,16 @@ impl Directory for PgDirectory {
             .map_err(err)?;
         Ok(())
     }
+
+    async fn member_ids(&self, server_id: Id, limit: usize) -> Result<Vec<Id>, DirectoryError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE server_id = $1 ORDER BY user_id LIMIT $2",
+        )
+        .bind(server_id.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db)
+        .await
+        .map_err(err)?;
+        Ok(ids.into_iter().map(Id).collect())
+    }
 }

@@ -5,6 +5,7 @@
 //!   dispatch with sequence numbers, heartbeats, rate limit, replay buffer for resume).
 //! - [`hub`]: the node-local router from bus topics to sessions.
 //! - [`directory`]: what a user may see ([`directory::Directory`], implemented by the api).
+//! - [`member_list`]: the presence snapshot answering `subscribe_members`.
 //! - [`presence`]: online / idle / dnd / invisible across connections and nodes.
 //! - [`voice_states`]: who is in which voice channel, across nodes (listed in `ready`).
 //! - [`server`]: the axum WebSocket endpoint `/gateway`.
@@ -15,6 +16,7 @@
 pub mod bus;
 pub mod directory;
 pub mod hub;
+pub mod member_list;
 pub mod presence;
 pub mod server;
 pub mod session;

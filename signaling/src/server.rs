@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::bus::EventBus;
 use crate::directory::{Directory, Visibility};
 use crate::hub::{Hub, SessionHandle};
+use crate::member_list::{self, SnapshotLimits};
 use crate::presence::{ConnPresence, PresenceStore, UserPresence, unix_ms};
 use crate::session::{Action, Identified, ResumeOutcome, Session, SessionConfig, topics_for};
 use crate::voice_states::{MAX_READY_VOICE_STATES, VoiceState, VoiceStateStore};
@@ -52,6 +53,11 @@ pub struct GatewayConfig {
     pub write_buffer_size: usize,
     /// How long a connection's presence lives without a heartbeat.
     pub presence_ttl: Duration,
+    /// Most online members in the `presence_snapshot` answering `subscribe_members`.
+    pub member_snapshot_max: usize,
+    /// Most members of a server looked up for that snapshot (in user id order): in bigger
+    /// servers the others are learned from live updates (the snapshot says `truncated`).
+    pub member_snapshot_scan: usize,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +72,8 @@ impl Default for GatewayConfig {
             max_inbound_frame: MAX_INBOUND_FRAME,
             read_buffer_size: 4096,
             write_buffer_size: 0,
+            member_snapshot_max: 1000,
+            member_snapshot_scan: 10_000,
         }
     }
 }
@@ -744,6 +752,7 @@ impl Conn {
                     }
                 }
             }
+            Action::MemberSnapshot { server_id } => self.member_snapshot(server_id).await,
             Action::AckToDevice { device_id, up_to } => {
                 let user = self.handle.lock().user_id();
                 if let Some(user) = user
@@ -753,6 +762,26 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Reads the presence snapshot of `server_id`'s member list and hands it to the session.
+    async fn member_snapshot(&self, server_id: Id) {
+        let st = &self.sh.state;
+        let limits = SnapshotLimits {
+            scan: st.config.member_snapshot_scan,
+            max: st.config.member_snapshot_max,
+        };
+        let snap =
+            match member_list::snapshot(&*st.directory, &*st.presence, server_id, limits).await {
+                Ok(s) => Some((s.presences, s.truncated)),
+                Err(e) => {
+                    tracing::warn!(%e, "member presence snapshot failed");
+                    None
+                }
+            };
+        let mut s = self.handle.lock();
+        s.member_snapshot(Instant::now(), unix_ms(), server_id, snap);
+        self.handle.wake(&s);
     }
 
     fn fail(&self, code: u16, reason: &'static str) {

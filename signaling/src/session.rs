@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use copains_wire::Id;
-use copains_wire::events::{Audience, BusEvent, Event, PresenceStatus};
-use copains_wire::gateway::{ClientFrame, ServerFrame, close};
+use copains_wire::events::{Audience, BusEvent, Event, MemberPresence, PresenceStatus};
+use copains_wire::gateway::{ClientFrame, ServerFrame, close, error_code};
 use serde_json::Value;
 
 use crate::bus::Topic;
@@ -155,6 +155,12 @@ pub enum Action {
         device_id: String,
         /// Highest id processed.
         up_to: i64,
+    },
+    /// Read the presence of the server's online members (the topics are already subscribed)
+    /// and call [`Session::member_snapshot`]; events are held until then.
+    MemberSnapshot {
+        /// The server whose member list was subscribed.
+        server_id: Id,
     },
 }
 
@@ -297,6 +303,9 @@ pub struct Session {
     member_subs: HashSet<Id>,
     topics: HashSet<Topic>,
     scope_pending: bool,
+    /// Member-list snapshots being read: events are held meanwhile, so that a live
+    /// `presence_update` never arrives before an older snapshot.
+    snapshots_pending: usize,
     /// Events received before `ready` or while the scope is being recomputed.
     held: VecDeque<Arc<RoutedEvent>>,
     /// Ids of channel-structure events that already triggered a scope refresh (bounded).
@@ -346,6 +355,7 @@ impl Session {
             member_subs: HashSet::new(),
             topics: HashSet::new(),
             scope_pending: false,
+            snapshots_pending: 0,
             held: VecDeque::new(),
             refreshed_for: HashSet::new(),
             seq: 0,
@@ -664,6 +674,7 @@ impl Session {
             "presence_update",
             "typing_start",
             "subscribe_members",
+            "unsubscribe_members",
             "voice_state_update",
             "voice_signal",
             "to_device_ack",
@@ -722,17 +733,12 @@ impl Session {
                     ev,
                 )));
             }
-            ClientFrame::SubscribeMembers { server_id } => {
-                if !self.scope.servers.contains(&server_id)
-                    || self.member_subs.len() >= self.cfg.max_member_subscriptions
-                    || !self.member_subs.insert(server_id)
-                {
-                    return;
-                }
-                if self.scope.large.contains(&server_id) {
+            ClientFrame::SubscribeMembers { server_id } => self.subscribe_members(server_id),
+            ClientFrame::UnsubscribeMembers { server_id } => {
+                if self.member_subs.remove(&server_id) {
                     let t = Topic::MemberList(server_id);
-                    if self.topics.insert(t.clone()) {
-                        self.actions.push_back(Action::Subscribe(vec![t]));
+                    if self.topics.remove(&t) {
+                        self.actions.push_back(Action::Unsubscribe(vec![t]));
                     }
                 }
             }
@@ -860,6 +866,93 @@ impl Session {
         }
     }
 
+    /// `subscribe_members`: members only (others get an `error` frame), at most
+    /// `max_member_subscriptions`; a new subscription subscribes the member-list topic of a
+    /// large server and asks for a presence snapshot (any server: small ones get one too).
+    fn subscribe_members(&mut self, server_id: Id) {
+        let refuse = |code: &str, message: &str| ServerFrame::Error {
+            for_op: "subscribe_members".into(),
+            code: code.into(),
+            message: message.into(),
+            server_id: Some(server_id),
+        };
+        if !self.scope.servers.contains(&server_id) {
+            return self.send(&refuse(
+                error_code::NOT_A_MEMBER,
+                "you are not a member of this server",
+            ));
+        }
+        if self.member_subs.contains(&server_id) {
+            return;
+        }
+        if self.member_subs.len() >= self.cfg.max_member_subscriptions {
+            return self.send(&refuse(
+                error_code::TOO_MANY_SUBSCRIPTIONS,
+                "too many member-list subscriptions: unsubscribe from one first",
+            ));
+        }
+        self.member_subs.insert(server_id);
+        if self.scope.large.contains(&server_id) {
+            let t = Topic::MemberList(server_id);
+            if self.topics.insert(t.clone()) {
+                self.actions.push_back(Action::Subscribe(vec![t]));
+            }
+        }
+        self.snapshots_pending += 1;
+        self.actions.push_back(Action::MemberSnapshot { server_id });
+    }
+
+    /// The answer to [`Action::MemberSnapshot`]: dispatches `presence_snapshot` (unless the
+    /// subscription was dropped meanwhile) or, on `None`, an `error` frame; then releases the
+    /// events held while it was read.
+    pub fn member_snapshot(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        server_id: Id,
+        snapshot: Option<(Vec<MemberPresence>, bool)>,
+    ) {
+        self.snapshots_pending = self.snapshots_pending.saturating_sub(1);
+        let Some(me) = self.user_id else { return };
+        if self.phase == Phase::Ready && self.member_subs.contains(&server_id) {
+            match snapshot {
+                Some((presences, truncated)) => {
+                    let ev = BusEvent::to(
+                        Audience::Session {
+                            user_id: me,
+                            session_id: self.session_id.clone(),
+                        },
+                        Event::PresenceSnapshot {
+                            server_id,
+                            presences,
+                            truncated,
+                        },
+                    );
+                    let ev = Arc::new(RoutedEvent::new(Arc::new(ev)));
+                    if self.holding() {
+                        // Behind events held for a scope refresh or an earlier snapshot.
+                        self.hold(&ev);
+                    } else {
+                        self.deliver(now, unix_ms, &ev);
+                    }
+                }
+                None if self.attached => self.send(&ServerFrame::Error {
+                    for_op: "subscribe_members".into(),
+                    code: error_code::SNAPSHOT_UNAVAILABLE.into(),
+                    message: "member presence unavailable, live updates follow".into(),
+                    server_id: Some(server_id),
+                }),
+                None => {}
+            }
+        }
+        self.release_held(now, unix_ms);
+    }
+
+    /// Whether events are held (scope refresh or member snapshot under way).
+    fn holding(&self) -> bool {
+        self.scope_pending || self.snapshots_pending > 0
+    }
+
     /// The driver refused the token (or the login session is revoked).
     pub fn auth_failed(&mut self, code: u16, reason: &'static str) {
         self.close(code, reason);
@@ -979,6 +1072,7 @@ impl Session {
     pub fn invalidate(&mut self) {
         self.held.clear();
         self.scope_pending = false;
+        self.snapshots_pending = 0;
         if self.attached {
             self.close(close::INTERNAL_ERROR, "events lost, identify again");
         }
@@ -986,7 +1080,7 @@ impl Session {
     }
 
     fn release_held(&mut self, now: Instant, unix_ms: u64) {
-        while !self.scope_pending {
+        while !self.holding() {
             let Some(ev) = self.held.pop_front() else {
                 break;
             };
@@ -1028,7 +1122,7 @@ impl Session {
         self.last_now = now;
         match self.phase {
             Phase::Authenticating => self.hold(ev),
-            Phase::Ready if self.scope_pending => self.hold(ev),
+            Phase::Ready if self.holding() => self.hold(ev),
             Phase::Ready => self.deliver(now, unix_ms, ev),
             _ => {}
         }
@@ -1366,6 +1460,45 @@ mod tests {
         let f: Value = serde_json::from_slice(&s.pop_frame().unwrap()).unwrap();
         assert_eq!(f["t"], "channel_create");
         // The same event does not trigger a second refresh.
+        assert_eq!(s.poll_action(), None);
+    }
+
+    #[test]
+    fn member_snapshot_comes_before_presence_that_arrived_while_it_was_read() {
+        let now = Instant::now();
+        let mut s = ready(now);
+        s.on_client_text(now, 0, r#"{"op":"subscribe_members","server_id":"10"}"#);
+        assert_eq!(
+            s.poll_action(),
+            Some(Action::MemberSnapshot { server_id: Id(10) })
+        );
+        let live = Arc::new(RoutedEvent::new(Arc::new(BusEvent::to(
+            Audience::Server(Id(10)),
+            Event::PresenceUpdate {
+                user_id: Id(5),
+                status: PresenceStatus::Idle,
+                custom_status: None,
+            },
+        ))));
+        s.on_event(now, 0, &live);
+        assert!(!s.has_frames(), "live presence overtook the snapshot");
+        let online = MemberPresence {
+            user_id: Id(5),
+            status: PresenceStatus::Online,
+            custom_status: None,
+        };
+        s.member_snapshot(now, 0, Id(10), Some((vec![online], false)));
+        let t: Vec<String> = std::iter::from_fn(|| s.pop_frame())
+            .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["t"].to_string())
+            .collect();
+        assert_eq!(t, vec!["\"presence_snapshot\"", "\"presence_update\""]);
+        // Not a member: an error frame, the connection stays.
+        s.on_client_text(now, 0, r#"{"op":"subscribe_members","server_id":"77"}"#);
+        let f: Value = serde_json::from_slice(&s.pop_frame().unwrap()).unwrap();
+        assert_eq!(
+            (f["op"].as_str(), f["code"].as_str()),
+            (Some("error"), Some("not_a_member"))
+        );
         assert_eq!(s.poll_action(), None);
     }
 

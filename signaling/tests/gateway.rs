@@ -1411,3 +1411,185 @@ async fn a_channel_newly_visible_brings_who_is_already_in_voice_there() {
         (Some("1"), Some("102"), Some(true))
     );
 }
+
+/// A large server (members 10..=15) and a non-member (99).
+fn large_server_directory(big: Id) -> Arc<MemoryDirectory> {
+    let d = Arc::new(MemoryDirectory::new());
+    for u in 10..=15 {
+        d.set_visibility(
+            Id(u),
+            Visibility {
+                servers: vec![big],
+                large_servers: vec![big],
+                ..Default::default()
+            },
+        );
+    }
+    d.set_visibility(Id(99), Visibility::default());
+    d
+}
+
+/// Frames until `heartbeat_ack` (the gateway answers in order, so anything sent to this
+/// session before the heartbeat was handled is among them).
+async fn frames_until_ack(ws: &mut Ws) -> Vec<Value> {
+    send(ws, json!({"op": "heartbeat", "seq": 0})).await;
+    let mut out = Vec::new();
+    loop {
+        let f = frame(ws).await;
+        if f["op"] == "heartbeat_ack" {
+            return out;
+        }
+        out.push(f);
+    }
+}
+
+async fn wait_online(pres: &Arc<dyn PresenceStore>, users: &[Id]) {
+    use copains_wire::events::PresenceStatus;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pres
+        .get(users)
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.status == PresenceStatus::Offline)
+    {
+        assert!(Instant::now() < deadline, "members never came online");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn subscribing_to_a_large_member_list_sends_a_snapshot_then_live_presence() {
+    let big = Id(200);
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(
+        bus,
+        large_server_directory(big),
+        pres.clone(),
+        &s,
+        GatewayConfig::default(),
+    )
+    .await;
+    // Members 10 and 11 are online before the subscriber connects; 11 is busy.
+    let (_a, _) = identify(node.addr, &token(&s, Id(10), Id(1), 600)).await;
+    let (mut b, _) = identify(node.addr, &token(&s, Id(11), Id(2), 600)).await;
+    send(
+        &mut b,
+        json!({"op": "presence_update", "status": "dnd", "custom_status": "deep work"}),
+    )
+    .await;
+    frames_until_ack(&mut b).await;
+    wait_online(&pres, &[Id(10), Id(11)]).await;
+    let (mut sub, _) = identify(node.addr, &token(&s, Id(15), Id(3), 600)).await;
+    // Without a subscription, large-server presence does not reach this session.
+    assert!(
+        frames_until_ack(&mut sub)
+            .await
+            .iter()
+            .all(|f| f["t"] != "presence_update" || f["d"]["user_id"] == "15"),
+    );
+    send(
+        &mut sub,
+        json!({"op": "subscribe_members", "server_id": big}),
+    )
+    .await;
+    let snap = dispatch_of(&mut sub, "presence_snapshot").await;
+    assert_eq!(snap["d"]["server_id"], big.to_string());
+    assert_eq!(snap["d"]["truncated"], false);
+    assert_eq!(
+        snap["d"]["presences"],
+        json!([
+            {"user_id": "10", "status": "online", "custom_status": null},
+            {"user_id": "11", "status": "dnd", "custom_status": "deep work"},
+            {"user_id": "15", "status": "online", "custom_status": null},
+        ])
+    );
+    // Subscribing again does nothing (no second snapshot).
+    send(
+        &mut sub,
+        json!({"op": "subscribe_members", "server_id": big}),
+    )
+    .await;
+    assert!(
+        frames_until_ack(&mut sub)
+            .await
+            .iter()
+            .all(|f| f["t"] != "presence_snapshot")
+    );
+    // Live: member 12 comes online.
+    let (_c, _) = identify(node.addr, &token(&s, Id(12), Id(4), 600)).await;
+    let up = dispatch_of(&mut sub, "presence_update").await;
+    assert_eq!(
+        (up["d"]["user_id"].as_str(), up["d"]["status"].as_str()),
+        (Some("12"), Some("online"))
+    );
+    // Unsubscribed: member 13 coming online is not told.
+    send(
+        &mut sub,
+        json!({"op": "unsubscribe_members", "server_id": big}),
+    )
+    .await;
+    frames_until_ack(&mut sub).await;
+    let (_d, _) = identify(node.addr, &token(&s, Id(13), Id(5), 600)).await;
+    wait_online(&pres, &[Id(13)]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        frames_until_ack(&mut sub)
+            .await
+            .iter()
+            .all(|f| f["t"] != "presence_update" || f["d"]["user_id"] == "15"),
+        "presence after unsubscribe_members"
+    );
+}
+
+#[tokio::test]
+async fn member_list_snapshot_is_bounded_and_refused_to_non_members() {
+    let big = Id(200);
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let config = GatewayConfig {
+        member_snapshot_max: 2,
+        ..Default::default()
+    };
+    let node = start_node(bus, large_server_directory(big), pres.clone(), &s, config).await;
+    let mut online = Vec::new();
+    for u in 10..=14 {
+        online.push(identify(node.addr, &token(&s, Id(u), Id(u), 600)).await.0);
+    }
+    wait_online(&pres, &(10..=14).map(Id).collect::<Vec<_>>()).await;
+    let (mut sub, _) = identify(node.addr, &token(&s, Id(15), Id(15), 600)).await;
+    send(
+        &mut sub,
+        json!({"op": "subscribe_members", "server_id": big}),
+    )
+    .await;
+    let snap = dispatch_of(&mut sub, "presence_snapshot").await;
+    assert_eq!(snap["d"]["presences"].as_array().unwrap().len(), 2);
+    assert_eq!(snap["d"]["truncated"], true);
+    // A non-member is refused with an error frame and stays connected.
+    let (mut out, _) = identify(node.addr, &token(&s, Id(99), Id(99), 600)).await;
+    dispatch_of(&mut out, "presence_update").await; // my own
+    send(
+        &mut out,
+        json!({"op": "subscribe_members", "server_id": big}),
+    )
+    .await;
+    let frames = frames_until_ack(&mut out).await;
+    assert_eq!(
+        frames,
+        vec![json!({
+            "op": "error", "for_op": "subscribe_members", "code": "not_a_member",
+            "message": "you are not a member of this server", "server_id": "200"
+        })]
+    );
+    // Nor does a member's presence reach the non-member.
+    drop(online.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        frames_until_ack(&mut out)
+            .await
+            .iter()
+            .all(|f| f["op"] != "dispatch")
+    );
+}
