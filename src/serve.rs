@@ -207,7 +207,10 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         let gs = copains_signaling::GatewayState {
             verifier: state.verifier.clone(),
             bus: bus.clone(),
-            directory: Arc::new(copains_api::directory::PgDirectory::new(state.db.clone())),
+            directory: Arc::new(
+                copains_api::directory::PgDirectory::new(state.db.clone())
+                    .with_large_server_members(config.large_server_members),
+            ),
             presence,
             voice_states,
             config: copains_signaling::GatewayConfig {

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use crate::communities::permissions::{self, ChannelOverwrites, Permissions};
 
 /// Servers with at least this many members send member presence only to clients that
-/// subscribed to their member list.
+/// subscribed to their member list (the default of `COPAINS_LARGE_SERVER_MEMBERS`).
 pub const LARGE_SERVER_MEMBERS: i64 = 1000;
 /// Most co-members whose presence goes into `ready`.
 pub const MAX_CO_MEMBERS: i64 = 2000;
@@ -22,12 +22,23 @@ pub const MAX_CO_MEMBERS: i64 = 2000;
 #[derive(Clone, Debug)]
 pub struct PgDirectory {
     db: PgPool,
+    large_server_members: i64,
 }
 
 impl PgDirectory {
-    /// A directory reading `db`.
+    /// A directory reading `db` (servers are large from [`LARGE_SERVER_MEMBERS`] members).
     pub fn new(db: PgPool) -> Self {
-        Self { db }
+        Self {
+            db,
+            large_server_members: LARGE_SERVER_MEMBERS,
+        }
+    }
+
+    /// Servers are large from `members` members (at least 1): a lower value lets tests and
+    /// admins try large-server behaviour (member presence only to subscribers) with few users.
+    pub fn with_large_server_members(mut self, members: i64) -> Self {
+        self.large_server_members = members.max(1);
+        self
     }
 }
 
@@ -230,7 +241,7 @@ impl Directory for PgDirectory {
                 "SELECT server_id FROM members WHERE server_id = ANY($1) GROUP BY server_id HAVING count(*) >= $2",
             )
             .bind(&ids)
-            .bind(LARGE_SERVER_MEMBERS)
+            .bind(self.large_server_members)
             .fetch_all(&self.db)
             .await
             .map_err(err)?;
