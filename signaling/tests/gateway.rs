@@ -683,6 +683,22 @@ fn redis_reachable(port: u16) -> bool {
     .is_ok()
 }
 
+/// The Redis of the multi-node tests: `COPAINS_TEST_REDIS_URL` when set (scripts/test.sh sets
+/// it, starting a throwaway Redis when none runs — so under the script these tests always run),
+/// else 127.0.0.1:6379 if something answers there; otherwise the test is skipped, saying so.
+fn test_redis(what: &str) -> Option<String> {
+    match std::env::var("COPAINS_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if redis_reachable(6379) => Some("redis://127.0.0.1:6379".to_owned()),
+        Err(_) => {
+            println!(
+                "NOTICE: no Redis (COPAINS_TEST_REDIS_URL unset, nothing on 127.0.0.1:6379), skipping {what}"
+            );
+            None
+        }
+    }
+}
+
 fn prefix() -> String {
     format!("copains-test-{:016x}", rand::random::<u64>())
 }
@@ -704,11 +720,10 @@ async fn redis_node(url: &str, prefix: &str, dir: Arc<MemoryDirectory>, s: &Toke
 
 #[tokio::test]
 async fn two_gateway_nodes_on_redis_deliver_each_others_events() {
-    if !redis_reachable(6379) {
-        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the multi-node test");
+    let Some(url) = test_redis("the multi-node test") else {
         return;
-    }
-    let url = "redis://127.0.0.1:6379";
+    };
+    let url = url.as_str();
     let p = prefix();
     let s = signer();
     let dir = directory();
@@ -1086,11 +1101,10 @@ async fn closed_sessions_release_their_topics() {
 
 #[tokio::test]
 async fn when_a_node_goes_away_its_clients_continue_on_the_other_node() {
-    if !redis_reachable(6379) {
-        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the node failover test");
+    let Some(url) = test_redis("the node failover test") else {
         return;
-    }
-    let url = "redis://127.0.0.1:6379";
+    };
+    let url = url.as_str();
     let p = prefix();
     let s = signer();
     let dir = directory();
@@ -1141,11 +1155,10 @@ async fn when_a_node_goes_away_its_clients_continue_on_the_other_node() {
 async fn redis_presence_aggregates_across_nodes_and_expires_without_heartbeats() {
     use copains_signaling::presence::{ConnPresence, unix_ms};
     use copains_wire::events::PresenceStatus;
-    if !redis_reachable(6379) {
-        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the Redis presence test");
+    let Some(url) = test_redis("the Redis presence test") else {
         return;
-    }
-    let url = "redis://127.0.0.1:6379";
+    };
+    let url = url.as_str();
     let p = prefix();
     let node1 = RedisPresence::connect(url, &p, Duration::from_secs(5))
         .await
@@ -1321,11 +1334,10 @@ async fn ready_lists_the_voice_states_of_viewable_channels_until_they_leave() {
 
 #[tokio::test]
 async fn a_voice_state_set_on_one_node_is_in_ready_on_another_and_expires_with_its_node() {
-    if !redis_reachable(6379) {
-        println!("NOTICE: no Redis on 127.0.0.1:6379, skipping the multi-node test");
+    let Some(url) = test_redis("the multi-node test") else {
         return;
-    }
-    let url = "redis://127.0.0.1:6379";
+    };
+    let url = url.as_str();
     let p = prefix();
     let s = signer();
     let dir = directory();
