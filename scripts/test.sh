@@ -101,23 +101,6 @@ e2e() {
 }
 step web-e2e e2e
 
-# A second `copains serve` where two members make a server large (member presence only to
-# member-list subscribers): e2e/large-server.test.mjs checks the web app's subscription and the
-# gateway's presence snapshot there (it skips against the first server).
-e2e_large() {
-  local port pid rc; port="$(free_port)"
-  COPAINS_DATA_DIR="$WORK/data-large" COPAINS_HTTP_ADDR="127.0.0.1:$port" COPAINS_PUBLIC_URL="http://localhost:$port" \
-    COPAINS_LARGE_SERVER_MEMBERS=2 COPAINS_AUTH_RATE_BURST=1000 COPAINS_AUTH_RATE_PERIOD_MS=10 \
-    "$TARGET/debug/copains" serve >"$WORK/serve-large.log" 2>&1 &
-  pid=$!; PIDS+=($pid)
-  wait_http "http://127.0.0.1:$port/readyz" 120 || { tail -40 "$WORK/serve-large.log"; return 1; }
-  (cd frontend && COPAINS_URL="http://localhost:$port" COPAINS_E2E_LARGE_SERVER_MEMBERS=2 npm run e2e --silent -- e2e/large-server.test.mjs)
-  rc=$?
-  kill "$pid" 2>/dev/null || true
-  return $rc
-}
-step web-e2e-large e2e_large
-
 voice_browser() {
   (cd sfu/browser-test && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; } \
     && COPAINS_URL="http://localhost:$SERVE_PORT" node voice.mjs)

@@ -109,9 +109,6 @@ pub struct Settings {
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
-    /// Members from which a server is large: its member presence goes only to clients that subscribed to its member list (for tests and admins) [default: 1000].
-    #[arg(long, env = "COPAINS_LARGE_SERVER_MEMBERS", global = true)]
-    pub large_server_members: Option<u32>,
 }
 
 macro_rules! merge {
@@ -149,8 +146,6 @@ pub struct Config {
     pub sfu: copains_sfu::SfuConfig,
     /// Largest attachment upload, bytes.
     pub max_attachment_bytes: usize,
-    /// Members from which a server is large (member presence only to subscribers).
-    pub large_server_members: i64,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -184,8 +179,7 @@ impl Config {
                 cookie_secure,
                 log,
                 log_format,
-                pg_bin_dir,
-                large_server_members
+                pg_bin_dir
             );
         }
         // An empty value (`COPAINS_REDIS_URL=` in a .env) means unset.
@@ -317,11 +311,6 @@ impl Config {
             ..copains_sfu::SfuConfig::default()
         };
         Ok(Config {
-            large_server_members: i64::from(
-                s.large_server_members
-                    .unwrap_or(copains_api::directory::LARGE_SERVER_MEMBERS as u32)
-                    .max(1),
-            ),
             max_attachment_bytes: s.max_attachment_bytes.unwrap_or(8 * 1024 * 1024).max(1024),
             sfu,
             allowed_origins,

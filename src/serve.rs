@@ -130,9 +130,10 @@ impl Roles {
     }
 }
 
-/// The bus, presence and voice-state stores: Redis when configured (many nodes), else
-/// in-process.
-async fn bus_and_presence(config: &Config) -> anyhow::Result<(Arc<dyn EventBus>, Stores)> {
+/// The bus and presence store: Redis when configured (many nodes), else in-process.
+async fn bus_and_presence(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn EventBus>, Arc<dyn copains_signaling::PresenceStore>)> {
     match &config.redis_url {
         Some(url) => {
             let bus = copains_signaling::RedisBus::connect(url, "copains")
@@ -145,34 +146,18 @@ async fn bus_and_presence(config: &Config) -> anyhow::Result<(Arc<dyn EventBus>,
             )
             .await
             .context("connecting the Redis presence store")?;
-            let voice_states = copains_signaling::RedisVoiceStates::connect(
-                url,
-                "copains",
-                std::time::Duration::from_secs(90),
-            )
-            .await
-            .context("connecting the Redis voice-state store")?;
             tracing::info!("event bus: Redis pub/sub (multi-node)");
-            Ok((Arc::new(bus), (Arc::new(presence), Arc::new(voice_states))))
+            Ok((Arc::new(bus), Arc::new(presence)))
         }
         None => {
             tracing::info!("event bus: in-process (single node, no Redis)");
             Ok((
                 Arc::new(copains_signaling::InProcessBus::new()),
-                (
-                    Arc::new(copains_signaling::MemoryPresence::new()),
-                    Arc::new(copains_signaling::MemoryVoiceStates::new()),
-                ),
+                Arc::new(copains_signaling::MemoryPresence::new()),
             ))
         }
     }
 }
-
-/// The presence and voice-state stores.
-type Stores = (
-    Arc<dyn copains_signaling::PresenceStore>,
-    Arc<dyn copains_signaling::VoiceStateStore>,
-);
 
 /// Runs the given roles until SIGTERM/SIGINT, then drains gateway connections and stops.
 pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
@@ -181,7 +166,7 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             "a gateway without COPAINS_REDIS_URL hears no api node: set it when running roles apart"
         );
     }
-    let (bus, (presence, voice_states)) = bus_and_presence(&config).await?;
+    let (bus, presence) = bus_and_presence(&config).await?;
     let (state, _pg) = state(&config).await?;
     let state = state.with_bus(bus.clone());
     if let Some(url) = &config.redis_url {
@@ -207,12 +192,8 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         let gs = copains_signaling::GatewayState {
             verifier: state.verifier.clone(),
             bus: bus.clone(),
-            directory: Arc::new(
-                copains_api::directory::PgDirectory::new(state.db.clone())
-                    .with_large_server_members(config.large_server_members),
-            ),
+            directory: Arc::new(copains_api::directory::PgDirectory::new(state.db.clone())),
             presence,
-            voice_states,
             config: copains_signaling::GatewayConfig {
                 allowed_origins: Some(config.allowed_origins.clone()),
                 ..Default::default()

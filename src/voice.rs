@@ -280,14 +280,16 @@ async fn signal_to(
     }
 }
 
-/// Tells those who may view the voice channel (or the DM's recipients) that `peer` is no longer in
+/// Tells the voice place's members (or the DM's recipients) that `peer` is no longer in
 /// `channel_id`: the leave their client could not announce (its connection died, or it lost
 /// CONNECT). Without it, a crashed browser would stay listed in the channel for everyone.
 async fn announce_left(bus: &Arc<dyn EventBus>, peer: &Peer, channel_id: Id) {
-    // Those who may view the channel (or the DM's recipients).
-    let audience = Audience::Channel {
-        server_id: peer.server_id,
-        channel_id,
+    let audience = match peer.server_id {
+        Some(s) => Audience::Server(s),
+        None => Audience::Channel {
+            server_id: None,
+            channel_id,
+        },
     };
     let ev = BusEvent::new(
         vec![audience],

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use crate::communities::permissions::{self, ChannelOverwrites, Permissions};
 
 /// Servers with at least this many members send member presence only to clients that
-/// subscribed to their member list (the default of `COPAINS_LARGE_SERVER_MEMBERS`).
+/// subscribed to their member list.
 pub const LARGE_SERVER_MEMBERS: i64 = 1000;
 /// Most co-members whose presence goes into `ready`.
 pub const MAX_CO_MEMBERS: i64 = 2000;
@@ -22,23 +22,12 @@ pub const MAX_CO_MEMBERS: i64 = 2000;
 #[derive(Clone, Debug)]
 pub struct PgDirectory {
     db: PgPool,
-    large_server_members: i64,
 }
 
 impl PgDirectory {
-    /// A directory reading `db` (servers are large from [`LARGE_SERVER_MEMBERS`] members).
+    /// A directory reading `db`.
     pub fn new(db: PgPool) -> Self {
-        Self {
-            db,
-            large_server_members: LARGE_SERVER_MEMBERS,
-        }
-    }
-
-    /// Servers are large from `members` members (at least 1): a lower value lets tests and
-    /// admins try large-server behaviour (member presence only to subscribers) with few users.
-    pub fn with_large_server_members(mut self, members: i64) -> Self {
-        self.large_server_members = members.max(1);
-        self
+        Self { db }
     }
 }
 
@@ -241,7 +230,7 @@ impl Directory for PgDirectory {
                 "SELECT server_id FROM members WHERE server_id = ANY($1) GROUP BY server_id HAVING count(*) >= $2",
             )
             .bind(&ids)
-            .bind(self.large_server_members)
+            .bind(LARGE_SERVER_MEMBERS)
             .fetch_all(&self.db)
             .await
             .map_err(err)?;
@@ -301,17 +290,5 @@ impl Directory for PgDirectory {
             .await
             .map_err(err)?;
         Ok(())
-    }
-
-    async fn member_ids(&self, server_id: Id, limit: usize) -> Result<Vec<Id>, DirectoryError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT user_id FROM members WHERE server_id = $1 ORDER BY user_id LIMIT $2",
-        )
-        .bind(server_id.0)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.db)
-        .await
-        .map_err(err)?;
-        Ok(ids.into_iter().map(Id).collect())
     }
 }

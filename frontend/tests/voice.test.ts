@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
 	accept,
-	applyReadyVoiceStates,
 	applyVoiceOther,
 	applyVoiceState,
 	connectionChanged,
@@ -54,11 +53,12 @@ describe('voice machine: server channels', () => {
 		expect(inChannel(s, LOUNGE)).toEqual([ME]);
 	});
 
-	it('lists who joins my channel without restating my state (ready carries it)', () => {
+	it('restates my voice state when someone new joins my channel, not when they only change flags', () => {
 		const s = model();
 		join(s, SERVER, LOUNGE, 0);
 		const first = applyVoiceState(s, state(BOB, SERVER, LOUNGE), 1);
-		expect(first.ops).toHaveLength(0);
+		expect(first.ops).toHaveLength(1);
+		expect(first.ops[0].fields.channel_id).toBe(LOUNGE);
 		const again = applyVoiceState(s, state(BOB, SERVER, LOUNGE, { self_mute: true }), 2);
 		expect(again.ops).toHaveLength(0);
 		expect(s.members[BOB]?.mute).toBe(true);
@@ -124,27 +124,6 @@ describe('voice machine: server channels', () => {
 		expect(newSession(s, ME, 'sess-3').ended).toBeNull();
 	});
 
-	it('fills members from ready.voice_states, without ringing, and keeps a user whose old session leaves', () => {
-		const s = model();
-		applyReadyVoiceStates(s, [
-			state(BOB, SERVER, LOUNGE, { self_mute: true, self_deaf: true }),
-			state(CAROL, null, DM),
-			{ ...state(ME, SERVER, LOUNGE), session_id: 'sess-me' }, // this session: not in voice
-			{ user_id: 5 },
-			'junk'
-		]);
-		applyReadyVoiceStates(s, 'not a list');
-		expect(inChannel(s, LOUNGE)).toEqual([BOB]);
-		expect(s.members[BOB]).toMatchObject({ mute: true, deaf: true, sessionId: `sess-${BOB}` });
-		expect(inChannel(s, DM)).toEqual([CAROL]);
-		expect(s.rings).toEqual([]);
-		// Bob's old session ends after he reconnected: he stays; his current session leaves: gone.
-		applyVoiceState(s, { ...state(BOB, SERVER, null), session_id: 'sess-old' }, 1);
-		expect(inChannel(s, LOUNGE)).toEqual([BOB]);
-		applyVoiceState(s, state(BOB, SERVER, null), 2);
-		expect(inChannel(s, LOUNGE)).toEqual([]);
-	});
-
 	it('ignores malformed events', () => {
 		const s = model();
 		expect(applyVoiceState(s, null, 0)).toEqual({ ops: [], ended: null });
@@ -161,7 +140,7 @@ describe('voice machine: DM calls', () => {
 		expect(s.call?.outgoing).toBe(true);
 		const out = applyVoiceState(s, state(BOB, null, DM), 1000);
 		expect(s.call?.phase).toBe('connecting');
-		expect(out.ops).toHaveLength(0); // bob's ready lists me
+		expect(out.ops).toHaveLength(1); // restate for bob
 		expect(s.rings).toEqual([]); // my own call is not a ring
 		expect(tick(s, 10 * RING_REPEAT_MS).ops).toEqual([]); // answered: no more rings
 	});

@@ -64,9 +64,6 @@ pub trait Directory: Send + Sync + 'static {
         device_id: &str,
         up_to: i64,
     ) -> Result<(), DirectoryError>;
-    /// Up to `limit` members of `server_id` (in a stable order), for the presence snapshot
-    /// sent on `subscribe_members`.
-    async fn member_ids(&self, server_id: Id, limit: usize) -> Result<Vec<Id>, DirectoryError>;
 }
 
 /// An in-memory [`Directory`], for tests and single-process demos.
@@ -145,18 +142,5 @@ impl Directory for MemoryDirectory {
             .acks
             .push((user_id, device_id.to_owned(), up_to));
         Ok(())
-    }
-
-    async fn member_ids(&self, server_id: Id, limit: usize) -> Result<Vec<Id>, DirectoryError> {
-        let mut ids: Vec<Id> = self
-            .lock()
-            .visibility
-            .iter()
-            .filter(|(_, v)| v.servers.contains(&server_id))
-            .map(|(u, _)| *u)
-            .collect();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        Ok(ids)
     }
 }

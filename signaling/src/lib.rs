@@ -5,9 +5,7 @@
 //!   dispatch with sequence numbers, heartbeats, rate limit, replay buffer for resume).
 //! - [`hub`]: the node-local router from bus topics to sessions.
 //! - [`directory`]: what a user may see ([`directory::Directory`], implemented by the api).
-//! - [`member_list`]: the presence snapshot answering `subscribe_members`.
 //! - [`presence`]: online / idle / dnd / invisible across connections and nodes.
-//! - [`voice_states`]: who is in which voice channel, across nodes (listed in `ready`).
 //! - [`server`]: the axum WebSocket endpoint `/gateway`.
 //!
 //! The protocol reference is in this crate's README.md.
@@ -16,15 +14,12 @@
 pub mod bus;
 pub mod directory;
 pub mod hub;
-pub mod member_list;
 pub mod presence;
 pub mod server;
 pub mod session;
-pub mod voice_states;
 
 pub use bus::{EventBus, InProcessBus, RedisBus, Topic};
 pub use directory::{Directory, MemoryDirectory, Visibility, VisibleChannel};
 pub use presence::{MemoryPresence, PresenceStore, RedisPresence};
 pub use server::{Gateway, GatewayConfig, GatewayState, router};
 pub use session::{Session, SessionConfig};
-pub use voice_states::{MemoryVoiceStates, RedisVoiceStates, VoiceStateStore};

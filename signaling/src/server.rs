@@ -25,12 +25,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
-use crate::directory::{Directory, Visibility};
+use crate::directory::Directory;
 use crate::hub::{Hub, SessionHandle};
-use crate::member_list::{self, SnapshotLimits};
 use crate::presence::{ConnPresence, PresenceStore, UserPresence, unix_ms};
 use crate::session::{Action, Identified, ResumeOutcome, Session, SessionConfig, topics_for};
-use crate::voice_states::{MAX_READY_VOICE_STATES, VoiceState, VoiceStateStore};
 
 /// Gateway settings.
 #[derive(Clone, Debug)]
@@ -53,11 +51,6 @@ pub struct GatewayConfig {
     pub write_buffer_size: usize,
     /// How long a connection's presence lives without a heartbeat.
     pub presence_ttl: Duration,
-    /// Most online members in the `presence_snapshot` answering `subscribe_members`.
-    pub member_snapshot_max: usize,
-    /// Most members of a server looked up for that snapshot (in user id order): in bigger
-    /// servers the others are learned from live updates (the snapshot says `truncated`).
-    pub member_snapshot_scan: usize,
 }
 
 impl Default for GatewayConfig {
@@ -72,8 +65,6 @@ impl Default for GatewayConfig {
             max_inbound_frame: MAX_INBOUND_FRAME,
             read_buffer_size: 4096,
             write_buffer_size: 0,
-            member_snapshot_max: 1000,
-            member_snapshot_scan: 10_000,
         }
     }
 }
@@ -89,8 +80,6 @@ pub struct GatewayState {
     pub directory: Arc<dyn Directory>,
     /// Presence store.
     pub presence: Arc<dyn PresenceStore>,
-    /// Voice-state store (who is in which voice channel, listed in `ready`).
-    pub voice_states: Arc<dyn VoiceStateStore>,
     /// Settings.
     pub config: GatewayConfig,
 }
@@ -199,143 +188,8 @@ async fn reaper(sh: Arc<Shared>) {
                 }
             };
             if expired {
-                end_voice(&sh.state, &h).await;
                 sh.hub.unregister(&h).await;
             }
-        }
-    }
-}
-
-/// Writes a voice state to the store with a fresh expiry.
-async fn store_voice_state(st: &GatewayState, mut v: VoiceState) {
-    v.expires_at_ms = unix_ms() + st.config.presence_ttl.as_millis() as u64;
-    if let Err(e) = st.voice_states.set(v).await {
-        tracing::warn!(%e, "voice state write failed");
-    }
-}
-
-/// A session ends for good: if it was in voice, its entry goes and its voice place hears it
-/// left (the voice bridge too, which drops its media connection).
-async fn end_voice(st: &GatewayState, h: &SessionHandle) {
-    let Some(v) = h.lock().take_voice_state() else {
-        return;
-    };
-    if let Err(e) = st.voice_states.remove(v.place(), &v.session_id).await {
-        tracing::warn!(%e, "voice state removal failed");
-    }
-    let mut audience = vec![Audience::Channel {
-        server_id: v.server_id,
-        channel_id: v.channel_id,
-    }];
-    audience.push(Audience::Voice(v.channel_id));
-    let ev = BusEvent::new(
-        audience,
-        Event::VoiceStateUpdate {
-            server_id: v.server_id,
-            channel_id: None,
-            user_id: v.user_id,
-            session_id: v.session_id,
-            self_mute: false,
-            self_deaf: false,
-            self_video: false,
-            self_stream: false,
-        },
-    );
-    if let Err(e) = st.bus.publish(&ev).await {
-        tracing::warn!(%e, "voice leave publish failed");
-    }
-}
-
-/// Most voice states sent to a session whose scope grew (one event each).
-const MAX_VOICE_CATCH_UP: usize = 500;
-
-/// The voice places (server or DM) and channels `v` shows that session `s` does not see yet.
-fn newly_visible(s: &Session, v: &Visibility) -> (Vec<Id>, HashSet<Id>) {
-    let mut places = HashSet::new();
-    let mut channels = HashSet::new();
-    for c in v.channels.iter().filter(|c| !s.sees_channel(c.id)) {
-        places.insert(c.server_id);
-        channels.insert(c.id);
-    }
-    for d in v.dm_channels.iter().filter(|d| !s.sees_channel(**d)) {
-        places.insert(*d);
-        channels.insert(*d);
-    }
-    (places.into_iter().collect(), channels)
-}
-
-/// The scope grew (a server joined, a channel made visible, a new DM): voice states are only
-/// published when they change, so tell this session who is already in the voice channels it
-/// newly sees (at most [`MAX_VOICE_CATCH_UP`]), as `voice_state_update` events.
-async fn voice_catch_up(
-    st: &GatewayState,
-    me: Id,
-    session_id: &str,
-    (places, channels): (Vec<Id>, HashSet<Id>),
-) {
-    if places.is_empty() {
-        return;
-    }
-    let list = match st.voice_states.list(&places, MAX_VOICE_CATCH_UP * 2).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(%e, "voice state catch-up failed");
-            return;
-        }
-    };
-    let shown = list
-        .into_iter()
-        .filter(|v| channels.contains(&v.channel_id))
-        .take(MAX_VOICE_CATCH_UP);
-    for v in shown {
-        let ev = BusEvent::to(
-            Audience::Session {
-                user_id: me,
-                session_id: session_id.to_owned(),
-            },
-            Event::VoiceStateUpdate {
-                server_id: v.server_id,
-                channel_id: Some(v.channel_id),
-                user_id: v.user_id,
-                session_id: v.session_id,
-                self_mute: v.self_mute,
-                self_deaf: v.self_deaf,
-                self_video: v.self_video,
-                self_stream: v.self_stream,
-            },
-        );
-        if let Err(e) = st.bus.publish(&ev).await {
-            tracing::warn!(%e, "voice state catch-up publish failed");
-            return;
-        }
-    }
-}
-
-/// The voice states `ready` lists for a user with this visibility: those of the server
-/// voice channels they may view and of their DMs' calls, at most [`MAX_READY_VOICE_STATES`].
-async fn ready_voice_states(st: &GatewayState, v: &Visibility) -> Vec<VoiceState> {
-    let mut places: Vec<Id> = v.servers.clone();
-    places.extend(v.dm_channels.iter().copied());
-    let channels: HashSet<Id> = v.channels.iter().map(|c| c.id).collect();
-    let dms: HashSet<Id> = v.dm_channels.iter().copied().collect();
-    // Read a little more than the bound: entries of invisible channels are filtered out.
-    match st
-        .voice_states
-        .list(&places, MAX_READY_VOICE_STATES * 2)
-        .await
-    {
-        Ok(list) => list
-            .into_iter()
-            .filter(|s| match s.server_id {
-                Some(_) => channels.contains(&s.channel_id),
-                None => dms.contains(&s.channel_id),
-            })
-            .take(MAX_READY_VOICE_STATES)
-            .map(|s| s.public())
-            .collect(),
-        Err(e) => {
-            tracing::warn!(%e, "voice states unavailable at identify");
-            Vec::new()
         }
     }
 }
@@ -703,18 +557,7 @@ impl Conn {
                 status,
                 custom_status,
             } => self.set_presence(status, custom_status).await,
-            Action::VoiceJoined(v) => store_voice_state(st, v).await,
-            Action::VoiceLeft { place } => {
-                let session_id = self.handle.lock().session_id().to_owned();
-                if let Err(e) = st.voice_states.remove(place, &session_id).await {
-                    tracing::warn!(%e, "voice state removal failed");
-                }
-            }
             Action::Heartbeat => {
-                let voice = self.handle.lock().voice_state().cloned();
-                if let Some(v) = voice {
-                    store_voice_state(st, v).await;
-                }
                 if let Some(user) = self.presence {
                     let exp = unix_ms() + st.config.presence_ttl.as_millis() as u64;
                     if let Err(e) = st.presence.refresh(user, self.presence_key, exp).await {
@@ -726,14 +569,13 @@ impl Conn {
                 let user = self.handle.lock().user_id();
                 let Some(user) = user else { return };
                 let v = st.directory.visible(user).await;
-                let (growth, fresh) = {
+                let growth = {
                     let mut s = self.handle.lock();
                     let growth = match v {
                         Ok(v) => {
                             let before = ScopeBefore::of(&s);
-                            let fresh = newly_visible(&s, &v);
                             s.set_scope(Instant::now(), unix_ms(), &v);
-                            Some((before.growth(&s), fresh))
+                            Some(before.growth(&s))
                         }
                         Err(e) => {
                             tracing::warn!(%e, "scope refresh failed");
@@ -742,17 +584,12 @@ impl Conn {
                         }
                     };
                     self.handle.wake(&s);
-                    growth.unzip()
+                    growth
                 };
                 if let Some(g) = growth {
-                    let session_id = g.session_id.clone();
                     self.exchange_presence(user, g).await;
-                    if let Some(fresh) = fresh {
-                        voice_catch_up(st, user, &session_id, fresh).await;
-                    }
                 }
             }
-            Action::MemberSnapshot { server_id } => self.member_snapshot(server_id).await,
             Action::AckToDevice { device_id, up_to } => {
                 let user = self.handle.lock().user_id();
                 if let Some(user) = user
@@ -762,26 +599,6 @@ impl Conn {
                 }
             }
         }
-    }
-
-    /// Reads the presence snapshot of `server_id`'s member list and hands it to the session.
-    async fn member_snapshot(&self, server_id: Id) {
-        let st = &self.sh.state;
-        let limits = SnapshotLimits {
-            scan: st.config.member_snapshot_scan,
-            max: st.config.member_snapshot_max,
-        };
-        let snap =
-            match member_list::snapshot(&*st.directory, &*st.presence, server_id, limits).await {
-                Ok(s) => Some((s.presences, s.truncated)),
-                Err(e) => {
-                    tracing::warn!(%e, "member presence snapshot failed");
-                    None
-                }
-            };
-        let mut s = self.handle.lock();
-        s.member_snapshot(Instant::now(), unix_ms(), server_id, snap);
-        self.handle.wake(&s);
     }
 
     fn fail(&self, code: u16, reason: &'static str) {
@@ -843,15 +660,10 @@ impl Conn {
         known.sort_unstable();
         known.dedup();
         let presences = st.presence.get(&known).await.unwrap_or_default();
-        let voice_states = ready_voice_states(&st, &visibility).await;
         if let Some(obj) = ready.as_object_mut() {
             obj.insert(
                 "presences".into(),
                 serde_json::to_value(presences).unwrap_or_default(),
-            );
-            obj.insert(
-                "voice_states".into(),
-                serde_json::to_value(voice_states).unwrap_or_default(),
             );
         }
         {
@@ -910,15 +722,10 @@ impl Conn {
                 self.attached_user = Some(claims.sub);
                 self.handle = old.clone();
                 let _ = self.current.send(old.clone());
-                let voice = {
+                {
                     let s = old.lock();
                     self.epoch.store(s.epoch(), Ordering::Relaxed);
                     old.wake(&s);
-                    s.voice_state().cloned()
-                };
-                // The entry may have expired while the session was detached.
-                if let Some(v) = voice {
-                    store_voice_state(&st, v).await;
                 }
                 self.set_presence(PresenceStatus::Online, None).await;
             }
@@ -1073,7 +880,6 @@ impl Conn {
             }
         }
         if unregister {
-            end_voice(&self.sh.state, &h).await;
             self.sh.hub.unregister(&h).await;
         }
     }

@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use copains_wire::Id;
-use copains_wire::events::{Audience, BusEvent, Event, MemberPresence, PresenceStatus};
-use copains_wire::gateway::{ClientFrame, ServerFrame, close, error_code};
+use copains_wire::events::{Audience, BusEvent, Event, PresenceStatus};
+use copains_wire::gateway::{ClientFrame, ServerFrame, close};
 use serde_json::Value;
 
 use crate::bus::Topic;
 use crate::directory::Visibility;
 use crate::presence::MAX_CUSTOM_STATUS_CHARS;
-use crate::voice_states::VoiceState;
 
 /// How long a typing indicator lasts.
 pub const TYPING_TTL: Duration = Duration::from_secs(10);
@@ -141,26 +140,12 @@ pub enum Action {
     Heartbeat,
     /// Ask the directory for this user's visibility again and call [`Session::set_scope`].
     RefreshScope,
-    /// The session is now in voice with this state: write it to the voice-state store.
-    VoiceJoined(VoiceState),
-    /// The session left voice in this place (server, or DM channel of a call): remove its
-    /// entry from the voice-state store.
-    VoiceLeft {
-        /// The place left.
-        place: Id,
-    },
     /// Acknowledge this device's to-device messages up to `up_to`.
     AckToDevice {
         /// The device.
         device_id: String,
         /// Highest id processed.
         up_to: i64,
-    },
-    /// Read the presence of the server's online members (the topics are already subscribed)
-    /// and call [`Session::member_snapshot`]; events are held until then.
-    MemberSnapshot {
-        /// The server whose member list was subscribed.
-        server_id: Id,
     },
 }
 
@@ -303,9 +288,6 @@ pub struct Session {
     member_subs: HashSet<Id>,
     topics: HashSet<Topic>,
     scope_pending: bool,
-    /// Member-list snapshots being read: events are held meanwhile, so that a live
-    /// `presence_update` never arrives before an older snapshot.
-    snapshots_pending: usize,
     /// Events received before `ready` or while the scope is being recomputed.
     held: VecDeque<Arc<RoutedEvent>>,
     /// Ids of channel-structure events that already triggered a scope refresh (bounded).
@@ -326,15 +308,9 @@ pub struct Session {
     last_heartbeat: Instant,
     bucket: Bucket,
     typing: Option<(Id, Instant)>,
-    /// The voice state of this session (without expiry), when in voice.
-    voice: Option<VoiceState>,
-    /// Bus ids of the latest `voice_state_update` events this session published (bounded):
-    /// a leave of this session with another id was announced by the voice bridge.
-    voice_published: VecDeque<u64>,
+    /// (server, channel) of the voice connection; the server is `None` for a DM call.
+    voice: Option<(Option<Id>, Id)>,
 }
-
-/// How many published voice-state event ids a session remembers.
-const VOICE_PUBLISHED_KEPT: usize = 16;
 
 fn frame(f: &ServerFrame) -> Bytes {
     Bytes::from(serde_json::to_vec(f).unwrap_or_default())
@@ -355,7 +331,6 @@ impl Session {
             member_subs: HashSet::new(),
             topics: HashSet::new(),
             scope_pending: false,
-            snapshots_pending: 0,
             held: VecDeque::new(),
             refreshed_for: HashSet::new(),
             seq: 0,
@@ -375,7 +350,6 @@ impl Session {
             },
             typing: None,
             voice: None,
-            voice_published: VecDeque::new(),
             cfg,
         };
         let hello = ServerFrame::Hello {
@@ -426,30 +400,6 @@ impl Session {
             .servers
             .iter()
             .map(|s| (*s, self.scope.large.contains(s)))
-    }
-
-    /// This session's voice state, when it is in voice.
-    pub fn voice_state(&self) -> Option<&VoiceState> {
-        self.voice.as_ref()
-    }
-
-    /// Forgets the voice state (the session ends); returns it.
-    pub fn take_voice_state(&mut self) -> Option<VoiceState> {
-        self.voice.take()
-    }
-
-    /// Leaves voice without publishing (the channel went out of scope, or the voice bridge
-    /// announced the leave): queues the store removal.
-    fn drop_voice(&mut self) {
-        if let Some(v) = self.voice.take() {
-            self.actions
-                .push_back(Action::VoiceLeft { place: v.place() });
-        }
-    }
-
-    /// Whether this session currently sees the server channel or DM `channel_id`.
-    pub fn sees_channel(&self, channel_id: Id) -> bool {
-        self.scope.channels.contains_key(&channel_id) || self.scope.dms.contains(&channel_id)
     }
 
     /// Whether the session has been closed (for this connection).
@@ -674,7 +624,6 @@ impl Session {
             "presence_update",
             "typing_start",
             "subscribe_members",
-            "unsubscribe_members",
             "voice_state_update",
             "voice_signal",
             "to_device_ack",
@@ -733,12 +682,17 @@ impl Session {
                     ev,
                 )));
             }
-            ClientFrame::SubscribeMembers { server_id } => self.subscribe_members(server_id),
-            ClientFrame::UnsubscribeMembers { server_id } => {
-                if self.member_subs.remove(&server_id) {
+            ClientFrame::SubscribeMembers { server_id } => {
+                if !self.scope.servers.contains(&server_id)
+                    || self.member_subs.len() >= self.cfg.max_member_subscriptions
+                    || !self.member_subs.insert(server_id)
+                {
+                    return;
+                }
+                if self.scope.large.contains(&server_id) {
                     let t = Topic::MemberList(server_id);
-                    if self.topics.remove(&t) {
-                        self.actions.push_back(Action::Unsubscribe(vec![t]));
+                    if self.topics.insert(t.clone()) {
+                        self.actions.push_back(Action::Subscribe(vec![t]));
                     }
                 }
             }
@@ -770,7 +724,8 @@ impl Session {
                         }
                     }
                 }
-                let previous = self.voice.as_ref().map(|v| v.channel_id);
+                let previous = self.voice.map(|(_, c)| c);
+                self.voice = channel_id.map(|c| (server_id, c));
                 let ev = Event::VoiceStateUpdate {
                     server_id,
                     channel_id,
@@ -781,20 +736,10 @@ impl Session {
                     self_video,
                     self_stream,
                 };
-                // Members who may view the channel left or joined (or the DM's recipients) see
-                // the state; the SFU hears of leaving or moving (voice audience).
-                let mut audience: Vec<Audience> = match server_id {
-                    Some(s) => {
-                        let mut places: Vec<Id> = previous.into_iter().chain(channel_id).collect();
-                        places.dedup();
-                        places
-                            .into_iter()
-                            .map(|c| Audience::Channel {
-                                server_id: Some(s),
-                                channel_id: c,
-                            })
-                            .collect()
-                    }
+                // Members (or the DM's recipients) see the state; the SFU hears of leaving or
+                // moving (voice audience).
+                let mut audience = match server_id {
+                    Some(s) => vec![Audience::Server(s)],
                     None => previous
                         .or(channel_id)
                         .map(|c| Audience::Channel {
@@ -805,34 +750,15 @@ impl Session {
                         .collect(),
                 };
                 audience.extend(previous.or(channel_id).map(Audience::Voice));
-                let state = VoiceState::from_event(&ev);
-                if self.voice.as_ref().map(VoiceState::place)
-                    != state.as_ref().map(VoiceState::place)
-                {
-                    self.drop_voice();
-                }
-                // The store is written before the event goes out: whoever hears of it and
-                // connects next finds it in `ready`.
-                self.voice = state.clone();
-                if let Some(state) = state {
-                    self.actions.push_back(Action::VoiceJoined(state));
-                }
-                let bus_ev = BusEvent::new(audience, ev);
-                if self.voice_published.len() >= VOICE_PUBLISHED_KEPT {
-                    self.voice_published.pop_front();
-                }
-                self.voice_published.push_back(bus_ev.id);
-                // A leave while in no voice channel concerns nobody.
-                if !bus_ev.audience.is_empty() {
-                    self.actions.push_back(Action::Publish(bus_ev));
-                }
+                self.actions
+                    .push_back(Action::Publish(BusEvent::new(audience, ev)));
             }
             ClientFrame::VoiceSignal {
                 channel_id,
                 kind,
                 data,
             } => {
-                if self.voice.as_ref().map(|v| v.channel_id) != Some(channel_id) {
+                if self.voice.map(|(_, c)| c) != Some(channel_id) {
                     return;
                 }
                 if serde_json::to_vec(&data)
@@ -864,93 +790,6 @@ impl Session {
             | ClientFrame::Identify { .. }
             | ClientFrame::Resume { .. } => {}
         }
-    }
-
-    /// `subscribe_members`: members only (others get an `error` frame), at most
-    /// `max_member_subscriptions`; a new subscription subscribes the member-list topic of a
-    /// large server and asks for a presence snapshot (any server: small ones get one too).
-    fn subscribe_members(&mut self, server_id: Id) {
-        let refuse = |code: &str, message: &str| ServerFrame::Error {
-            for_op: "subscribe_members".into(),
-            code: code.into(),
-            message: message.into(),
-            server_id: Some(server_id),
-        };
-        if !self.scope.servers.contains(&server_id) {
-            return self.send(&refuse(
-                error_code::NOT_A_MEMBER,
-                "you are not a member of this server",
-            ));
-        }
-        if self.member_subs.contains(&server_id) {
-            return;
-        }
-        if self.member_subs.len() >= self.cfg.max_member_subscriptions {
-            return self.send(&refuse(
-                error_code::TOO_MANY_SUBSCRIPTIONS,
-                "too many member-list subscriptions: unsubscribe from one first",
-            ));
-        }
-        self.member_subs.insert(server_id);
-        if self.scope.large.contains(&server_id) {
-            let t = Topic::MemberList(server_id);
-            if self.topics.insert(t.clone()) {
-                self.actions.push_back(Action::Subscribe(vec![t]));
-            }
-        }
-        self.snapshots_pending += 1;
-        self.actions.push_back(Action::MemberSnapshot { server_id });
-    }
-
-    /// The answer to [`Action::MemberSnapshot`]: dispatches `presence_snapshot` (unless the
-    /// subscription was dropped meanwhile) or, on `None`, an `error` frame; then releases the
-    /// events held while it was read.
-    pub fn member_snapshot(
-        &mut self,
-        now: Instant,
-        unix_ms: u64,
-        server_id: Id,
-        snapshot: Option<(Vec<MemberPresence>, bool)>,
-    ) {
-        self.snapshots_pending = self.snapshots_pending.saturating_sub(1);
-        let Some(me) = self.user_id else { return };
-        if self.phase == Phase::Ready && self.member_subs.contains(&server_id) {
-            match snapshot {
-                Some((presences, truncated)) => {
-                    let ev = BusEvent::to(
-                        Audience::Session {
-                            user_id: me,
-                            session_id: self.session_id.clone(),
-                        },
-                        Event::PresenceSnapshot {
-                            server_id,
-                            presences,
-                            truncated,
-                        },
-                    );
-                    let ev = Arc::new(RoutedEvent::new(Arc::new(ev)));
-                    if self.holding() {
-                        // Behind events held for a scope refresh or an earlier snapshot.
-                        self.hold(&ev);
-                    } else {
-                        self.deliver(now, unix_ms, &ev);
-                    }
-                }
-                None if self.attached => self.send(&ServerFrame::Error {
-                    for_op: "subscribe_members".into(),
-                    code: error_code::SNAPSHOT_UNAVAILABLE.into(),
-                    message: "member presence unavailable, live updates follow".into(),
-                    server_id: Some(server_id),
-                }),
-                None => {}
-            }
-        }
-        self.release_held(now, unix_ms);
-    }
-
-    /// Whether events are held (scope refresh or member snapshot under way).
-    fn holding(&self) -> bool {
-        self.scope_pending || self.snapshots_pending > 0
     }
 
     /// The driver refused the token (or the login session is revoked).
@@ -1051,11 +890,10 @@ impl Session {
         if !remove.is_empty() {
             self.actions.push_back(Action::Unsubscribe(remove));
         }
-        if self.voice.as_ref().is_some_and(|v| {
-            !self.scope.channels.contains_key(&v.channel_id)
-                && !self.scope.dms.contains(&v.channel_id)
+        if self.voice.is_some_and(|(_, c)| {
+            !self.scope.channels.contains_key(&c) && !self.scope.dms.contains(&c)
         }) {
-            self.drop_voice();
+            self.voice = None;
         }
         self.scope_pending = false;
         self.release_held(now, unix_ms);
@@ -1072,7 +910,6 @@ impl Session {
     pub fn invalidate(&mut self) {
         self.held.clear();
         self.scope_pending = false;
-        self.snapshots_pending = 0;
         if self.attached {
             self.close(close::INTERNAL_ERROR, "events lost, identify again");
         }
@@ -1080,7 +917,7 @@ impl Session {
     }
 
     fn release_held(&mut self, now: Instant, unix_ms: u64) {
-        while !self.holding() {
+        while !self.scope_pending {
             let Some(ev) = self.held.pop_front() else {
                 break;
             };
@@ -1122,7 +959,7 @@ impl Session {
         self.last_now = now;
         match self.phase {
             Phase::Authenticating => self.hold(ev),
-            Phase::Ready if self.holding() => self.hold(ev),
+            Phase::Ready if self.scope_pending => self.hold(ev),
             Phase::Ready => self.deliver(now, unix_ms, ev),
             _ => {}
         }
@@ -1172,15 +1009,6 @@ impl Session {
                 user_id,
                 ..
             } if unix_ms >= *expires_at_ms || Some(*user_id) == self.user_id => return,
-            Event::VoiceStateUpdate {
-                channel_id: None,
-                session_id,
-                ..
-            } if *session_id == self.session_id && !self.voice_published.contains(&r.ev.id) => {
-                // The voice bridge announced that this session left (its media connection
-                // died, or it may no longer connect): it is no longer in voice.
-                self.drop_voice();
-            }
             _ => {}
         }
         if r.tail.is_none() {
@@ -1460,45 +1288,6 @@ mod tests {
         let f: Value = serde_json::from_slice(&s.pop_frame().unwrap()).unwrap();
         assert_eq!(f["t"], "channel_create");
         // The same event does not trigger a second refresh.
-        assert_eq!(s.poll_action(), None);
-    }
-
-    #[test]
-    fn member_snapshot_comes_before_presence_that_arrived_while_it_was_read() {
-        let now = Instant::now();
-        let mut s = ready(now);
-        s.on_client_text(now, 0, r#"{"op":"subscribe_members","server_id":"10"}"#);
-        assert_eq!(
-            s.poll_action(),
-            Some(Action::MemberSnapshot { server_id: Id(10) })
-        );
-        let live = Arc::new(RoutedEvent::new(Arc::new(BusEvent::to(
-            Audience::Server(Id(10)),
-            Event::PresenceUpdate {
-                user_id: Id(5),
-                status: PresenceStatus::Idle,
-                custom_status: None,
-            },
-        ))));
-        s.on_event(now, 0, &live);
-        assert!(!s.has_frames(), "live presence overtook the snapshot");
-        let online = MemberPresence {
-            user_id: Id(5),
-            status: PresenceStatus::Online,
-            custom_status: None,
-        };
-        s.member_snapshot(now, 0, Id(10), Some((vec![online], false)));
-        let t: Vec<String> = std::iter::from_fn(|| s.pop_frame())
-            .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["t"].to_string())
-            .collect();
-        assert_eq!(t, vec!["\"presence_snapshot\"", "\"presence_update\""]);
-        // Not a member: an error frame, the connection stays.
-        s.on_client_text(now, 0, r#"{"op":"subscribe_members","server_id":"77"}"#);
-        let f: Value = serde_json::from_slice(&s.pop_frame().unwrap()).unwrap();
-        assert_eq!(
-            (f["op"].as_str(), f["code"].as_str()),
-            (Some("error"), Some("not_a_member"))
-        );
         assert_eq!(s.poll_action(), None);
     }
 

@@ -61,17 +61,6 @@ pub enum PresenceStatus {
     Offline,
 }
 
-/// One member's presence in a [`Event::PresenceSnapshot`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberPresence {
-    /// The member.
-    pub user_id: Id,
-    /// What others see (never `invisible`).
-    pub status: PresenceStatus,
-    /// Custom status text, if any.
-    pub custom_status: Option<String>,
-}
-
 /// The kind of a voice signalling message relayed between a client and the SFU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,18 +257,6 @@ pub enum Event {
         /// When it stops being true, Unix milliseconds (`timestamp_ms` + 10 s).
         expires_at_ms: u64,
     },
-    /// The current presence of a server's online members, sent to one session right after
-    /// its `subscribe_members` (at most `GatewayConfig::member_snapshot_max` entries; members
-    /// absent from a snapshot that is not `truncated` are offline).
-    PresenceSnapshot {
-        /// The server.
-        server_id: Id,
-        /// Online (online, idle, dnd) members and their custom status.
-        presences: Vec<MemberPresence>,
-        /// Some online members may be missing (the bound was reached, or the server has more
-        /// members than the gateway scans): learn them from live updates.
-        truncated: bool,
-    },
     /// A user's aggregated presence changed.
     PresenceUpdate {
         /// The user.
@@ -386,7 +363,6 @@ impl Event {
             Event::WhiteboardStroke { .. } => "whiteboard_stroke",
             Event::WhiteboardClear { .. } => "whiteboard_clear",
             Event::TypingStart { .. } => "typing_start",
-            Event::PresenceSnapshot { .. } => "presence_snapshot",
             Event::PresenceUpdate { .. } => "presence_update",
             Event::VoiceStateUpdate { .. } => "voice_state_update",
             Event::VoiceSignal { .. } => "voice_signal",

@@ -54,15 +54,8 @@ pub enum ClientFrame {
         /// The channel.
         channel_id: Id,
     },
-    /// Receive member presence of a server: at once a `presence_snapshot` of its online
-    /// members (bounded), then live `presence_update`s (in large servers they only go to
-    /// subscribers). Members only; subscribing again to a subscribed server does nothing.
+    /// Receive member presence of a large server (only sent to subscribers).
     SubscribeMembers {
-        /// The server.
-        server_id: Id,
-    },
-    /// Stop receiving the member presence of a large server (undoes `subscribe_members`).
-    UnsubscribeMembers {
         /// The server.
         server_id: Id,
     },
@@ -144,30 +137,6 @@ pub enum ServerFrame {
     },
     /// The server is going away: reconnect (and resume) elsewhere.
     Reconnect,
-    /// A client op was refused without closing the connection (e.g. `subscribe_members`
-    /// for a server the user is not a member of). Not a dispatch: no `s`, never replayed.
-    Error {
-        /// The op refused.
-        for_op: String,
-        /// Machine-readable reason ([`error_code`]).
-        code: String,
-        /// Human-readable reason.
-        message: String,
-        /// The server the op named, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        server_id: Option<Id>,
-    },
-}
-
-/// The `code`s of [`ServerFrame::Error`].
-pub mod error_code {
-    /// The user is not a member of the server named.
-    pub const NOT_A_MEMBER: &str = "not_a_member";
-    /// The session already has the maximum number of member-list subscriptions.
-    pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
-    /// The member presence snapshot could not be read (directory or presence store down);
-    /// live updates still flow: subscribe again later for a snapshot.
-    pub const SNAPSHOT_UNAVAILABLE: &str = "snapshot_unavailable";
 }
 
 /// WebSocket close codes used by the gateway.

@@ -128,7 +128,6 @@ async fn serve(kind: String) {
             bus: bus.clone(),
             directory: dir,
             presence: Arc::new(MemoryPresence::new()),
-            voice_states: Arc::new(copains_signaling::MemoryVoiceStates::new()),
             config,
         });
         let publish = post(move |Query(q): Query<PublishQuery>| {

@@ -214,34 +214,6 @@ function setRelationship(s: ChatState, v: unknown): void {
 	s.relationships[id] = { user: summary, kind, since: str(r.since) };
 }
 
-/**
- * `presence_snapshot` (the answer to `subscribe_members`): the server's online members. When it
- * is not `truncated`, the loaded members it does not list are offline (their presence may be
- * stale: updates of large servers only reach subscribers).
- */
-export function applyPresenceSnapshot(s: ChatState, d: Record<string, unknown>): void {
-	const serverId = str(d.server_id);
-	if (!serverId || !Array.isArray(d.presences)) return;
-	const listed = new Set<string>();
-	for (const p of d.presences) {
-		const o = obj(p);
-		const uid = str(o?.user_id);
-		if (!o || !uid) continue;
-		listed.add(uid);
-		s.presences[uid] = presenceOf(o.status);
-		const text = str(o.custom_status);
-		if (text && presenceOf(o.status) !== 'offline') s.customStatus[uid] = text.slice(0, 128);
-		else delete s.customStatus[uid];
-	}
-	if (d.truncated === true) return;
-	for (const m of s.members[serverId] ?? []) {
-		const uid = m.user.id;
-		if (listed.has(uid) || uid === s.meId || s.presences[uid] === undefined) continue;
-		s.presences[uid] = 'offline';
-		delete s.customStatus[uid];
-	}
-}
-
 function presenceOf(v: unknown): Presence {
 	return v === 'online' || v === 'idle' || v === 'dnd' ? v : 'offline';
 }
@@ -464,9 +436,6 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			(s.typing[cid] ??= {})[uid] = expires;
 			return;
 		}
-		case 'presence_snapshot':
-			applyPresenceSnapshot(s, d);
-			return;
 		case 'presence_update': {
 			const uid = str(d.user_id);
 			if (!uid) return;

@@ -10,7 +10,6 @@ import { notifyMessage } from '$lib/notify.svelte';
 import type { Message } from '$lib/api';
 import { connection, setOnline, setReconnecting } from '$lib/connection.svelte';
 import { GatewayClient, gatewayUrl } from './client';
-import { MemberListSubscription } from './members';
 import { bindVoiceGateway, resetVoice, voiceDispatch, voiceReady } from '$lib/voice/lobby.svelte';
 import { emitGatewayEvent, setGatewayDevice } from './events';
 import { loadAnnouncedServer, loadDms } from '$lib/chat/actions';
@@ -22,13 +21,6 @@ export type { GatewayOptions, GatewayState, GatewayStatus, SocketLike, Timers } 
 
 let client: GatewayClient | null = null;
 let lostHandler: (() => void) | null = null;
-/** The member list subscription of the server on screen (`./members`). */
-const memberList = new MemberListSubscription((op, fields) => client?.send(op, fields) ?? false);
-
-/** The server on screen (null: none): its member list is subscribed for presence. */
-export function viewMemberList(serverId: string | null): void {
-	memberList.view(serverId);
-}
 
 /** Extra listeners (lazily loaded features such as the whiteboard): every dispatch, every `ready`. */
 const dispatchListeners = new Set<(t: string, d: unknown) => void>();
@@ -63,7 +55,6 @@ export function startGateway(onAuthLost: () => void): void {
 		},
 		onReady: (d, sessionId) => {
 			applyReady(chat, d);
-			memberList.onReady();
 			voiceReady(chat.meId, sessionId, d);
 			emitGatewayEvent('ready', d);
 			// A new session starts online: restate the status the user chose.
@@ -72,7 +63,6 @@ export function startGateway(onAuthLost: () => void): void {
 			}
 			for (const fn of readyListeners) fn();
 		},
-		onResumed: () => memberList.onResumed(),
 		onDispatch: (t, d) => {
 			applyDispatch(chat, t, d);
 			if (t === 'server_create') announced(d);
@@ -108,7 +98,6 @@ function onOnline(): void {
 export function stopGateway(): void {
 	window.removeEventListener('online', onOnline);
 	resetVoice();
-	memberList.reset();
 	client?.stop();
 	client = null;
 	stopE2ee();

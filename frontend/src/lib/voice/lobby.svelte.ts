@@ -27,14 +27,12 @@ export function bindVoiceGateway(sender: (op: string, fields: Record<string, unk
 	send = sender;
 }
 
-/** A full `ready`: a new gateway session (who is in voice comes from `voice_states`; a call of
- * the old session is rejoined). */
+/** A full `ready`: a new gateway session (a call of the old one is rejoined). */
 export function voiceReady(meId: string | null, sessionId: string, d?: Record<string, unknown>): void {
 	rememberDmNames(d?.dm_channels);
 	if (voice.sessionId === sessionId && voice.meId === meId) return;
 	const call = voice.call ? { serverId: voice.call.serverId, channelId: voice.call.channelId } : null;
 	const out = m.newSession(voice, meId, sessionId);
-	m.applyReadyVoiceStates(voice, d?.voice_states);
 	if (out.ended) {
 		stopEngine();
 		if (call) void joinVoice(call.serverId, call.channelId);

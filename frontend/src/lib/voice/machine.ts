@@ -8,13 +8,11 @@
  * `voice_state_update {server_id, channel_id, self_mute, self_deaf, self_video, self_stream}`;
  * for a DM call `server_id` is null and the DM's recipients receive my state: that is the ring.
  *
- * `ready.voice_states` lists who is in voice when the session starts ({@link applyReadyVoiceStates});
- * `voice_state_update` events keep it live. A leave naming another session than the one a user is
- * listed with (an old session of theirs ending) does not remove them.
- *
- * A convention of this client, because the protocol has no "decline": declining a DM call is a
- * join immediately followed by a leave (sent only when I am in no call), and a caller whose DM call
- * loses its last other participant before any of their media arrived reports the call as declined.
+ * Two conventions of this client, because `ready` carries no voice states and the protocol has no
+ * "decline": (1) when someone new joins my channel I restate my own voice state, so the newcomer
+ * learns who is already there; (2) declining a DM call is a join immediately followed by a leave
+ * (sent only when I am in no call), and a caller whose DM call loses its last other participant
+ * before any of their media arrived reports the call as declined.
  */
 
 /** A `voice_state_update` as dispatched by the gateway. */
@@ -249,21 +247,6 @@ export interface Outcome {
 	ended: EndReason | null;
 }
 
-/**
- * Fills the members from `ready.voice_states` (right after {@link newSession}): who is in which
- * voice channel or DM call when my session starts. Calls in progress do not ring (only a live join
- * does); my own states (other sessions of mine) are listed when I am in no call here.
- */
-export function applyReadyVoiceStates(s: VoiceModel, raw: unknown): void {
-	if (!Array.isArray(raw)) return;
-	for (const item of raw) {
-		const d = parseState(item);
-		if (!d?.channel_id || d.session_id === s.sessionId) continue;
-		if (d.user_id === s.meId && s.call) continue;
-		setMember(s, d.user_id, memberOf(d, d.channel_id));
-	}
-}
-
 /** Applies a dispatched `voice_state_update`. */
 export function applyVoiceState(s: VoiceModel, raw: unknown, now: number): Outcome {
 	const out: Outcome = { ops: [], ended: null };
@@ -285,9 +268,6 @@ export function applyVoiceState(s: VoiceModel, raw: unknown, now: number): Outco
 		return out;
 	}
 	const before = s.members[d.user_id];
-	// The leave of an older session of a user who is in voice with another one (its session ended
-	// after they reconnected): they are still there.
-	if (!d.channel_id && before?.sessionId && d.session_id && before.sessionId !== d.session_id) return out;
 	if (d.channel_id) setMember(s, d.user_id, memberOf(d, d.channel_id));
 	else delete s.members[d.user_id];
 	const call = s.call;
@@ -312,7 +292,11 @@ export function applyVoiceState(s: VoiceModel, raw: unknown, now: number): Outco
 	if (!call) return out;
 	const joinedMine = d.channel_id === call.channelId && before?.channelId !== call.channelId;
 	const leftMine = before?.channelId === call.channelId && d.channel_id !== call.channelId;
-	if (joinedMine && call.phase === 'ringing') call.phase = 'connecting';
+	if (joinedMine) {
+		// Tell the newcomer I am here (`ready` carries no voice states).
+		out.ops.push(stateOp(s));
+		if (call.phase === 'ringing') call.phase = 'connecting';
+	}
 	if (leftMine && call.serverId === null && othersIn(s, call.channelId).length === 0) {
 		// A DM call whose last other participant left: it is over for me too.
 		const reason: EndReason = call.heard.includes(d.user_id) ? 'left' : 'declined';
