@@ -162,22 +162,12 @@ const COLUMNS: &str = "id, channel_id, author_id, tool, color, size, points, enc
 
 impl StrokeRow {
     fn render(self) -> Stroke {
-        let encrypted = match (
+        let encrypted = Envelope::from_columns(
             self.enc_algorithm,
             self.enc_sender_device,
             self.enc_session_id,
             self.enc_ciphertext,
-        ) {
-            (Some(algorithm), Some(sender_device_id), Some(session_id), Some(ciphertext)) => {
-                Some(Envelope {
-                    algorithm,
-                    sender_device_id,
-                    session_id,
-                    ciphertext,
-                })
-            }
-            _ => None,
-        };
+        );
         Stroke {
             id: Id(self.id),
             channel_id: Id(self.channel_id),

@@ -73,6 +73,21 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The envelope stored in four nullable columns (`None` unless all four are set).
+    pub fn from_columns(
+        algorithm: Option<String>,
+        sender_device_id: Option<String>,
+        session_id: Option<String>,
+        ciphertext: Option<String>,
+    ) -> Option<Self> {
+        Some(Self {
+            algorithm: algorithm?,
+            sender_device_id: sender_device_id?,
+            session_id: session_id?,
+            ciphertext: ciphertext?,
+        })
+    }
+
     /// Checks sizes and the base64 form; 422 otherwise.
     pub fn validate(&self) -> ApiResult<()> {
         let field = |name: &str, v: &str, max: usize| {
@@ -223,22 +238,12 @@ impl MessageRow {
         reactions: Vec<ReactionCount>,
         attachments: Vec<attachments::Attachment>,
     ) -> Message {
-        let encrypted = match (
+        let encrypted = Envelope::from_columns(
             self.enc_algorithm,
             self.enc_sender_device,
             self.enc_session_id,
             self.enc_ciphertext,
-        ) {
-            (Some(algorithm), Some(sender_device_id), Some(session_id), Some(ciphertext)) => {
-                Some(Envelope {
-                    algorithm,
-                    sender_device_id,
-                    session_id,
-                    ciphertext,
-                })
-            }
-            _ => None,
-        };
+        );
         Message {
             id: Id(self.id),
             channel_id: Id(self.channel_id),
