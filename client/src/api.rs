@@ -297,6 +297,19 @@ impl ApiClient {
         Ok(a.devices)
     }
 
+    /// `GET /keys/places/{id}`: the users who may read a place under the server's permission
+    /// rules (members with VIEW_CHANNEL, a thread's parent deciding; a DM's recipients), by id.
+    pub async fn place_readers(&self, place_id: &str) -> ClientResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct A {
+            user_ids: Vec<String>,
+        }
+        let a: A = self
+            .request(Method::GET, &format!("/keys/places/{place_id}"), None, None)
+            .await?;
+        Ok(a.user_ids)
+    }
+
     /// `POST /keys/claim`: one key per requested device, by user id then device id.
     pub async fn claim_keys(
         &self,

@@ -446,6 +446,16 @@ impl E2eeClient {
         self.send_olm(&targets, ROOM_KEY_TYPE, &content).await
     }
 
+    /// Shares the current outbound session of `place_id` with exactly the users the server
+    /// says may read it ([`ApiClient::place_readers`]) and my other devices.
+    pub async fn share_group_session_with_readers(
+        &mut self,
+        place_id: &str,
+    ) -> ClientResult<usize> {
+        let readers = self.api.place_readers(place_id).await?;
+        self.share_group_session(place_id, &readers).await
+    }
+
     /// Rotates the channel's session (a member left or was removed, or the rotation policy
     /// says so): a new session shared only with `remaining_members`.
     pub async fn rotate_group_session(

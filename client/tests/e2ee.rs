@@ -419,3 +419,103 @@ async fn dm_place_history_is_megolm_ciphertext_every_device_decrypts() {
     }
     assert!(!dump.contains("surprise party"));
 }
+
+/// `POST` through a client, asserting success.
+async fn post(
+    api: &copains_client::ApiClient,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    api.request(reqwest::Method::POST, path, None, Some(&body))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn room_keys_go_only_to_the_readers_the_server_names() {
+    let s = TestServer::start().await;
+    let alice_api = s.register("alice").await;
+    let bob_api = s.register("bob").await;
+    let carol_api = s.register("carol").await;
+    let server = post(&alice_api, "/servers", serde_json::json!({"name": "crew"})).await;
+    let server = server["id"].as_str().unwrap().to_owned();
+    let code = post(
+        &alice_api,
+        &format!("/servers/{server}/invites"),
+        serde_json::json!({}),
+    )
+    .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for api in [&bob_api, &carol_api] {
+        post(api, &format!("/invites/{code}"), serde_json::json!({})).await;
+    }
+    let channel = post(
+        &alice_api,
+        &format!("/servers/{server}/channels"),
+        serde_json::json!({"name": "secret", "kind": "text", "encrypted": true}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Hidden from @everyone (whose role id is the server's), open to Carol.
+    for (target, body) in [
+        (
+            server.clone(),
+            serde_json::json!({"kind": "role", "allow": 0, "deny": 1u64}),
+        ),
+        (
+            carol_api.user_id().to_owned(),
+            serde_json::json!({"kind": "member", "allow": 1u64, "deny": 0}),
+        ),
+    ] {
+        let _: serde_json::Value = alice_api
+            .request(
+                reqwest::Method::PUT,
+                &format!("/channels/{channel}/overwrites/{target}"),
+                None,
+                Some(&body),
+            )
+            .await
+            .unwrap();
+    }
+    let mut readers = alice_api.place_readers(&channel).await.unwrap();
+    readers.sort();
+    let mut expected = vec![
+        alice_api.user_id().to_owned(),
+        carol_api.user_id().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(readers, expected);
+
+    let mut bob = E2eeClient::create_device(bob_api, "BOB", 5).await.unwrap();
+    let mut carol = E2eeClient::create_device(carol_api, "CAROL", 5)
+        .await
+        .unwrap();
+    let mut alice = E2eeClient::create_device(alice_api, "ALICE", 5)
+        .await
+        .unwrap();
+    let session = alice.create_group_session(&channel).unwrap();
+    // Carol's one device; Alice has no other device; Bob is not a reader.
+    assert_eq!(
+        alice
+            .share_group_session_with_readers(&channel)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        carol.sync().await.unwrap(),
+        vec![Incoming::RoomKey {
+            sender: alice.user_id().to_owned(),
+            sender_device: "ALICE".into(),
+            channel_id: channel.clone(),
+            session_id: session,
+        }]
+    );
+    assert_eq!(bob.sync().await.unwrap(), vec![]);
+    // Bob may not even ask who reads it.
+    assert!(bob.api().place_readers(&channel).await.is_err());
+}

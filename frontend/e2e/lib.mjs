@@ -91,3 +91,25 @@ export async function send(page, text) {
 	await page.getByTestId('composer').fill(text);
 	await page.getByTestId('composer').press('Enter');
 }
+
+/** An API session for `user` (a plain login, no cookie): `call(method, path, body)` → {status, body}. */
+export async function apiAs(baseURL, user) {
+	const r = await fetch(`${baseURL}/api/v1/auth/login`, {
+		method: 'POST',
+		headers: { 'Content-Type': 'application/json' },
+		body: JSON.stringify({ login: user.username, password: user.password })
+	});
+	assert(r.ok, `API login for ${user.username}: ${r.status}`);
+	const { access_token: token } = await r.json();
+	const call = async (method, path, body) => {
+		const res = await fetch(`${baseURL}/api/v1${path}`, {
+			method,
+			headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+			body: body === undefined ? undefined : JSON.stringify(body)
+		});
+		const text = await res.text();
+		return { status: res.status, body: text ? JSON.parse(text) : null };
+	};
+	const me = (await call('GET', '/users/@me')).body;
+	return { call, id: me.id };
+}

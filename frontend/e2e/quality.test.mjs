@@ -2,33 +2,11 @@
 // phone width, keyboard accessible, dark and light themes that persist, desktop notifications for
 // mentions and DMs (only when the message is not on screen), a visible offline/reconnecting state
 // with recovery, and the server's own error messages shown to the user.
-import { assert, createInvite, createServer, eventually, newUser, register, send } from './lib.mjs';
+import { apiAs, assert, createInvite, createServer, eventually, newUser, register, send } from './lib.mjs';
 
 /** The texts of the messages shown, in order. */
 async function texts(page) {
 	return (await page.getByTestId('message-content').allTextContents()).map((t) => t.trim());
-}
-
-/** An API session for `user` (a plain login, no cookie): `call(method, path, body)` → {status, body}. */
-async function apiAs(baseURL, user) {
-	const r = await fetch(`${baseURL}/api/v1/auth/login`, {
-		method: 'POST',
-		headers: { 'Content-Type': 'application/json' },
-		body: JSON.stringify({ login: user.username, password: user.password })
-	});
-	assert(r.ok, `API login for ${user.username}: ${r.status}`);
-	const { access_token: token } = await r.json();
-	const call = async (method, path, body) => {
-		const res = await fetch(`${baseURL}/api/v1${path}`, {
-			method,
-			headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
-			body: body === undefined ? undefined : JSON.stringify(body)
-		});
-		const text = await res.text();
-		return { status: res.status, body: text ? JSON.parse(text) : null };
-	};
-	const me = (await call('GET', '/users/@me')).body;
-	return { call, id: me.id };
 }
 
 /** Describes the focused element and whether a focus indicator is drawn around it. */

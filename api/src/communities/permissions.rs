@@ -531,6 +531,88 @@ pub async fn member_rank(db: &PgPool, server_id: Id, user_id: Id) -> ApiResult<O
     }))
 }
 
+/// One member's role ids and role permissions, for [`channel_viewers`].
+type ViewerRow = (i64, bool, Vec<i64>, Vec<i64>);
+
+/// The members of `server_id` who hold VIEW_CHANNEL in `channel_id` (roles and overwrites
+/// resolved exactly as [`channel_permissions_for`] does for one member), ordered by user id.
+/// `Err(too_many)` when the server has more than `limit` members: callers must not act on a
+/// partial list (room keys would miss readers).
+pub async fn channel_viewers(
+    db: &PgPool,
+    server_id: Id,
+    channel_id: Id,
+    limit: usize,
+) -> ApiResult<Vec<Id>> {
+    let head: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT s.owner_id, COALESCE((SELECT permissions FROM roles WHERE id = s.id), 0)
+           FROM servers s WHERE s.id = $1",
+    )
+    .bind(server_id.0)
+    .fetch_optional(db)
+    .await?;
+    let Some((owner_id, everyone)) = head else {
+        return Ok(Vec::new());
+    };
+    let members: Vec<ViewerRow> = sqlx::query_as(
+        "SELECT m.user_id, COALESCE(m.timeout_until > now(), FALSE),
+                COALESCE(array_agg(r.id) FILTER (WHERE r.id IS NOT NULL), '{}'),
+                COALESCE(array_agg(r.permissions) FILTER (WHERE r.id IS NOT NULL), '{}')
+           FROM members m
+           LEFT JOIN member_roles mr ON mr.server_id = m.server_id AND mr.user_id = m.user_id
+           LEFT JOIN roles r ON r.id = mr.role_id
+          WHERE m.server_id = $1
+          GROUP BY m.user_id, m.timeout_until
+          ORDER BY m.user_id
+          LIMIT $2",
+    )
+    .bind(server_id.0)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+    .fetch_all(db)
+    .await?;
+    if members.len() > limit {
+        return Err(ApiError::conflict(
+            "too_many_readers",
+            format!("this server has more than {limit} members: too many to share room keys with"),
+        ));
+    }
+    let overwrites: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT target_id, target_kind, allow, deny FROM overwrites WHERE channel_id = $1",
+    )
+    .bind(channel_id.0)
+    .fetch_all(db)
+    .await?;
+    let everyone = Permissions::from_db(everyone);
+    Ok(members
+        .into_iter()
+        .filter(|(user_id, timed_out, role_ids, role_perms)| {
+            let is_owner = *user_id == owner_id;
+            let inputs = MemberInputs {
+                is_owner,
+                everyone,
+                roles: role_perms
+                    .iter()
+                    .map(|p| Permissions::from_db(*p))
+                    .collect(),
+                timed_out: *timed_out && !is_owner,
+            };
+            let mut ow = ChannelOverwrites::default();
+            for (target, kind, allow, deny) in &overwrites {
+                // Role overwrites count only for the @everyone role and the member's own roles.
+                let applies = match kind.as_str() {
+                    "role" => *target == server_id.0 || role_ids.contains(target),
+                    _ => true,
+                };
+                if applies {
+                    ow.add(server_id.0, *user_id, *target, kind, *allow, *deny);
+                }
+            }
+            channel_permissions_for(&inputs, &ow).contains(Permissions::VIEW_CHANNEL)
+        })
+        .map(|(user_id, ..)| Id(user_id))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

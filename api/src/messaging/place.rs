@@ -57,6 +57,10 @@ pub struct Place {
     pub is_text: bool,
 }
 
+/// The most readers [`Place::readers`] lists for a server place (room keys are shared with
+/// each reader's devices one by one, so larger encrypted places are refused).
+pub const MAX_PLACE_READERS: usize = 5000;
+
 /// Everything a DM recipient may do.
 pub const DM_PERMISSIONS: Permissions = Permissions(
     Permissions::VIEW_CHANNEL.0
@@ -251,6 +255,19 @@ impl Place {
     /// Whether this is a DM or group DM.
     pub fn is_dm(&self) -> bool {
         matches!(self.kind, PlaceKind::Dm | PlaceKind::GroupDm)
+    }
+
+    /// Every user who may read this place now, ordered by id: for a server channel or thread,
+    /// the members with VIEW_CHANNEL on [`Place::perm_channel`] (at most
+    /// [`MAX_PLACE_READERS`], else 409 `too_many_readers`); for a DM, its recipients. The one
+    /// answer to "who gets this place's room keys".
+    pub async fn readers(&self, db: &PgPool) -> ApiResult<Vec<Id>> {
+        match self.server_id {
+            None => super::dms::recipient_ids(db, self.id).await,
+            Some(server) => {
+                permissions::channel_viewers(db, server, self.perm_channel, MAX_PLACE_READERS).await
+            }
+        }
     }
 
     /// Who receives this place's events. Server places: the (parent) channel's audience

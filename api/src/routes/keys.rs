@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, Json, Query};
+use crate::extract::{Auth, Json, Path, Query};
 use crate::keys::{self, KeysError, KeysResult, events, visibility};
+use crate::messaging::place::Place;
 use crate::ratelimit;
 use crate::state::AppState;
 
@@ -31,6 +32,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(upload))
         .routes(routes!(query))
         .routes(routes!(changes))
+        .routes(routes!(place_readers))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(claim))
@@ -418,6 +420,53 @@ pub async fn query(
         );
     }
     Ok(axum::Json(QueryResult { devices }))
+}
+
+/// `GET /keys/places/{place_id}` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlaceReaders {
+    /// The place (server channel, thread, DM or group DM).
+    pub place_id: Id,
+    /// Every user who may read the place now, ordered by id: server members with
+    /// VIEW_CHANNEL (a thread: on its parent channel), or a DM's recipients.
+    pub user_ids: Vec<Id>,
+    /// The device ids of each of those users (their keys: `POST /keys/query`).
+    pub devices: BTreeMap<String, Vec<String>>,
+}
+
+/// Who may read a place, under the server's permission rules: the users and devices an
+/// end-to-end encrypting client shares the place's room keys with (and answers key requests
+/// from). 404 when the caller cannot see the place; 409 `too_many_readers` when its server is
+/// too large to share room keys with every reader.
+#[utoipa::path(get, path = "/keys/places/{place_id}", tag = "keys", security(("bearer" = [])),
+    params(("place_id" = String, Path, description = "Channel, thread or DM id")),
+    responses((status = 200, body = PlaceReaders)))]
+pub async fn place_readers(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(place_id): Path<Id>,
+) -> KeysResult<axum::Json<PlaceReaders>> {
+    let place = Place::require(&state.db, auth.user_id, place_id).await?;
+    let user_ids = place.readers(&state.db).await?;
+    let ids: Vec<i64> = user_ids.iter().map(|u| u.0).collect();
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1) ORDER BY user_id, device_id",
+    )
+    .bind(&ids)
+    .fetch_all(&state.db)
+    .await?;
+    let mut devices: BTreeMap<String, Vec<String>> = user_ids
+        .iter()
+        .map(|u| (u.to_string(), Vec::new()))
+        .collect();
+    for (user, device) in rows {
+        devices.entry(user.to_string()).or_default().push(device);
+    }
+    Ok(axum::Json(PlaceReaders {
+        place_id,
+        user_ids,
+        devices,
+    }))
 }
 
 /// `POST /keys/claim` body.

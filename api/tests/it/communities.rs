@@ -2364,3 +2364,171 @@ async fn communities_routes_are_in_the_openapi_document() {
         );
     }
 }
+
+/// The user ids of `GET /keys/places/{place}` as seen by `by` (asserting 200).
+async fn readers(ts: &TestServer, by: &TestUser, place: &str) -> Vec<String> {
+    let (s, v) = ts
+        .get(&format!("/api/v1/keys/places/{place}"), &by.token)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["place_id"], place);
+    let ids: Vec<String> = v["user_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        assert!(
+            v["devices"][id].is_array(),
+            "devices listed per reader: {v}"
+        );
+    }
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort_by_key(|i| i.parse::<i64>().unwrap());
+    ids
+}
+
+#[tokio::test]
+async fn communities_place_readers_follow_view_channel_threads_included() {
+    let ts = TestServer::start().await;
+    let owner = ts.register("rdowner").await;
+    let alice = ts.register("rdalice").await;
+    let bob = ts.register("rdbob").await;
+    let carol = ts.register("rdcarol").await;
+    let server = create_server(&ts, &owner, "readers").await;
+    let code = invite(&ts, &owner, &server, json!({})).await;
+    for u in [&alice, &bob, &carol] {
+        assert!(join(&ts, u, &code).await.is_success());
+    }
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/servers/{server}/channels"),
+            Some(&owner.token),
+            json!({"name": "crew", "kind": "text", "encrypted": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let secret = id_of(&v);
+    // Hidden from @everyone; open to Alice herself and to the role Carol holds; Bob has neither.
+    let crew = create_role(&ts, &owner, &server, "crew", P::NONE).await;
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{server}/members/{}", carol.id),
+            &owner.token,
+            json!({"roles": [crew]}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    for (target, body) in [
+        (
+            server.clone(),
+            json!({"kind": "role", "allow": 0, "deny": P::VIEW_CHANNEL.0}),
+        ),
+        (
+            alice.id.clone(),
+            json!({"kind": "member", "allow": P::VIEW_CHANNEL.0, "deny": 0}),
+        ),
+        (
+            crew.clone(),
+            json!({"kind": "role", "allow": P::VIEW_CHANNEL.0, "deny": 0}),
+        ),
+    ] {
+        let (s, v) = ts
+            .put(
+                &format!("/api/v1/channels/{secret}/overwrites/{target}"),
+                &owner.token,
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let expected = sorted(vec![owner.id.clone(), alice.id.clone(), carol.id.clone()]);
+    assert_eq!(readers(&ts, &alice, &secret).await, expected);
+
+    // A thread of the channel has exactly its parent's readers.
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/channels/{secret}/messages"),
+            Some(&alice.token),
+            json!({"encrypted": {"algorithm": "m.megolm.v1.aes-sha2", "sender_device_id": "A",
+                   "session_id": "s", "ciphertext": "AAAA"}, "nonce": "rd1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let root = id_of(&v);
+    let (s, v) = ts
+        .post(
+            &format!("/api/v1/channels/{secret}/messages/{root}/threads"),
+            Some(&alice.token),
+            json!({"name": "plans"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let thread = id_of(&v);
+    assert_eq!(readers(&ts, &carol, &thread).await, expected);
+
+    // Bob may not see either: 404, never the list.
+    for place in [&secret, &thread] {
+        let (s, _) = ts
+            .get(&format!("/api/v1/keys/places/{place}"), &bob.token)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    // The general channel: everyone.
+    let (_, chans) = ts
+        .get(&format!("/api/v1/servers/{server}/channels"), &bob.token)
+        .await;
+    let general = chans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "text" && c["id"] != secret.as_str())
+        .map(id_of)
+        .unwrap();
+    assert_eq!(
+        readers(&ts, &bob, &general).await,
+        sorted(vec![
+            owner.id.clone(),
+            alice.id.clone(),
+            bob.id.clone(),
+            carol.id.clone()
+        ])
+    );
+
+    // Losing the role removes Carol from the readers at once.
+    let (s, v) = ts
+        .patch(
+            &format!("/api/v1/servers/{server}/members/{}", carol.id),
+            &owner.token,
+            json!({"roles": []}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    assert_eq!(
+        readers(&ts, &alice, &thread).await,
+        sorted(vec![owner.id.clone(), alice.id.clone()])
+    );
+
+    // A group DM: its recipients, and only they may ask.
+    let (s, v) = ts
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&alice.token),
+            json!({"recipients": [bob.id]}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    let dm = id_of(&v);
+    assert_eq!(
+        readers(&ts, &bob, &dm).await,
+        sorted(vec![alice.id.clone(), bob.id.clone()])
+    );
+    let (s, _) = ts
+        .get(&format!("/api/v1/keys/places/{dm}"), &carol.token)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

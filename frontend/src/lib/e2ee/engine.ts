@@ -16,8 +16,6 @@
  */
 import init, * as wasm from '../../../../crypto/pkg/copains_crypto.js';
 import { api, ApiError } from '$lib/api';
-import { chat } from '$lib/chat/state.svelte';
-import { channelPermissions, has, Perm } from '$lib/chat/permissions';
 import { gatewayDevice, onGatewayEvent } from '$lib/gateway/events';
 import type { Decrypted, DecryptOptions, DeviceRef, E2ee, Envelope, KnownDevice, SasState } from './index';
 import { rememberDeviceId } from './index';
@@ -450,28 +448,21 @@ class Engine implements E2ee {
 
 	// ------------------------------------------------------------ places (Megolm)
 
-	/** The member user ids of a place: a server channel's server members, or a DM's recipients. */
+	/**
+	 * The users who may read a place, as the server's permission rules say
+	 * (`GET /keys/places/{id}`: members with VIEW_CHANNEL on the channel or a thread's parent,
+	 * or a DM's recipients). The one answer to "who gets this place's room keys".
+	 */
 	async #placeMembers(channelId: string, fresh = false): Promise<string[]> {
 		const cached = this.#members.get(channelId);
 		if (!fresh && cached && Date.now() - cached.at < MEMBERS_TTL_MS) return cached.users;
-		let users: string[] | null = null;
-		const server = chat.servers.find((s) => s.channels.some((c) => c.id === channelId));
-		if (server) {
-			// Only members who may see the channel (roles and overwrites) get its keys.
-			const [members, channel] = await Promise.all([api.members(server.id), api.channel(channelId)]);
-			const overwrites = channel.overwrites ?? [];
-			users = members.filter((m) => has(channelPermissions(server, m.user.id, m.roles, overwrites), Perm.VIEW_CHANNEL)).map((m) => m.user.id);
-		} else {
-			const dms = await api.request<{ id: string; recipients: { id: string }[] }[]>('GET', '/users/@me/channels');
-			const dm = dms.find((d) => d.id === channelId);
-			if (dm) users = dm.recipients.map((r) => r.id);
-			else {
-				// A thread or a channel not in the model: ask the server which server it belongs to.
-				const ch = await api.request<{ server_id?: string | null; parent_id?: string | null }>('GET', `/channels/${encodeURIComponent(channelId)}`);
-				if (ch.server_id) users = (await api.members(ch.server_id)).map((m) => m.user.id);
-			}
+		let users: string[];
+		try {
+			users = (await api.request<{ place_id: string; user_ids: string[] }>('GET', `/keys/places/${encodeURIComponent(channelId)}`)).user_ids;
+		} catch (e) {
+			if (e instanceof ApiError && e.status === 409) throw new Error('This place has too many readers to be end-to-end encrypted.');
+			throw e;
 		}
-		if (!users) throw new Error('This place is not one I can encrypt for.');
 		this.#members.set(channelId, { at: Date.now(), users });
 		return users;
 	}
