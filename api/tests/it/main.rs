@@ -14,7 +14,6 @@ mod accounts;
 mod communities;
 mod errors;
 mod events;
-mod everyday;
 mod keys;
 mod messages;
 mod policy;
