@@ -168,7 +168,7 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     let (bus, presence) = bus_and_presence(&config).await?;
     let (state, _pg) = state(&config).await?;
-    let state = state.with_bus(bus.clone());
+    let state = state.with_bus(bus.clone()).with_presence(presence.clone());
     if let Some(url) = &config.redis_url {
         // Several api nodes: their history caches stay coherent through Redis.
         copains_api::messaging::history_sync::start(state.history.clone(), url, "copains")

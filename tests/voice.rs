@@ -294,6 +294,21 @@ async fn a_dm_call_rings_the_other_side_and_goes_through_the_sfu() {
     let base = s.base.as_str();
     let (alice_id, alice) = register(base, "alice").await;
     let (bob_id, bob) = register(base, "bob").await;
+    // Strangers may not DM (bob's default DM policy): they become friends first.
+    post(
+        base,
+        "/api/v1/users/@me/relationships",
+        Some(&alice),
+        json!({"user_id": bob_id}),
+    )
+    .await;
+    post(
+        base,
+        &format!("/api/v1/users/@me/relationships/{alice_id}/accept"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
     let dm = post(
         base,
         "/api/v1/users/@me/channels",

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use copains_wire::events::{Audience, BusEvent, Event};
 
 use crate::error::{ApiError, ApiResult};
+use crate::messaging::dms::DmPolicy;
 use crate::policy::{self, RegistrationMode};
 use crate::secret;
 use crate::state::AppState;
@@ -38,6 +39,8 @@ pub struct User {
     pub is_admin: bool,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// Who may start a DM with me.
+    pub dm_policy: DmPolicy,
 }
 
 /// What anyone signed in may see of another user.
@@ -55,7 +58,8 @@ pub struct PublicUser {
 }
 
 /// Columns selected for [`User`].
-pub const USER_COLUMNS: &str = "id, username, email, display_name, bio, is_admin, created_at";
+pub const USER_COLUMNS: &str =
+    "id, username, email, display_name, bio, is_admin, created_at, dm_policy";
 
 /// Where a request came from, recorded on the session.
 #[derive(Debug, Clone)]
@@ -164,6 +168,7 @@ struct UserRow {
     bio: Option<String>,
     is_admin: bool,
     created_at: DateTime<Utc>,
+    dm_policy: String,
 }
 
 impl From<UserRow> for User {
@@ -176,6 +181,7 @@ impl From<UserRow> for User {
             bio: r.bio,
             is_admin: r.is_admin,
             created_at: r.created_at,
+            dm_policy: DmPolicy::from_db(&r.dm_policy),
         }
     }
 }

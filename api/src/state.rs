@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use copains_signaling::{EventBus, InProcessBus};
+use copains_signaling::{EventBus, InProcessBus, PresenceStore};
 use copains_wire::events::BusEvent;
 use copains_wire::{IdGenerator, TokenSigner, TokenVerifier};
 use sqlx::PgPool;
@@ -46,6 +46,9 @@ pub struct AppState {
     pub history: Arc<crate::messaging::history_cache::HistoryCache>,
     /// Per-place queues that group concurrent sends into one insert.
     pub sends: Arc<crate::messaging::send_batch::SendBatcher>,
+    /// The gateway's presence store, when this process can read it (for the online count of
+    /// invite previews); `None` leaves that count out.
+    pub presence: Option<Arc<dyn PresenceStore>>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             places: Arc::default(),
             history: Arc::default(),
             sends: Arc::default(),
+            presence: None,
         })
     }
 
@@ -88,6 +92,12 @@ impl AppState {
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.history.set_enabled(bus.is_local());
         self.bus = bus;
+        self
+    }
+
+    /// The same state reading presence from `presence` (the gateway's store).
+    pub fn with_presence(mut self, presence: Arc<dyn PresenceStore>) -> Self {
+        self.presence = Some(presence);
         self
     }
 

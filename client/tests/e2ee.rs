@@ -349,9 +349,20 @@ async fn dm_place_history_is_megolm_ciphertext_every_device_decrypts() {
     let bob_api = s.register("bob").await;
     let bob_id = bob_api.user_id().to_owned();
     let alice_id = alice_api.user_id().to_owned();
-    // A DM is enough for the two to see each other's keys (no friendship needed).
+    // A DM is enough for the two to see each other's keys (no friendship needed): they are
+    // friends to open it (the default DM policy refuses strangers), then no longer.
+    befriend(&alice_api, &bob_api).await;
     let dm = alice_api
         .open_dm(std::slice::from_ref(&bob_id))
+        .await
+        .unwrap();
+    let _: serde_json::Value = alice_api
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/users/@me/relationships/{bob_id}"),
+            None,
+            None,
+        )
         .await
         .unwrap();
     let mut devices = vec![

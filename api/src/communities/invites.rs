@@ -153,14 +153,46 @@ pub struct InvitePreview {
     pub server_icon: Option<String>,
     /// Number of members.
     pub member_count: i64,
+    /// Members online now (not invisible); `null` when this node cannot see presence or the
+    /// server is larger than [`PREVIEW_PRESENCE_CAP`] members.
+    pub online_count: Option<i64>,
     /// Who made the invite.
     pub inviter: Option<UserSummary>,
     /// Expiry (`null`: never).
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// The preview of a usable invite.
-pub async fn preview(db: &PgPool, code: &str) -> ApiResult<InvitePreview> {
+/// Largest server whose online members an invite preview counts (one presence read per
+/// member id).
+pub const PREVIEW_PRESENCE_CAP: i64 = 5000;
+
+/// Members of `server` online now, when `state` can read presence and the server is small
+/// enough; a presence failure leaves the count out rather than failing the preview.
+async fn online_count(state: &AppState, server: Id, members: i64) -> Option<i64> {
+    let presence = state.presence.as_ref()?;
+    if members > PREVIEW_PRESENCE_CAP {
+        return None;
+    }
+    let ids = super::servers::member_ids(&state.db, server, PREVIEW_PRESENCE_CAP)
+        .await
+        .ok()?;
+    match presence.get(&ids).await {
+        Ok(list) => Some(
+            list.iter()
+                .filter(|p| p.status != copains_wire::events::PresenceStatus::Offline)
+                .count() as i64,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading presence for an invite preview");
+            None
+        }
+    }
+}
+
+/// The preview of a usable invite: what the server shows to anyone holding the code (name,
+/// description, icon, member and online counts, the inviter's public name) — no member list.
+pub async fn preview(state: &AppState, code: &str) -> ApiResult<InvitePreview> {
+    let db = &state.db;
     let inv = get_usable(db, code).await?;
     let s = super::servers::get(db, inv.server_id).await?;
     let inviter = match inv.inviter_id {
@@ -173,6 +205,7 @@ pub async fn preview(db: &PgPool, code: &str) -> ApiResult<InvitePreview> {
         server_name: s.name,
         server_description: s.description,
         server_icon: s.icon,
+        online_count: online_count(state, s.id, s.member_count).await,
         member_count: s.member_count,
         inviter,
         expires_at: inv.expires_at,

@@ -98,7 +98,9 @@ pub async fn check_server_quota(db: impl sqlx::PgExecutor<'_>, user: Id) -> ApiR
 }
 
 /// Creates a server owned by `owner`, with its @everyone role (default permissions), the
-/// owner as first member and a `general` text channel.
+/// owner as first member, and the channels a new server starts with: a "Text channels"
+/// category holding `#general` and a "Voice channels" category holding a "General" voice
+/// channel.
 pub async fn create(
     state: &AppState,
     owner: Id,
@@ -136,11 +138,23 @@ pub async fn create(
         .bind(owner.0)
         .execute(&mut *tx)
         .await?;
+    // `#general` takes the first id so it stays first in the listing (position, then id).
+    let general = state.ids.next();
+    let text_cat = state.ids.next();
+    let voice_cat = state.ids.next();
+    let voice = state.ids.next();
     sqlx::query(
-        "INSERT INTO channels (id, server_id, kind, name, position) VALUES ($1, $2, 'text', 'general', 0)",
+        "INSERT INTO channels (id, server_id, kind, name, parent_id, position) VALUES \
+         ($3, $1, 'category', 'Text channels', NULL, 0), \
+         ($4, $1, 'category', 'Voice channels', NULL, 1), \
+         ($2, $1, 'text', 'general', $3, 0), \
+         ($5, $1, 'voice', 'General', $4, 0)",
     )
-    .bind(state.ids.next().0)
     .bind(id.0)
+    .bind(general.0)
+    .bind(text_cat.0)
+    .bind(voice_cat.0)
+    .bind(voice.0)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -7,6 +7,11 @@
 //!   [`super::MAX_GROUP_DM_MEMBERS`], the owner included); any member may leave.
 //! - Blocks: if either user blocked the other, opening a DM, sending in it, or adding the other
 //!   to a group DM answers 403 `blocked` (the blocker is told plainly; documented choice).
+//! - Privacy: each user's `dm_policy` says who may start a DM with them — `server_members`
+//!   (the default: friends and anyone sharing a server), `friends` or `nobody`. It is checked
+//!   when a 1:1 DM or a group DM is created and when the owner adds someone to a group DM
+//!   (403 `dm_shared_server_only`, `dm_friends_only` or `dm_closed`); an existing 1:1 DM is
+//!   returned as it is (only a block closes it).
 
 use copains_wire::Id;
 use copains_wire::events::{Audience, BusEvent, Event};
@@ -80,12 +85,98 @@ pub async fn check_not_blocked(db: &PgPool, channel: Id, me: Id) -> ApiResult<()
     Ok(())
 }
 
-async fn user_exists(db: &PgPool, user: Id) -> ApiResult<bool> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+/// Who may start a DM with a user (`users.dm_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DmPolicy {
+    /// Friends and anyone who shares a server with them (the default).
+    ServerMembers,
+    /// Friends only.
+    Friends,
+    /// Nobody may start a new DM or add them to a group DM.
+    Nobody,
+}
+
+impl DmPolicy {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmPolicy::ServerMembers => "server_members",
+            DmPolicy::Friends => "friends",
+            DmPolicy::Nobody => "nobody",
+        }
+    }
+
+    /// Parses the database spelling (unknown values read as the strictest, `nobody`).
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "server_members" => DmPolicy::ServerMembers,
+            "friends" => DmPolicy::Friends,
+            _ => DmPolicy::Nobody,
+        }
+    }
+}
+
+/// The user's DM policy; `None` when the user does not exist.
+async fn policy_of(db: &PgPool, user: Id) -> ApiResult<Option<DmPolicy>> {
+    let found: Option<String> = sqlx::query_scalar("SELECT dm_policy FROM users WHERE id = $1")
         .bind(user.0)
         .fetch_optional(db)
         .await?;
-    Ok(found.is_some())
+    Ok(found.as_deref().map(DmPolicy::from_db))
+}
+
+async fn user_exists(db: &PgPool, user: Id) -> ApiResult<bool> {
+    Ok(policy_of(db, user).await?.is_some())
+}
+
+/// Checks that `me` may start a DM with `other` (or add them to a group DM): 404 for an
+/// unknown user, 403 `blocked` for a block either way, else `other`'s [`DmPolicy`].
+pub async fn check_may_dm(db: &PgPool, me: Id, other: Id) -> ApiResult<()> {
+    let policy = policy_of(db, other)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown user"))?;
+    if friends::is_blocked(db, me, other).await? {
+        return Err(blocked());
+    }
+    if policy == DmPolicy::Nobody {
+        return Err(ApiError::forbidden(
+            "dm_closed",
+            "this user does not accept direct messages",
+        ));
+    }
+    let (friend, shared): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM relationships
+                         WHERE user_id = $1 AND other_id = $2 AND kind = 'friend'),
+                EXISTS (SELECT 1 FROM members a JOIN members b ON b.server_id = a.server_id
+                         WHERE a.user_id = $1 AND b.user_id = $2)",
+    )
+    .bind(me.0)
+    .bind(other.0)
+    .fetch_one(db)
+    .await?;
+    match policy {
+        _ if friend => Ok(()),
+        DmPolicy::Friends => Err(ApiError::forbidden(
+            "dm_friends_only",
+            "this user accepts direct messages from friends only",
+        )),
+        DmPolicy::ServerMembers if shared => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "dm_shared_server_only",
+            "you can message this user once you share a server or are friends",
+        )),
+    }
+}
+
+/// Sets who may start a DM with `me`.
+pub async fn set_policy(db: &PgPool, me: Id, policy: DmPolicy) -> ApiResult<()> {
+    sqlx::query("UPDATE users SET dm_policy = $2 WHERE id = $1")
+        .bind(me.0)
+        .bind(policy.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 type DmRow = (i64, String, Option<i64>, Option<String>, Option<i64>);
@@ -209,20 +300,29 @@ pub async fn open(state: &AppState, me: Id, req: NewDm) -> ApiResult<(DmChannel,
         Some(_) => return Err(ApiError::validation("only group DMs have a name")),
         None => None,
     };
-    for o in &others {
-        if !user_exists(&state.db, *o).await? {
-            return Err(ApiError::not_found("unknown user"));
-        }
-        if friends::is_blocked(&state.db, me, *o).await? {
-            return Err(blocked());
-        }
-    }
     if let [other] = others[..] {
         let (low, high) = if me.0 < other.0 {
             (me, other)
         } else {
             (other, me)
         };
+        if !user_exists(&state.db, other).await? {
+            return Err(ApiError::not_found("unknown user"));
+        }
+        if friends::is_blocked(&state.db, me, other).await? {
+            return Err(blocked());
+        }
+        // An existing DM is returned as it is; only creating one asks the other's policy.
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM dm_channels WHERE user_low = $1 AND user_high = $2")
+                .bind(low.0)
+                .bind(high.0)
+                .fetch_optional(&state.db)
+                .await?;
+        if let Some(id) = existing {
+            return Ok((load(&state.db, Id(id)).await?, false));
+        }
+        check_may_dm(&state.db, me, other).await?;
         let mut tx = state.db.begin().await?;
         let new_id = state.ids.next();
         let created: Option<i64> = sqlx::query_scalar(
@@ -272,6 +372,9 @@ pub async fn open(state: &AppState, me: Id, req: NewDm) -> ApiResult<(DmChannel,
         }
         return Ok((ch, created.is_some()));
     }
+    for o in &others {
+        check_may_dm(&state.db, me, *o).await?;
+    }
     let id = state.ids.next();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -316,7 +419,8 @@ async fn group(db: &PgPool, me: Id, id: Id) -> ApiResult<DmChannel> {
     Ok(ch)
 }
 
-/// The owner adds `user` to group DM `id` (at most 10 members; not someone either blocked).
+/// The owner adds `user` to group DM `id` (at most 10 members; only someone [`check_may_dm`]
+/// lets the owner message).
 pub async fn add(state: &AppState, me: Id, id: Id, user: Id) -> ApiResult<DmChannel> {
     let ch = group(&state.db, me, id).await?;
     if ch.owner_id != Some(me) {
@@ -328,12 +432,7 @@ pub async fn add(state: &AppState, me: Id, id: Id, user: Id) -> ApiResult<DmChan
     if ch.recipients.iter().any(|u| u.id == user) {
         return Ok(ch);
     }
-    if !user_exists(&state.db, user).await? {
-        return Err(ApiError::not_found("unknown user"));
-    }
-    if friends::is_blocked(&state.db, me, user).await? {
-        return Err(blocked());
-    }
+    check_may_dm(&state.db, me, user).await?;
     let mut tx = state.db.begin().await?;
     // Lock the channel so two concurrent adds cannot exceed the cap.
     sqlx::query("SELECT id FROM dm_channels WHERE id = $1 FOR UPDATE")

@@ -335,9 +335,13 @@ pub fn reader_neutral(message: &mut serde_json::Value) {
 
 /// A plaintext body: 1–4000 characters, not blank, no control characters but newlines/tabs.
 pub fn content(s: &str) -> ApiResult<String> {
-    if s.trim().is_empty() || s.chars().count() > MAX_CONTENT_CHARS {
+    if s.trim().is_empty() {
+        return Err(ApiError::validation("a message cannot be blank"));
+    }
+    let n = s.chars().count();
+    if n > MAX_CONTENT_CHARS {
         return Err(ApiError::validation(format!(
-            "content must be 1 to {MAX_CONTENT_CHARS} characters and not blank"
+            "a message can be up to {MAX_CONTENT_CHARS} characters; this one has {n}"
         )));
     }
     if s.chars()

@@ -103,7 +103,8 @@ pub async fn list_invites(
     Ok(axum::Json(invites::list(&state.db, server_id).await?))
 }
 
-/// What an invite opens (no account needed). Unknown, expired and used-up codes answer 404.
+/// What an invite opens (no account needed): the server's name, description, icon, member
+/// and online counts. Unknown, expired and used-up codes answer 404.
 #[utoipa::path(get, path = "/invites/{code}", tag = "invites",
     params(("code" = String, Path, description = "Invite code")),
     responses((status = 200, body = InvitePreview)))]
@@ -111,7 +112,7 @@ pub async fn preview_invite(
     State(state): State<AppState>,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<InvitePreview>> {
-    Ok(axum::Json(invites::preview(&state.db, &code).await?))
+    Ok(axum::Json(invites::preview(&state, &code).await?))
 }
 
 /// Join the invite's server. 201 when newly joined, 200 when already a member (no use taken);

@@ -12,6 +12,7 @@ use copains_wire::Id;
 use crate::accounts::{self, PublicUser, SessionInfo, User};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Json, Path};
+use crate::messaging::dms::{self, DmPolicy};
 use crate::state::AppState;
 use crate::validate;
 
@@ -34,6 +35,8 @@ pub struct UpdateMe {
     pub display_name: Option<String>,
     /// New bio ("" clears it).
     pub bio: Option<String>,
+    /// Who may start a DM with me: `server_members` (default), `friends` or `nobody`.
+    pub dm_policy: Option<DmPolicy>,
 }
 
 /// `POST /users/@me/password` body.
@@ -62,7 +65,7 @@ pub async fn get_me(State(state): State<AppState>, auth: Auth) -> ApiResult<axum
     ))
 }
 
-/// Change my username, display name or bio.
+/// Change my username, display name, bio or DM policy.
 #[utoipa::path(patch, path = "/users/@me", tag = "users", security(("bearer" = [])), request_body = UpdateMe,
     responses((status = 200, body = User), (status = 409, description = "Username taken", body = crate::error::ErrorBody)))]
 pub async fn update_me(
@@ -107,6 +110,9 @@ pub async fn update_me(
         other => {
             other?;
         }
+    }
+    if let Some(p) = req.dm_policy {
+        dms::set_policy(&state.db, auth.user_id, p).await?;
     }
     Ok(axum::Json(
         accounts::get_user(&state.db, auth.user_id).await?,

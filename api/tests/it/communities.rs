@@ -1232,11 +1232,12 @@ async fn communities_ban_blocks_every_invite_and_kicked_members_can_rejoin() {
     );
 
     // Two of their messages: one recent, one from two hours ago.
-    let general: (i64,) = sqlx::query_as("SELECT id FROM channels WHERE server_id = $1 LIMIT 1")
-        .bind(id(&server).0)
-        .fetch_one(&ts.state.db)
-        .await
-        .unwrap();
+    let general: (i64,) =
+        sqlx::query_as("SELECT id FROM channels WHERE server_id = $1 AND kind = 'text' LIMIT 1")
+            .bind(id(&server).0)
+            .fetch_one(&ts.state.db)
+            .await
+            .unwrap();
     for (mid, age) in [(1_000_001i64, "1 minute"), (1_000_002, "2 hours")] {
         sqlx::query(&format!(
             "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at)

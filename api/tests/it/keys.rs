@@ -138,12 +138,14 @@ async fn keys_upload_query_claim_then_fallback() {
         "a stranger must not see Bob's keys"
     );
     assert!(claim(&s, &carol, &bob, "BOBPHONE").await.is_none());
-    // Opening a DM with Bob makes his keys visible to Carol (she must encrypt to him).
+    // Being in a group DM with Bob makes his keys visible to Carol (she must encrypt to him).
+    // Strangers may not open one (DM policy), so Alice, a friend of both, opens it.
+    befriend(&s, &alice, &carol).await;
     let (st, v) = s
         .post(
             "/api/v1/users/@me/channels",
-            Some(&carol.token),
-            json!({"recipients": [bob.id]}),
+            Some(&alice.token),
+            json!({"recipients": [bob.id, carol.id]}),
         )
         .await;
     assert!(st.is_success(), "{st} {v}");

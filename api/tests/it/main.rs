@@ -14,6 +14,7 @@ mod accounts;
 mod communities;
 mod errors;
 mod events;
+mod everyday;
 mod keys;
 mod messages;
 mod policy;

@@ -923,6 +923,10 @@ async fn messages_dms_get_or_create_race_blocks_and_group_membership() {
     let a = ts.register("dma").await;
     let b = ts.register("dmb").await;
     let c = ts.register("dmc").await;
+    // Strangers may not DM by default (dm_policy; tests in everyday.rs): make them friends.
+    ts.befriend(&a, &b).await;
+    ts.befriend(&a, &c).await;
+    ts.befriend(&b, &c).await;
     // Both sides race to open the same DM: one channel.
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -1057,7 +1061,9 @@ async fn messages_dms_get_or_create_race_blocks_and_group_membership() {
     assert_eq!(g["kind"], "dm");
     let mut others = Vec::new();
     for i in 0..9 {
-        others.push(ts.register(&format!("dmgroup{i}")).await);
+        let o = ts.register(&format!("dmgroup{i}")).await;
+        ts.befriend(&a, &o).await;
+        others.push(o);
     }
     let (s, g) = ts
         .post(

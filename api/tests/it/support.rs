@@ -104,7 +104,10 @@ impl TestServer {
             &copains_wire::TokenSigner::generate_pem().unwrap(),
         )
         .unwrap();
-        let state = AppState::new(pool, signer, config, 1).unwrap();
+        // A presence store as `copains serve` has (tests set entries in it directly).
+        let state = AppState::new(pool, signer, config, 1)
+            .unwrap()
+            .with_presence(std::sync::Arc::new(copains_signaling::MemoryPresence::new()));
         state.ip_rules.reload(&state.db).await.unwrap();
         let app =
             copains_api::routes::router(state.clone()).fallback(copains_api::routes::no_route);
@@ -180,6 +183,21 @@ impl TestServer {
     }
 
     /// Registers `username` (email `username@example.org`, password `password-<username>`).
+    /// Makes `a` and `b` friends straight in the database (so they may open DMs whatever
+    /// their DM policy).
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
+        let (a, b): (i64, i64) = (a.id.parse().unwrap(), b.id.parse().unwrap());
+        sqlx::query(
+            "INSERT INTO relationships (user_id, other_id, kind) VALUES ($1, $2, 'friend'), ($2, $1, 'friend')
+             ON CONFLICT (user_id, other_id) DO UPDATE SET kind = 'friend'",
+        )
+        .bind(a)
+        .bind(b)
+        .execute(&self.state.db)
+        .await
+        .unwrap();
+    }
+
     pub async fn register(&self, username: &str) -> TestUser {
         let (s, v) = self
             .post(

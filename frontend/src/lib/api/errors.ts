@@ -28,7 +28,7 @@ export function isApiError(e: unknown): e is ApiError {
 
 /** A message to show the user for any thrown value. */
 export function errorMessage(e: unknown): string {
-	if (e instanceof ApiError) return e.message;
+	if (e instanceof ApiError) return SENTENCES[e.code] ?? e.message;
 	return 'Something went wrong. Please try again.';
 }
 
@@ -43,6 +43,14 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
 }
 
 const MAX_MESSAGE = 300;
+
+/** What a person reads for the refusals the app expects (the server's text is for developers). */
+const SENTENCES: Record<string, string> = {
+	dm_closed: 'This person does not accept direct messages.',
+	dm_friends_only: 'This person accepts direct messages from friends only.',
+	dm_shared_server_only: 'You can message this person once you share a server or are friends.',
+	blocked: 'You cannot message this person: one of you blocked the other.'
+};
 
 /** Turns a non-2xx response into an {@link ApiError}, reading the JSON `{code, message}` body when there is one. */
 export async function errorFromResponse(res: Response): Promise<ApiError> {

@@ -7,7 +7,12 @@ export interface User {
 	email: string;
 	display_name: string | null;
 	created_at: string;
+	/** Who may start a DM with me (absent from older servers: the default). */
+	dm_policy?: DmPolicy;
 }
+
+/** Who may start a DM with a user: friends and anyone sharing a server (default), friends only, or nobody. */
+export type DmPolicy = 'server_members' | 'friends' | 'nobody';
 
 /** Body of a successful register (201) or login (200). `refresh_token` is null for web clients (it is in a cookie). */
 export interface AuthResponse {
@@ -48,6 +53,7 @@ export interface LoginInput {
 /** Input of `PATCH /users/@me`. */
 export interface ProfilePatch {
 	display_name?: string | null;
+	dm_policy?: DmPolicy;
 }
 
 /** A user as shown inside communities (members, inviters, DM recipients). */
@@ -129,7 +135,11 @@ export interface InvitePreview {
 	server_id: string;
 	server_name: string;
 	server_description?: string | null;
+	/** A picture for the server (shown when it is same-origin or a data: image; CSP allows no other). */
+	server_icon?: string | null;
 	member_count: number;
+	/** Members online now; absent or null when the server cannot tell. */
+	online_count?: number | null;
 	inviter?: UserSummary | null;
 	expires_at?: string | null;
 }
