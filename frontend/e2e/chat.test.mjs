@@ -472,7 +472,7 @@ export default [
 		}
 	},
 	{
-		name: 'an invite link opened while signed out leads through registration to the invite; timeout and retry, kick, ban, unban, audit log; phone layout',
+		name: 'an invite link opened while signed out shows the server and its counts, and registration joins it; timeout and retry, kick, ban, unban, audit log; phone layout',
 		timeoutMs: 60000,
 		async run({ page, browser, baseURL, shot }) {
 			await register(page, newUser());
@@ -482,16 +482,22 @@ export default [
 			try {
 				const guest = newUser();
 				await b.page.goto(link);
-				await b.page.waitForURL((u) => u.pathname === '/login' && u.searchParams.get('next')?.startsWith('/invite/'));
-				await b.page.getByRole('link', { name: 'Register' }).click();
+				// Signed out, the invite sells itself: the server's name, its member and online
+				// counts, and a way in either way; nothing asks to log in first.
+				await b.page.getByTestId('invite-server-name').waitFor();
+				assert((await b.page.getByTestId('invite-server-name').textContent())?.trim() === 'Newcomers', 'the invite shows the server name');
+				const counts = (await b.page.getByTestId('invite-counts').textContent()) ?? '';
+				assert(/1 member/.test(counts) && /online/.test(counts), `member and online counts: ${counts}`);
+				assert((await b.page.getByRole('link', { name: 'Log in to join' }).count()) === 1, 'Log in to join');
+				assert((await b.page.getByRole('button', { name: 'Accept invite' }).count()) === 0, 'no Accept while signed out');
+				await b.page.getByRole('link', { name: 'Create an account to join' }).click();
 				await b.page.waitForURL((u) => u.pathname === '/register' && u.searchParams.get('next')?.startsWith('/invite/'));
 				await b.page.getByLabel('Username').fill(guest.username);
 				await b.page.getByLabel('Email').fill(guest.email);
 				await b.page.getByLabel('Password').fill(guest.password);
 				await b.page.getByLabel('Password').press('Enter');
-				await b.page.getByTestId('invite-server-name').waitFor();
-				assert((await b.page.getByTestId('invite-server-name').textContent())?.trim() === 'Newcomers', 'the invite shows the server name');
-				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				// Back from registration the invite joins at once and lands in the server.
+				await b.page.waitForURL((u) => u.pathname.startsWith('/servers/'));
 				await b.page.getByTestId('composer').waitFor();
 				// A timeout: the newcomer's message is refused and kept with Retry; once the timeout ends,
 				// Retry sends it (same nonce: exactly one message).
