@@ -208,13 +208,15 @@ export async function decryptMessage(m: ChatMessage, keysVersion: number): Promi
 	if (attempts.size > 5000) attempts.delete(attempts.keys().next().value as string);
 	let text: string | null = null;
 	let reason: string | undefined;
+	let detail: string | undefined;
 	try {
 		const e2ee = await ensureE2ee();
 		const r = await e2ee.decryptFromPlace(m.channel_id, envelope, { authorId: m.author_id, messageId: m.id });
 		if (r.ok) text = r.plaintext;
-		else reason = r.reason;
+		else ({ reason, detail } = r);
 	} catch (e) {
-		reason = `End-to-end encryption is not available on this device (${errorMessage(e)}).`;
+		reason = 'Encryption could not start in this browser, so encrypted messages cannot be read here. Reloading the page may help.';
+		detail = errorMessage(e);
 	}
 	const cur = chat.history[m.channel_id]?.items.find((x) => x.id === m.id);
 	if (!cur || cur.content !== null) return;
@@ -230,7 +232,11 @@ export async function decryptMessage(m: ChatMessage, keysVersion: number): Promi
 		cur.e2eeFiles = body.files.filter((f) => own.has(f.id));
 		cur.content = body.text;
 		delete cur.undecryptable;
-	} else cur.undecryptable = reason;
+		delete cur.undecryptableDetail;
+	} else {
+		cur.undecryptable = reason;
+		cur.undecryptableDetail = detail;
+	}
 }
 
 /** Asks the author's device for the key of an undecryptable message (it re-shares it if I may read). */

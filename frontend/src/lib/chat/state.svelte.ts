@@ -20,6 +20,8 @@ export interface ChatMessage extends Message {
 	failed?: string;
 	/** Encrypted places: the envelope could not be decrypted on this device, and why. */
 	undecryptable?: string;
+	/** The technical detail behind `undecryptable` (library text), shown only on request. */
+	undecryptableDetail?: string;
 	/** Encrypted places: the files the decrypted body describes (name, type, key of each blob). */
 	e2eeFiles?: EncryptedFile[];
 }

@@ -46,6 +46,14 @@ const FAST_POLL_MS = 3_000;
 /** Megolm indexes remembered per session for replay detection (older ones are forgotten). */
 const MAX_INDEXES_PER_SESSION = 2000;
 
+/** What a person reads when a message does not decrypt: what happened, then what to do. */
+const NO_KEY =
+	'This message was sent before this device could read the conversation. Restore your keys with your recovery key (Settings › Encryption), or press Retry to ask the sender’s device.';
+const KEY_STARTS_LATER =
+	'This message was sent before this device joined the conversation’s current key. Restore your keys with your recovery key (Settings › Encryption), or press Retry to ask the sender’s device.';
+const NOT_TRUSTED = 'The key for this message did not come from the sender’s own device, so it is not trusted and the message stays hidden.';
+const REPLAYED = 'This message repeats an earlier one exactly (a replay), so it was refused.';
+
 type IdentityKeys = { curve25519: string; ed25519: string };
 
 interface InboundInfo {
@@ -518,9 +526,11 @@ class Engine implements E2ee {
 
 	async decryptFromPlace(channelId: string, envelope: Envelope, options: DecryptOptions = {}): Promise<Decrypted> {
 		if (!envelope || typeof envelope !== 'object' || typeof envelope.session_id !== 'string' || typeof envelope.ciphertext !== 'string') {
-			return { ok: false, reason: 'The message has no readable envelope.' };
+			return { ok: false, reason: 'This message is damaged: it carries no encrypted content this app can read.' };
 		}
-		if (envelope.algorithm !== MEGOLM_ALGORITHM) return { ok: false, reason: `Unsupported encryption algorithm ${JSON.stringify(envelope.algorithm)}.` };
+		if (envelope.algorithm !== MEGOLM_ALGORITHM) {
+			return { ok: false, reason: 'This message was encrypted in a way this version of the app cannot read. Updating the app may help.', detail: `algorithm ${JSON.stringify(envelope.algorithm)}` };
+		}
 		if (!this.#inbound.has(envelope.session_id)) {
 			// The room key may be waiting in the to-device queue (it is sent before the message).
 			await this.sync();
@@ -532,11 +542,11 @@ class Engine implements E2ee {
 		const g = this.#inbound.get(envelope.session_id);
 		const info = this.#state.inbound[envelope.session_id];
 		if (!g || !info) {
-			return { ok: false, reason: "This device never received the key for this message (the sender's device did not share it with this device)." };
+			return { ok: false, reason: NO_KEY, detail: `no room key for session ${envelope.session_id}` };
 		}
-		if (info.channelId !== channelId) return { ok: false, reason: 'The key of this message belongs to another conversation.' };
+		if (info.channelId !== channelId) return { ok: false, reason: NOT_TRUSTED, detail: `the room key belongs to conversation ${info.channelId}` };
 		if (info.senderDevice !== envelope.sender_device_id || (options.authorId && info.senderUser !== options.authorId)) {
-			return { ok: false, reason: "The key of this message was shared by another device than the sender's: it is not trusted." };
+			return { ok: false, reason: NOT_TRUSTED, detail: `the room key came from device ${info.senderDevice}, the message names ${envelope.sender_device_id}` };
 		}
 		const ciphertext = envelope.ciphertext.replace(/=+$/, '');
 		const msg = JSON.stringify({ session_id: envelope.session_id, ciphertext });
@@ -556,7 +566,7 @@ class Engine implements E2ee {
 					copy.free();
 				}
 			} else {
-				return { ok: false, reason: 'This message replays an earlier one (same key index): refused.' };
+				return { ok: false, reason: REPLAYED, detail: `message index ${idx} already used` };
 			}
 			if (idx !== null) {
 				info.indexes[idx] = tag;
@@ -566,9 +576,9 @@ class Engine implements E2ee {
 			return { ok: true, plaintext: dec.decode(bytes) };
 		} catch (e) {
 			const m = errText(e);
-			if (/replay/i.test(m)) return { ok: false, reason: 'This message replays an earlier one (same key index): refused.' };
-			if (/index|ratchet|unknown message/i.test(m)) return { ok: false, reason: `The key this device holds starts after this message (${m}).` };
-			return { ok: false, reason: `The message could not be decrypted (${m}).` };
+			if (/replay/i.test(m)) return { ok: false, reason: REPLAYED, detail: m };
+			if (/index|ratchet|unknown message/i.test(m)) return { ok: false, reason: KEY_STARTS_LATER, detail: m };
+			return { ok: false, reason: 'This message could not be decrypted on this device. Press Retry to ask the sender’s device for its key.', detail: m };
 		}
 	}
 

@@ -13,7 +13,7 @@ export { e2eeStatus } from './status.svelte';
 /** The `encrypted` envelope of a message in a DM, group DM or encrypted channel. */
 export type Envelope = { algorithm: string; sender_device_id: string; session_id: string; ciphertext: string };
 /** The outcome of a decryption: never an exception, a failure carries a human reason. */
-export type Decrypted = { ok: true; plaintext: string } | { ok: false; reason: string };
+export type Decrypted = { ok: true; plaintext: string } | { ok: false; reason: string; detail?: string };
 /** A device of a user. */
 export type DeviceRef = { userId: string; deviceId: string };
 
