@@ -298,7 +298,7 @@ export default [
 				// Delete propagates.
 				const own = b.page.getByTestId('message').filter({ hasText: 'hi alice' });
 				await own.hover();
-				await own.getByRole('button', { name: 'Delete message' }).click();
+				await own.getByRole('button', { name: 'Delete message' }).click({ modifiers: ['Shift'] }); // Shift: no "are you sure?"
 				await eventually(async () => !(await texts(page)).includes('hi alice'), 'alice no longer sees the deleted message');
 				assert(!(await texts(b.page)).includes('hi alice'), 'bob no longer sees it either');
 

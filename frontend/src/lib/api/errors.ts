@@ -49,7 +49,8 @@ const SENTENCES: Record<string, string> = {
 	dm_closed: 'This person does not accept direct messages.',
 	dm_friends_only: 'This person accepts direct messages from friends only.',
 	dm_shared_server_only: 'You can message this person once you share a server or are friends.',
-	blocked: 'You cannot message this person: one of you blocked the other.'
+	blocked: 'You cannot message this person: one of you blocked the other.',
+	banned: 'You are banned from this server.'
 };
 
 /** Turns a non-2xx response into an {@link ApiError}, reading the JSON `{code, message}` body when there is one. */
