@@ -535,8 +535,8 @@ export default [
 				await page.getByTestId('member-card').getByRole('button', { name: 'Confirm ban' }).click();
 				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'banned: the server left the rail');
 				await b.page.goto(link);
-				await b.page.getByRole('button', { name: 'Accept invite' }).click();
 				await b.page.getByRole('alert').waitFor();
+				assert(await b.page.getByRole('button', { name: 'Accept invite' }).isDisabled(), 'a banned guest’s invite cannot be accepted');
 				await page.getByTestId('server-menu-button').click();
 				await page.getByRole('button', { name: 'Bans and audit log' }).click();
 				const ban = page.getByTestId('ban').filter({ hasText: guest.username });
