@@ -85,6 +85,17 @@ fn notices(
         .collect()
 }
 
+/// The public preview of invite `code`, with `token` when given.
+async fn preview(ts: &TestServer, code: &str, token: Option<&str>) -> Value {
+    let mut rb = ts.http.get(ts.url(&format!("/api/v1/invites/{code}")));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()
+}
+
 async fn audit(ts: &TestServer, owner: &TestUser, server: &str, action: &str) -> Vec<Value> {
     let (s, v) = ts
         .get(
@@ -249,26 +260,19 @@ async fn moderation_kick_ban_and_timeout_tell_the_member_why() {
 
     // The invite says who is banned: the banned user (signed in) sees `banned`, the kicked
     // one and anonymous visitors do not, and a bad token leaves the preview public.
-    let preview = |token: Option<String>| {
-        let ts = &ts;
-        let code = &code;
-        async move {
-            let mut rb = ts.http.get(ts.url(&format!("/api/v1/invites/{code}")));
-            if let Some(t) = token {
-                rb = rb.bearer_auth(t);
-            }
-            let r = rb.send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
-            r.json::<Value>().await.unwrap()
-        }
-    };
-    assert_eq!(preview(Some(banned.token.clone())).await["banned"], true);
-    assert_eq!(preview(Some(kicked.token.clone())).await["banned"], false);
-    assert_eq!(preview(None).await["banned"], false);
-    let p = preview(Some("not-a-token".into())).await;
-    assert_eq!((p["banned"].clone(), p["server_name"].clone()), (json!(false), json!("Club")));
+    assert_eq!(preview(&ts, &code, Some(&banned.token)).await["banned"], true);
+    assert_eq!(preview(&ts, &code, Some(&kicked.token)).await["banned"], false);
+    assert_eq!(preview(&ts, &code, None).await["banned"], false);
+    let p = preview(&ts, &code, Some("not-a-token")).await;
+    assert_eq!(
+        (p["banned"].clone(), p["server_name"].clone()),
+        (json!(false), json!("Club"))
+    );
     let (s, v) = join(&ts, &banned, &code).await;
-    assert_eq!((s, v["code"].as_str()), (StatusCode::FORBIDDEN, Some("banned")));
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("banned"))
+    );
     assert_eq!(join(&ts, &kicked, &code).await.0, StatusCode::CREATED);
 
     // A pre-emptive ban of someone who is not a member tells them nothing.
@@ -287,7 +291,7 @@ async fn moderation_kick_ban_and_timeout_tell_the_member_why() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(notices(&drain(&mut rx), &outsider).is_empty());
-    assert_eq!(preview(Some(outsider.token.clone())).await["banned"], true);
+    assert_eq!(preview(&ts, &code, Some(&outsider.token)).await["banned"], true);
 }
 
 #[tokio::test]

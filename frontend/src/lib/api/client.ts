@@ -541,6 +541,12 @@ export class ApiClient {
 	async #refresh(): Promise<boolean> {
 		// The refresh token travels only in its HttpOnly cookie: the body is empty.
 		const res = await this.#send('POST', '/auth/refresh', { body: {} }, null);
+		if (res.status === 204) {
+			// No refresh cookie: nobody is signed in in this browser (answered without a 401,
+			// so a signed-out page load logs no failed request).
+			this.#accessToken = null;
+			return false;
+		}
 		if (res.ok) {
 			const body = (await parseBody(res)) as RefreshResponse | undefined;
 			if (!body || typeof body.access_token !== 'string') {
