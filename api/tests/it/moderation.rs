@@ -260,8 +260,14 @@ async fn moderation_kick_ban_and_timeout_tell_the_member_why() {
 
     // The invite says who is banned: the banned user (signed in) sees `banned`, the kicked
     // one and anonymous visitors do not, and a bad token leaves the preview public.
-    assert_eq!(preview(&ts, &code, Some(&banned.token)).await["banned"], true);
-    assert_eq!(preview(&ts, &code, Some(&kicked.token)).await["banned"], false);
+    assert_eq!(
+        preview(&ts, &code, Some(&banned.token)).await["banned"],
+        true
+    );
+    assert_eq!(
+        preview(&ts, &code, Some(&kicked.token)).await["banned"],
+        false
+    );
     assert_eq!(preview(&ts, &code, None).await["banned"], false);
     let p = preview(&ts, &code, Some("not-a-token")).await;
     assert_eq!(
@@ -291,7 +297,10 @@ async fn moderation_kick_ban_and_timeout_tell_the_member_why() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(notices(&drain(&mut rx), &outsider).is_empty());
-    assert_eq!(preview(&ts, &code, Some(&outsider.token)).await["banned"], true);
+    assert_eq!(
+        preview(&ts, &code, Some(&outsider.token)).await["banned"],
+        true
+    );
 }
 
 #[tokio::test]
