@@ -74,13 +74,13 @@ export default [
 				await gone.getByRole('heading', { name: `You were banned from ${club}` }).waitFor();
 				await gone.getByText('Reason: spam links').waitFor();
 				assert((await b.getByText('Server not found').count()) === 0, 'no "Server not found" for a ban');
-				await shot('banned-member');
+				await shot('banned-member', b);
 
 				// The invite knows: it says bob is banned, and Accept is disabled.
 				await b.goto(link);
 				await b.getByText(`You are banned from ${club}, so you cannot join it.`).waitFor();
 				assert(await b.getByRole('button', { name: 'Accept invite' }).isDisabled(), 'Accept invite is disabled for a banned user');
-				await shot('banned-invite');
+				await shot('banned-invite', b);
 
 				// The ban list shows the reason.
 				await page.getByTestId('server-menu-button').click();
