@@ -298,7 +298,7 @@ export default [
 				// Delete propagates.
 				const own = b.page.getByTestId('message').filter({ hasText: 'hi alice' });
 				await own.hover();
-				await own.getByRole('button', { name: 'Delete message' }).click();
+				await own.getByRole('button', { name: 'Delete message' }).click({ modifiers: ['Shift'] }); // Shift: no "are you sure?"
 				await eventually(async () => !(await texts(page)).includes('hi alice'), 'alice no longer sees the deleted message');
 				assert(!(await texts(b.page)).includes('hi alice'), 'bob no longer sees it either');
 
@@ -541,8 +541,8 @@ export default [
 				await page.getByTestId('member-card').getByRole('button', { name: 'Confirm ban' }).click();
 				await eventually(async () => (await b.page.getByTestId('rail-server').count()) === 0, 'banned: the server left the rail');
 				await b.page.goto(link);
-				await b.page.getByRole('button', { name: 'Accept invite' }).click();
 				await b.page.getByRole('alert').waitFor();
+				assert(await b.page.getByRole('button', { name: 'Accept invite' }).isDisabled(), 'a banned guest’s invite cannot be accepted');
 				await page.getByTestId('server-menu-button').click();
 				await page.getByRole('button', { name: 'Bans and audit log' }).click();
 				const ban = page.getByTestId('ban').filter({ hasText: guest.username });

@@ -386,25 +386,27 @@ export default [
 		}
 	},
 	{
-		name: 'failing requests show the server’s own error message',
+		name: 'failing requests show a sentence a person reads, never the server’s own text',
 		async run({ page, baseURL }) {
 			const user = newUser();
 			await register(page, user);
 			const api = await apiAs(baseURL, user);
-			// An unknown invite: the join dialog shows what the server said.
+			// An unknown invite: the invite page says so in sentences, not with the server's text.
 			const code = 'nosuchcode1';
 			const direct = await api.call('GET', `/invites/${code}`);
-			assert(direct.status >= 400 && direct.status < 500 && direct.body?.message, `the server refuses with a message: ${JSON.stringify(direct)}`);
+			assert(direct.status === 404 && direct.body?.message, `the server refuses with a message: ${JSON.stringify(direct)}`);
 			await page.getByRole('button', { name: 'Join a server' }).click();
 			await page.getByLabel('Invite link or code').fill(code);
 			await page.getByLabel('Invite link or code').press('Enter');
-			// (The code opens the invite page, which previews the invite and says why it does not work.)
-			const error = page.getByRole('alert').filter({ hasText: direct.body.message });
+			await page.getByText('This invite does not work').waitFor();
+			const error = page.getByTestId('invite-card').getByRole('alert');
 			await error.waitFor({ state: 'visible' });
-			assert(((await error.textContent()) ?? '').trim() === direct.body.message, `shown "${(await error.textContent())?.trim()}", the server said "${direct.body.message}"`);
-			// A wrong current password in settings: the server's message again.
+			const shown = ((await error.textContent()) ?? '').trim();
+			assert(shown === 'That was not found. It may have been deleted.', `shown "${shown}"`);
+			assert(!shown.includes(direct.body.message), `the server's text "${direct.body.message}" is not shown`);
+			// A wrong current password in settings: a sentence again.
 			const wrong = await api.call('POST', '/users/@me/password', { current_password: 'not my password at all', new_password: 'another long password' });
-			assert(wrong.status >= 400 && wrong.status < 500 && wrong.body?.message, `the server refuses the password change: ${JSON.stringify(wrong)}`);
+			assert(wrong.status >= 400 && wrong.status < 500 && wrong.body?.code, `the server refuses the password change: ${JSON.stringify(wrong)}`);
 			await page.goto('/settings');
 			await page.getByLabel('Current password').fill('not my password at all');
 			await page.getByLabel('New password', { exact: true }).fill('another long password');
@@ -412,7 +414,8 @@ export default [
 			await page.getByRole('button', { name: 'Change password' }).click();
 			const pwError = page.locator('section[aria-labelledby="password-h"]').getByRole('alert');
 			await pwError.waitFor({ state: 'visible' });
-			assert(((await pwError.textContent()) ?? '').trim() === wrong.body.message, `shown "${(await pwError.textContent())?.trim()}", the server said "${wrong.body.message}"`);
+			const pw = ((await pwError.textContent()) ?? '').trim();
+			assert(/^[A-Z].*[.!?]$/.test(pw) && pw !== wrong.body.message, `shown "${pw}" (a sentence), the server said "${wrong.body.message}"`);
 		}
 	}
 ];

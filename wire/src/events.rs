@@ -75,6 +75,18 @@ pub enum SignalKind {
     Other,
 }
 
+/// What a moderator did to the user told by [`Event::ModerationNotice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationAction {
+    /// Removed from the server (an invite lets them back).
+    Kick,
+    /// Removed and refused until unbanned.
+    Ban,
+    /// Timed out (cannot send, react or speak) until `timeout_until`.
+    Timeout,
+}
+
 /// What happened. Serialized adjacently tagged: `{"t": "message_create", "d": {...}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "d", rename_all = "snake_case")]
@@ -169,6 +181,20 @@ pub enum Event {
         server_id: Id,
         /// The user who is no longer a member.
         user_id: Id,
+    },
+    /// The audience (one user) was kicked, banned or timed out: what, where and why, so the
+    /// client can say so instead of showing a server that vanished.
+    ModerationNotice {
+        /// The server.
+        server_id: Id,
+        /// The server's name at the time.
+        server_name: String,
+        /// What was done.
+        action: ModerationAction,
+        /// The reason the moderator gave, if any.
+        reason: Option<String>,
+        /// For a timeout: when it ends (RFC 3339).
+        timeout_until: Option<String>,
     },
     /// A friend request, acceptance, removal, block or unblock concerning the audience.
     RelationshipUpdate {
@@ -353,6 +379,7 @@ impl Event {
             Event::MemberAdd { .. } => "member_add",
             Event::MemberUpdate { .. } => "member_update",
             Event::MemberRemove { .. } => "member_remove",
+            Event::ModerationNotice { .. } => "moderation_notice",
             Event::RelationshipUpdate { .. } => "relationship_update",
             Event::MessageCreate { .. } => "message_create",
             Event::MessageUpdate { .. } => "message_update",

@@ -160,6 +160,9 @@ pub struct InvitePreview {
     pub inviter: Option<UserSummary>,
     /// Expiry (`null`: never).
     pub expires_at: Option<DateTime<Utc>>,
+    /// Whether the caller is banned from this server (joining would answer 403 `banned`);
+    /// `false` without an access token.
+    pub banned: bool,
 }
 
 /// Largest server whose online members an invite preview counts (one presence read per
@@ -191,7 +194,8 @@ async fn online_count(state: &AppState, server: Id, members: i64) -> Option<i64>
 
 /// The preview of a usable invite: what the server shows to anyone holding the code (name,
 /// description, icon, member and online counts, the inviter's public name) — no member list.
-pub async fn preview(state: &AppState, code: &str) -> ApiResult<InvitePreview> {
+/// The preview of invite `code`; `viewer` is the signed-in caller, if any (for `banned`).
+pub async fn preview(state: &AppState, code: &str, viewer: Option<Id>) -> ApiResult<InvitePreview> {
     let db = &state.db;
     let inv = get_usable(db, code).await?;
     let s = super::servers::get(db, inv.server_id).await?;
@@ -209,6 +213,10 @@ pub async fn preview(state: &AppState, code: &str) -> ApiResult<InvitePreview> {
         member_count: s.member_count,
         inviter,
         expires_at: inv.expires_at,
+        banned: match viewer {
+            Some(u) => super::moderation::is_banned(db, s.id, u).await?,
+            None => false,
+        },
     })
 }
 

@@ -730,6 +730,7 @@ pub fn change_of(event: &Event) -> Option<Change> {
         | Event::MemberAdd { .. }
         | Event::MemberUpdate { .. }
         | Event::MemberRemove { .. }
+        | Event::ModerationNotice { .. }
         | Event::RelationshipUpdate { .. }
         | Event::ScopeChanged { .. }
         | Event::ReadStateUpdate { .. }

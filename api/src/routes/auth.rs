@@ -231,8 +231,12 @@ pub async fn login(
 }
 
 /// Exchange a refresh token for a new pair. Reusing an exchanged token ends the session.
+/// A web client (`X-Copains-Client: web`) that sends no token at all (no cookie: nobody is
+/// signed in in this browser) gets 204 instead of 401, so a signed-out page load logs no
+/// failed request.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, description = "New tokens", body = TokenResponse),
+              (status = 204, description = "Web client without a refresh cookie: no session to restore"),
               (status = 401, description = "Invalid, reused, or revoked refresh token", body = crate::error::ErrorBody),
               (status = 403, description = "Account suspended", body = crate::error::ErrorBody)))]
 pub async fn refresh(
@@ -241,12 +245,15 @@ pub async fn refresh(
     headers: HeaderMap,
     Json(req): Json<RefreshRequest>,
 ) -> ApiResult<Response> {
-    let token = req
-        .refresh_token
-        .or_else(|| cookie_token(&headers))
-        .ok_or_else(|| {
-            ApiError::unauthorized("invalid_refresh_token", "no refresh token was sent")
-        })?;
+    let Some(token) = req.refresh_token.or_else(|| cookie_token(&headers)) else {
+        if wants_cookie(&headers) {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        return Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "no refresh token was sent",
+        ));
+    };
     let tokens = accounts::refresh(&state, &token, &client(ip, &headers)).await?;
     Ok(with_tokens(
         &state,

@@ -1,6 +1,6 @@
 //! `/servers/{id}/invites` and `/invites/{code}`: create, list, public preview, join, revoke.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use copains_wire::Id;
 use copains_wire::events::{Audience, Event};
@@ -16,7 +16,7 @@ use crate::communities::permissions::{self, Permissions};
 use crate::communities::servers::{self, Server};
 use crate::communities::{events, members};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Json, Path};
+use crate::extract::{Auth, Json, Path, bearer};
 use crate::state::AppState;
 
 /// The invite routes.
@@ -104,15 +104,26 @@ pub async fn list_invites(
 }
 
 /// What an invite opens (no account needed): the server's name, description, icon, member
-/// and online counts. Unknown, expired and used-up codes answer 404.
+/// and online counts. With a valid access token, `banned` says whether the caller is banned
+/// from it (an invalid or expired token is ignored: the preview stays public). Unknown,
+/// expired and used-up codes answer 404.
 #[utoipa::path(get, path = "/invites/{code}", tag = "invites",
     params(("code" = String, Path, description = "Invite code")),
     responses((status = 200, body = InvitePreview)))]
 pub async fn preview_invite(
     State(state): State<AppState>,
+    mut parts: axum::http::request::Parts,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<InvitePreview>> {
-    Ok(axum::Json(invites::preview(&state, &code).await?))
+    let viewer = if bearer(&parts.headers).is_some() {
+        Auth::from_request_parts(&mut parts, &state)
+            .await
+            .ok()
+            .map(|a| a.user_id)
+    } else {
+        None
+    };
+    Ok(axum::Json(invites::preview(&state, &code, viewer).await?))
 }
 
 /// Join the invite's server. 201 when newly joined, 200 when already a member (no use taken);

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use copains_wire::Id;
-use copains_wire::events::{Audience, Event};
+use copains_wire::events::{Audience, Event, ModerationAction};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use crate::communities::audit::{self, Action, AuditReason, Entry};
 use crate::communities::members::{self, Member};
+use crate::communities::moderation;
 use crate::communities::permissions::{self, Permissions, Rank};
 use crate::communities::{self as c, events};
 use crate::error::{ApiError, ApiResult};
@@ -58,6 +59,19 @@ pub struct UpdateMember {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub timeout_until: Option<Option<DateTime<Utc>>>,
+    /// Why (at most 512 characters): recorded in the audit log and, with a timeout, told to the
+    /// member. Takes precedence over the `X-Audit-Log-Reason` header.
+    #[schema(max_length = 512)]
+    pub reason: Option<String>,
+}
+
+/// `DELETE /servers/{id}/members/{user_id}` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct KickBody {
+    /// Why (at most 512 characters): recorded in the audit log and told to the kicked member.
+    /// Takes precedence over the `X-Audit-Log-Reason` header.
+    #[schema(max_length = 512)]
+    pub reason: Option<String>,
 }
 
 /// The members of a server I belong to, ordered by user id.
@@ -118,6 +132,7 @@ pub async fn update_member(
     Path((server_id, user_id)): Path<(Id, Id)>,
     Json(req): Json<UpdateMember>,
 ) -> ApiResult<axum::Json<Member>> {
+    let reason = moderation::reason_from(req.reason.as_deref(), reason)?;
     let access = permissions::require_member(&state.db, auth.user_id, server_id).await?;
     let target = target_rank(&state, server_id, user_id).await?;
     let is_self = user_id == auth.user_id;
@@ -300,21 +315,38 @@ pub async fn update_member(
     if new_roles.is_some() || req.timeout_until.is_some() {
         events::scope_changed(&state, &[user_id]).await;
     }
+    if let Some(Some(until)) = req.timeout_until
+        && !is_self
+    {
+        moderation::notify(
+            &state,
+            server_id,
+            user_id,
+            ModerationAction::Timeout,
+            reason.0.clone(),
+            Some(until),
+        )
+        .await;
+    }
     Ok(axum::Json(member))
 }
 
 /// Kick a member (KICK_MEMBERS, and their highest role must be below yours). They may rejoin
-/// with an invite.
+/// with an invite. The reason (body or `X-Audit-Log-Reason`) goes to the audit log and to the
+/// kicked member (`moderation_notice` on their own gateway channel).
 #[utoipa::path(delete, path = "/servers/{server_id}/members/{user_id}", tag = "moderation", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"), ("user_id" = String, Path, description = "User id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded in the audit log")),
-    responses((status = 204, description = "Kicked")))]
+    request_body(content = Option<KickBody>), responses((status = 204, description = "Kicked")))]
 pub async fn kick_member(
     State(state): State<AppState>,
     auth: Auth,
     reason: AuditReason,
     Path((server_id, user_id)): Path<(Id, Id)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
+    let req: KickBody = moderation::optional_json(&body)?;
+    let reason = moderation::reason_from(req.reason.as_deref(), reason)?;
     let access = permissions::require_member(&state.db, auth.user_id, server_id).await?;
     let target = target_rank(&state, server_id, user_id).await?;
     if user_id == auth.user_id {
@@ -347,6 +379,15 @@ pub async fn kick_member(
     )
     .await?;
     tx.commit().await?;
+    moderation::notify(
+        &state,
+        server_id,
+        user_id,
+        ModerationAction::Kick,
+        reason.0.clone(),
+        None,
+    )
+    .await;
     removed(&state, server_id, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

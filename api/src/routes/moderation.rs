@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use copains_wire::Id;
-use copains_wire::events::{Audience, Event};
+use copains_wire::events::{Audience, Event, ModerationAction};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -44,9 +44,14 @@ pub struct BanPage {
 /// `PUT /servers/{id}/bans/{user_id}` body (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct NewBan {
-    /// Delete the user's messages from the last this-many seconds (0–604800).
+    /// Delete the user's messages from the last this-many seconds (0–604800; the web app
+    /// offers 1 h, 24 h and 7 d).
     #[schema(minimum = 0, maximum = 604800)]
     pub delete_message_secs: Option<i32>,
+    /// Why (at most 512 characters): recorded with the ban and in the audit log, and told to
+    /// the banned member. Takes precedence over the `X-Audit-Log-Reason` header.
+    #[schema(max_length = 512)]
+    pub reason: Option<String>,
 }
 
 /// Page query of the audit log.
@@ -83,7 +88,9 @@ pub async fn list_bans(
 
 /// Ban a user (BAN_MEMBERS; a member's highest role must be below yours). They are removed
 /// and no invite lets them back until unbanned; their messages in this server from the last
-/// `delete_message_secs` seconds are deleted. The reason is the `X-Audit-Log-Reason` header.
+/// `delete_message_secs` seconds are deleted (each with a `message_delete` event). The reason is
+/// the body's `reason` or the `X-Audit-Log-Reason` header; a member banned is told on their own
+/// gateway channel (`moderation_notice`).
 #[utoipa::path(put, path = "/servers/{server_id}/bans/{user_id}", tag = "moderation", security(("bearer" = [])),
     params(("server_id" = String, Path, description = "Server id"), ("user_id" = String, Path, description = "User id"),
            ("X-Audit-Log-Reason" = Option<String>, Header, description = "Reason recorded with the ban and in the audit log")),
@@ -97,17 +104,8 @@ pub async fn ban(
 ) -> ApiResult<StatusCode> {
     let access = permissions::require_member(&state.db, auth.user_id, server_id).await?;
     access.require(Permissions::BAN_MEMBERS)?;
-    let req: NewBan = if body.iter().all(u8::is_ascii_whitespace) {
-        NewBan::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::validation(e.to_string())
-            } else {
-                ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"))
-            }
-        })?
-    };
+    let req: NewBan = moderation::optional_json(&body)?;
+    let reason = moderation::reason_from(req.reason.as_deref(), reason)?;
     let window = req.delete_message_secs.unwrap_or(0);
     if !(0..=MAX_DELETE_MESSAGE_SECS).contains(&window) {
         return Err(ApiError::validation(
@@ -187,6 +185,15 @@ pub async fn ban(
     .await?;
     tx.commit().await?;
     if was_member {
+        moderation::notify(
+            &state,
+            server_id,
+            user_id,
+            ModerationAction::Ban,
+            reason.0.clone(),
+            None,
+        )
+        .await;
         super::members::removed(&state, server_id, user_id).await;
     }
     for (channel_id, message_id, perm) in deleted {

@@ -227,3 +227,42 @@ async fn openapi_document_lists_every_route() {
     assert_eq!(doc["info"]["title"], "Copains API");
     assert!(doc["paths"]["/api/v1/auth/login"]["post"]["responses"]["429"].is_object());
 }
+
+#[tokio::test]
+async fn errors_signed_out_web_refresh_is_204_not_a_failed_request() {
+    let s = TestServer::start().await;
+    // The web app restores a session on every page load; signed out (no cookie) that is not
+    // an error: 204, so the browser logs no failed request.
+    let r = s
+        .http
+        .post(s.url("/api/v1/auth/refresh"))
+        .header("X-Copains-Client", "web")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().get("set-cookie").is_none());
+    // A native client without a token, and a web client with a bad cookie, still get 401.
+    let (st, v) = raw(
+        &s,
+        "/api/v1/auth/refresh",
+        Some("application/json"),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
+    let r = s
+        .http
+        .post(s.url("/api/v1/auth/refresh"))
+        .header("X-Copains-Client", "web")
+        .header("Cookie", "copains_refresh=not-a-token")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

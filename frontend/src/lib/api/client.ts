@@ -290,9 +290,10 @@ export class ApiClient {
 		return this.request<Member>('PATCH', `/servers/${seg(serverId)}/members/${seg(userId)}`, { body: patch });
 	}
 
-	/** `DELETE /servers/{id}/members/{user_id}`: kicks a member (they may rejoin with an invite). */
-	kick(serverId: string, userId: string): Promise<void> {
-		return this.request<void>('DELETE', `/servers/${seg(serverId)}/members/${seg(userId)}`);
+	/** `DELETE /servers/{id}/members/{user_id}`: kicks a member (they may rejoin with an invite); the reason is told to them. */
+	kick(serverId: string, userId: string, reason = ''): Promise<void> {
+		const body = reason.trim() ? { reason: reason.trim() } : undefined;
+		return this.request<void>('DELETE', `/servers/${seg(serverId)}/members/${seg(userId)}`, body ? { body } : {});
 	}
 
 	/** `GET /servers/{id}/bans` (BAN_MEMBERS). */
@@ -310,9 +311,15 @@ export class ApiClient {
 		return this.request<AuditEntry[]>('GET', `/servers/${seg(serverId)}/audit-log?limit=${limit}`);
 	}
 
-	/** `PUT /servers/{id}/bans/{user_id}`: bans a user (removes them and refuses their return). */
-	ban(serverId: string, userId: string): Promise<void> {
-		return this.request<void>('PUT', `/servers/${seg(serverId)}/bans/${seg(userId)}`, { body: {} });
+	/**
+	 * `PUT /servers/{id}/bans/{user_id}`: bans a user (removes them and refuses their return), with
+	 * an optional reason (told to them) and their messages of the last `deleteMessageSecs` seconds deleted.
+	 */
+	ban(serverId: string, userId: string, options: { reason?: string; deleteMessageSecs?: number } = {}): Promise<void> {
+		const body: { reason?: string; delete_message_secs?: number } = {};
+		if (options.reason?.trim()) body.reason = options.reason.trim();
+		if (options.deleteMessageSecs) body.delete_message_secs = options.deleteMessageSecs;
+		return this.request<void>('PUT', `/servers/${seg(serverId)}/bans/${seg(userId)}`, { body });
 	}
 
 	/** `POST /servers/{id}/invites`: a new invite (unlimited unless limits are given). */
@@ -320,9 +327,9 @@ export class ApiClient {
 		return this.request<Invite>('POST', `/servers/${seg(serverId)}/invites`, { body: limits });
 	}
 
-	/** `GET /invites/{code}`: what the invite opens. */
+	/** `GET /invites/{code}`: what the invite opens (public; signed in, it also says whether I am banned there). */
 	invitePreview(code: string): Promise<InvitePreview> {
-		return this.request<InvitePreview>('GET', `/invites/${seg(code)}`);
+		return this.request<InvitePreview>('GET', `/invites/${seg(code)}`, { auth: this.#accessToken !== null });
 	}
 
 	/** `POST /invites/{code}`: joins the server (200 when already a member). */
@@ -534,6 +541,12 @@ export class ApiClient {
 	async #refresh(): Promise<boolean> {
 		// The refresh token travels only in its HttpOnly cookie: the body is empty.
 		const res = await this.#send('POST', '/auth/refresh', { body: {} }, null);
+		if (res.status === 204) {
+			// No refresh cookie: nobody is signed in in this browser (answered without a 401,
+			// so a signed-out page load logs no failed request).
+			this.#accessToken = null;
+			return false;
+		}
 		if (res.ok) {
 			const body = (await parseBody(res)) as RefreshResponse | undefined;
 			if (!body || typeof body.access_token !== 'string') {

@@ -142,6 +142,8 @@ export interface InvitePreview {
 	online_count?: number | null;
 	inviter?: UserSummary | null;
 	expires_at?: string | null;
+	/** I am banned from this server (only when the preview was asked signed in). */
+	banned?: boolean;
 }
 
 /** One emoji's reactions on a message. */

@@ -5,6 +5,7 @@
  */
 import type { Channel, DmChannel, Member, Message, Relationship, Role, Server, Thread, UserSummary } from '$lib/api';
 import type { EncryptedFile } from '$lib/e2ee/files';
+import { toNotice, type ModerationNotice } from './moderation';
 
 /** A server with what the sidebar needs. */
 export interface ServerState extends Server {
@@ -74,6 +75,8 @@ export interface ChatState {
 	openThread: Thread | null;
 	/** My DMs and group DMs (end-to-end encrypted), most recently active first. */
 	dms: DmChannel[];
+	/** What moderators did to me (kick, ban, timeout), by server id: kept across reconnects. */
+	moderation: Record<string, ModerationNotice | undefined>;
 }
 
 /** A fresh, empty model. */
@@ -97,7 +100,8 @@ export function emptyChat(): ChatState {
 		relationships: {},
 		threads: {},
 		openThread: null,
-		dms: []
+		dms: [],
+		moderation: {}
 	};
 }
 
@@ -274,6 +278,7 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			const srv = obj(d.server);
 			const parsed = toServer(srv);
 			if (!parsed) return;
+			if (t === 'server_create' && s.moderation[parsed.id]?.action !== 'timeout') delete s.moderation[parsed.id]; // back in
 			const existing = serverById(s, parsed.id);
 			if (existing) {
 				existing.name = parsed.name;
@@ -357,6 +362,11 @@ export function applyDispatch(s: ChatState, t: string, raw: unknown, now: number
 			const i = list.findIndex((x) => x.user.id === m.user.id);
 			if (i >= 0) list[i] = m;
 			else list.push(m);
+			return;
+		}
+		case 'moderation_notice': {
+			const n = toNotice(d);
+			if (n) s.moderation[n.server_id] = n;
 			return;
 		}
 		case 'member_remove': {
