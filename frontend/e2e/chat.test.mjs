@@ -198,9 +198,9 @@ export default [
 				// Unread badge backed by read states: bob writes in another channel while alice reads #general.
 				const general = page.url();
 				await page.getByTestId('server-menu-button').click();
-				await page.getByRole('button', { name: 'Create channel' }).click();
+				await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 				await page.getByLabel('Channel name').fill('random');
-				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 				await page.waitForURL((u) => u.href !== general);
 				await page.goto(general);
 				await page.getByTestId('composer').waitFor();
@@ -416,25 +416,25 @@ export default [
 			await register(page, newUser());
 			await createServer(page, 'Secret');
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Channel name').fill('vault');
 			await page.getByLabel('End-to-end encrypted').check();
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			// (Sending and reading there is e2ee.test.mjs's.)
 			await page.getByTestId('e2ee-start').waitFor();
 			await page.getByTestId('composer-lock').waitFor();
 			assert((await page.getByTestId('channel-link').filter({ hasText: 'vault' }).getByLabel('encrypted').count()) === 1, 'the sidebar shows a lock');
 			// A voice channel and a category appear too.
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Category').check();
 			await page.getByLabel('Category name').fill('Lounge');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Lounge').waitFor();
 			await page.getByRole('button', { name: 'Create channel in Lounge' }).click();
 			await page.getByLabel('Voice').check();
 			await page.getByLabel('Channel name').fill('Hangout');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
 			// Ctrl+K jumps to a channel by name.
@@ -612,9 +612,9 @@ export default [
 			const general = page.url();
 			const link = await createInvite(page);
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Channel name').fill('elsewhere');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.waitForURL((u) => u.href !== general);
 			const b = await secondBrowser(browser, baseURL);
 			try {

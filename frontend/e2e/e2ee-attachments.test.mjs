@@ -65,10 +65,10 @@ export default [
 			await page.getByTestId('create-server-dialog').getByRole('button', { name: 'Create' }).click();
 			await page.waitForURL(/\/servers\/\d+\/\d+$/);
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Channel name').fill('vault');
 			await page.getByLabel('End-to-end encrypted').check();
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('composer-lock').waitFor();
 			const vaultUrl = page.url();
 			const vaultId = vaultUrl.split('/').pop();

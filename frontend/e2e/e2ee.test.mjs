@@ -34,10 +34,10 @@ async function secondBrowser(browser, baseURL) {
 
 async function createEncryptedChannel(page, name) {
 	await page.getByTestId('server-menu-button').click();
-	await page.getByRole('button', { name: 'Create channel' }).click();
+	await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 	await page.getByLabel('Channel name').fill(name);
 	await page.getByLabel('End-to-end encrypted').check();
-	await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+	await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 	await page.getByTestId('composer-lock').waitFor();
 }
 

@@ -95,9 +95,9 @@ export default [
 			// Channels: make a second one from the server menu in the drawer, then switch back.
 			await openNav();
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Channel name').fill('second');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByRole('textbox', { name: 'Message #second' }).waitFor();
 			await eventually(navShut, 'the drawer closes on the new channel');
 			await fits('the new channel');

@@ -21,9 +21,9 @@ export default [
 			await createServer(page, `Race ${alice.username.slice(4)}`);
 			// A second channel, so the check is not only about the first one.
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByLabel('Channel name').fill('second');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('second').waitFor();
 			const link = await createInvite(page);
 

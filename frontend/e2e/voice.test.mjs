@@ -131,10 +131,10 @@ export default [
 			await register(page, alice);
 			await createServer(page, `Talk ${alice.username.slice(4)}`);
 			await page.getByTestId('server-menu-button').click();
-			await page.getByRole('button', { name: 'Create channel' }).click();
+			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByRole('radio', { name: 'Voice' }).check();
 			await page.getByLabel('Channel name').fill('Hangout');
-			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			const link = await createInvite(page);
 

@@ -201,10 +201,10 @@ export default [
 
 				// Alice creates an encrypted channel; bob opens it.
 				await page.getByTestId('server-menu-button').click();
-				await page.getByRole('button', { name: 'Create channel' }).click();
+				await page.getByRole('button', { name: 'Create channel', exact: true }).click();
 				await page.getByLabel('Channel name').fill('vault');
 				await page.getByLabel('End-to-end encrypted').check();
-				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel' }).click();
+				await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 				await page.getByTestId('composer-lock').waitFor();
 				const vaultPath = new URL(page.url()).pathname;
 				const vaultId = vaultPath.split('/').pop();
