@@ -427,18 +427,18 @@ export default [
 			// A voice channel and a category appear too.
 			await page.getByTestId('server-menu-button').click();
 			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
-			await page.getByLabel('Category').check();
+			await page.getByRole('radio', { name: 'Category' }).check();
 			await page.getByLabel('Category name').fill('Lounge');
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Lounge').waitFor();
 			await page.getByRole('button', { name: 'Create channel in Lounge' }).click();
-			await page.getByLabel('Voice').check();
+			await page.getByRole('radio', { name: 'Voice' }).check();
 			await page.getByLabel('Channel name').fill('Hangout');
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
 			await shot('encrypted-channel');
 			// Ctrl+K jumps to a channel by name.
-			await page.getByTestId('channel-list').getByText('general').click();
+			await page.getByTestId('channel-list').getByText('general', { exact: true }).click();
 			await page.getByTestId('composer').waitFor();
 			await page.keyboard.press('Control+k');
 			await page.getByLabel('Channel or server name').fill('vau');
@@ -621,6 +621,9 @@ export default [
 				await register(b.page, newUser());
 				await b.page.goto(link);
 				await b.page.getByRole('button', { name: 'Accept invite' }).click();
+				// The newcomer lands in the first channel (alice's uncategorized #elsewhere); #general is a click away.
+				await b.page.getByTestId('composer').waitFor();
+				await b.page.getByTestId('channel-list').getByText('general', { exact: true }).click();
 				await b.page.getByRole('textbox', { name: 'Message #general' }).waitFor();
 				await b.page.getByTestId('member').nth(1).waitFor();
 				await send(b.page, `@${alice.username} ping!`);
@@ -629,7 +632,7 @@ export default [
 					return n.length ? n : null;
 				}, 'a notification for the mention');
 				assert(notes.length === 1 && /in #general/.test(notes[0].title) && notes[0].body === `@${alice.username} ping!`, `notification: ${JSON.stringify(notes)}`);
-				const badge = page.getByTestId('channel-link').filter({ hasText: 'general' }).getByTestId('unread-badge');
+				const badge = page.getByTestId('channel-link').filter({ hasText: /^#?\s*general/ }).getByTestId('unread-badge');
 				await eventually(async () => /@1/.test((await badge.textContent()) ?? ''), 'a mention badge on #general');
 				await shot('mention-badge');
 				// A message without a mention does not notify.
@@ -640,7 +643,7 @@ export default [
 				// Channel permission overwrites: alice denies "Send messages" to @everyone in #general; bob's
 				// message is refused; back to "Inherit", bob's Retry goes through.
 				const setSend = async (value) => {
-					await page.getByRole('button', { name: 'Edit channel general' }).click();
+					await page.getByRole('button', { name: 'Edit channel general', exact: true }).click();
 					const editor = page.getByTestId('overwrites');
 					await editor.getByLabel('Send messages').waitFor();
 					await editor.getByLabel('Send messages').selectOption(value);

@@ -336,7 +336,7 @@ export default [
 		}
 	},
 	{
-		name: 'a thread of a hidden encrypted channel: its room key reaches a member who may read the parent, never one who may not',
+		name: 'a hidden encrypted channel: its room key reaches the member the server names as a reader, never a member who may not read it',
 		timeoutMs: 120000,
 		async run({ page, browser, baseURL, shot }) {
 			const alice = newUser();
@@ -344,7 +344,7 @@ export default [
 			const carol = newUser();
 			const tag = alice.username.slice(4);
 			await register(page, alice);
-			await createServer(page, `Threads ${tag}`);
+			await createServer(page, `Hidden ${tag}`);
 			const serverId = serverIdOf(page, page.url());
 			const link = await createInvite(page);
 			const b = await secondBrowser(browser, baseURL);
@@ -379,29 +379,17 @@ export default [
 				);
 				assert((await bobApi.call('GET', `/keys/places/${hideoutId}`)).status === 404, 'bob may not ask who reads it');
 
-				const root = `thread starter ${tag}`;
+				const root = `hidden message ${tag}`;
 				await send(page, root);
 				await seesMessage(page, root, 'alice reads her message');
-				const starter = page.getByTestId('message').filter({ hasText: root });
-				await starter.hover();
-				await starter.getByRole('button', { name: 'Start a thread' }).click();
-				await page.getByLabel('Thread name').fill('plans');
-				await page.getByTestId('thread-dialog').getByRole('button', { name: 'Start thread' }).click();
-				await page.getByTestId('thread-pane').waitFor();
-				const inThread = `thread secret ${tag}`;
-				await page.getByTestId('thread-composer').fill(inThread);
-				await page.getByTestId('thread-composer').press('Enter');
-				await page.getByTestId('thread-pane').getByText(inThread).waitFor();
-
-				// Carol, who may read the parent, decrypts the thread.
+				// Carol, who may read the channel, decrypts it. (The web app offers no threads in
+				// encrypted channels yet: a thread's name would be plaintext; the native client's
+				// test covers a thread's readers.)
 				await c.page.goto(`/servers/${serverId}/${hideoutId}`);
-				await seesMessage(c.page, root, 'carol decrypts the starter');
-				await c.page.getByRole('button', { name: 'Threads' }).click();
-				await c.page.getByTestId('thread-item').filter({ hasText: 'plans' }).click();
-				await eventually(async () => (await c.page.getByTestId('thread-pane').getByText(inThread).count()) === 1, 'carol decrypts the thread message', 25000);
-				await shot('thread-reader', c.page);
+				await seesMessage(c.page, root, 'carol decrypts the message');
+				await shot('hidden-channel-reader', c.page);
 
-				// Bob's device, which alice's device knows (they share the server), got nothing for either place.
+				// Bob's device, which alice's device knows (they share the server), got nothing.
 				const bobDevices = sql(`SELECT count(*) FROM devices WHERE user_id = ${bobApi.id}`);
 				if (bobDevices === null) {
 					console.log('        !! SKIPPED the to-device queue assertion: COPAINS_E2E_DATABASE_URL is unset or unreachable');

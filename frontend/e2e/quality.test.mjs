@@ -201,14 +201,18 @@ export default [
 			await page.keyboard.press('Enter');
 			await page.getByRole('textbox', { name: 'Message #second' }).waitFor();
 			await page.getByTestId('message').filter({ hasText: 'typed without a mouse' }).waitFor();
-			// Alt+↑ / Alt+↓ step through the text channels in sidebar order (and stop at the ends).
-			await page.keyboard.press('Alt+ArrowUp');
+			// Alt+↑ / Alt+↓ step through the text channels in sidebar order (and stop at the ends):
+			// #second, made from the server menu, has no category and comes first, above
+			// "Text channels" › #general.
+			const second = page.url();
+			await page.keyboard.press('Alt+ArrowDown');
 			await page.waitForURL(general);
 			await page.getByRole('textbox', { name: 'Message #general' }).waitFor();
-			await page.keyboard.press('Alt+ArrowUp');
-			await page.waitForTimeout(300);
-			assert(page.url() === general, 'Alt+↑ on the first channel stays there');
 			await page.keyboard.press('Alt+ArrowDown');
+			await page.waitForTimeout(300);
+			assert(page.url() === general, 'Alt+↓ on the last channel stays there');
+			await page.keyboard.press('Alt+ArrowUp');
+			await page.waitForURL(second);
 			await page.getByRole('textbox', { name: 'Message #second' }).waitFor();
 		}
 	},

@@ -66,7 +66,7 @@ export default [
 				await eventually(() => readiesHeld === 1, 'the gateway answered identify with a ready (held)');
 				await b.getByRole('button', { name: 'Accept invite' }).click();
 				await b.waitForURL(/\/servers\/\d+\/\d+$/);
-				await b.getByTestId('channel-list').getByText('general').waitFor();
+				await b.getByTestId('channel-list').getByText('general', { exact: true }).waitFor();
 				// Now the stale ready, then the server_create of the join, reach the page.
 				release();
 				assert(sockets.length === 1, `one gateway connection (${sockets.length})`);
@@ -74,7 +74,7 @@ export default [
 				// Give the events time to land, then the channels must be (still, or again) listed.
 				await eventually(async () => (await b.getByTestId('rail-server').count()) === 1, 'the server is in bob’s rail');
 				await eventually(
-					async () => (await list.getByText('general').count()) === 1 && (await list.getByText('second').count()) === 1,
+					async () => (await list.getByText('general', { exact: true }).count()) === 1 && (await list.getByText('second').count()) === 1,
 					'bob’s sidebar lists general and second'
 				);
 				await b.waitForTimeout(1000);

@@ -164,7 +164,7 @@ export default [
 			await page.waitForURL(/\/servers\/\d+\/\d+$/);
 			await page.getByTestId('server-menu-button').click();
 			await page.getByRole('button', { name: 'Create channel', exact: true }).click();
-			await page.getByLabel('Voice').check();
+			await page.getByRole('radio', { name: 'Voice' }).check();
 			await page.getByLabel('Channel name').fill('Hangout');
 			await page.getByTestId('create-channel-dialog').getByRole('button', { name: 'Create channel', exact: true }).click();
 			await page.getByTestId('channel-list').getByText('Hangout').waitFor();
