@@ -171,6 +171,11 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable
             }
+            // PostgreSQL refuses NUL in text (22021 character_not_in_repertoire) and
+            // invalid text for a type (22P02): the peer's input, not our fault.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021")) => {
+                Self::validation("text may not contain NUL (U+0000) characters")
+            }
             _ => Self::Internal(e.to_string()),
         }
     }

@@ -177,6 +177,24 @@ async fn bad_tokens_ids_and_routes_are_clear_4xx() {
 }
 
 #[tokio::test]
+async fn nul_characters_in_text_are_4xx_not_500() {
+    // PostgreSQL cannot store U+0000 in text; schemathesis found a friend request by such a
+    // username answering 500. Every text a peer sends must come back as a 4xx instead.
+    let s = TestServer::start().await;
+    let a = s.register("alice").await;
+    let cases = [
+        ("/api/v1/users/@me/relationships", json!({"username": "bo\u{0}b"})),
+        ("/api/v1/auth/login", json!({"login": "ali\u{0}ce", "password": "x"})),
+        ("/api/v1/servers", json!({"name": "caf\u{0}e"})),
+    ];
+    for (path, body) in cases {
+        let (st, v) = s.post(path, Some(&a.token), body.clone()).await;
+        assert!(st.is_client_error(), "{path} {body}: {st} {v}");
+        assert!(v["code"].is_string(), "{path}: {v}");
+    }
+}
+
+#[tokio::test]
 async fn openapi_document_lists_every_route() {
     let s = TestServer::start().await;
     let doc: serde_json::Value = s
