@@ -106,6 +106,19 @@ pub struct Settings {
     /// [default: the bind address].
     #[arg(long, env = "COPAINS_SFU_ANNOUNCED_IP", global = true)]
     pub sfu_announced_ip: Option<String>,
+    /// Address of a separate listener serving only `/metrics` (and the other operational
+    /// endpoints), e.g. `127.0.0.1:9100`; keep it off the public network [default: none].
+    #[arg(long, env = "COPAINS_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+    /// Bearer token that opens `/metrics` on the public listener (`Authorization: Bearer …`);
+    /// without it `/metrics` answers 404 there [default: none].
+    #[arg(
+        long,
+        env = "COPAINS_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -146,6 +159,8 @@ pub struct Config {
     pub sfu: copains_sfu::SfuConfig,
     /// Largest attachment upload, bytes.
     pub max_attachment_bytes: usize,
+    /// The separate metrics listener, if any.
+    pub metrics_addr: Option<SocketAddr>,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -179,6 +194,8 @@ impl Config {
                 cookie_secure,
                 log,
                 log_format,
+                metrics_addr,
+                metrics_token,
                 pg_bin_dir
             );
         }
@@ -200,6 +217,8 @@ impl Config {
             &mut s.sfu_ports,
             &mut s.sfu_bind_ip,
             &mut s.sfu_announced_ip,
+            &mut s.metrics_addr,
+            &mut s.metrics_token,
         ] {
             if f.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *f = None;
@@ -259,7 +278,18 @@ impl Config {
                         .clamp(60, 7 * 24 * 3600),
                 ),
             },
+            metrics_token: s.metrics_token.clone(),
             ..defaults
+        };
+        if api.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bail!("COPAINS_METRICS_TOKEN must be at least 16 characters");
+        }
+        let metrics_addr = match s.metrics_addr.as_deref() {
+            Some(a) => Some(
+                a.parse()
+                    .context("COPAINS_METRICS_ADDR must be an address like 127.0.0.1:9100")?,
+            ),
+            None => None,
         };
         if api.body_limit < 1024 {
             bail!("COPAINS_BODY_LIMIT must be at least 1024 bytes");
@@ -311,6 +341,7 @@ impl Config {
             ..copains_sfu::SfuConfig::default()
         };
         Ok(Config {
+            metrics_addr,
             max_attachment_bytes: s.max_attachment_bytes.unwrap_or(8 * 1024 * 1024).max(1024),
             sfu,
             allowed_origins,

@@ -248,6 +248,18 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         app = app.fallback(copains_api::routes::no_route);
     }
     let app = app.layer(TraceLayer::new_for_http());
+    if let Some(maddr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(maddr)
+            .await
+            .with_context(|| format!("listening on {maddr} (COPAINS_METRICS_ADDR)"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listener on http://{maddr}/metrics");
+        let metrics_app = copains_api::routes::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("listening on {}", config.http_addr))?;

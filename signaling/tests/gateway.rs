@@ -238,6 +238,18 @@ async fn bad_expired_and_revoked_tokens_are_closed_with_4004() {
     )
     .await;
     assert_eq!(close_code(&mut ws).await, Some(4004));
+    // A validly signed token whose session belongs to another user: 4004 (the owner's own
+    // token for that session still identifies).
+    dir.set_session_owner(Id(8), Id(2));
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"op": "identify", "token": token(&s, Id(1), Id(8), 600)}),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, Some(4004));
+    let (_owner_ws, _ready) = identify(node.addr, &token(&s, Id(2), Id(8), 600)).await;
 
     // Ops before identify: 4003; unknown op: 4001; not JSON: 4002; identify twice: 4005.
     let mut ws = connect(node.addr).await;

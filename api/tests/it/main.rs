@@ -17,6 +17,8 @@ mod events;
 mod everyday;
 mod keys;
 mod messages;
+mod ops;
 mod policy;
+mod strings;
 mod voice_ice;
 mod whiteboard;
