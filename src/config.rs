@@ -119,6 +119,17 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// Milliseconds a client has to send a request's headers, counted from when the connection
+    /// starts waiting for them (so also the idle timeout of a keep-alive connection) [default: 10000].
+    #[arg(long, env = "COPAINS_HEADER_TIMEOUT_MS", global = true)]
+    pub header_timeout_ms: Option<u64>,
+    /// Longest wait in milliseconds for the next chunk of a request body [default: 30000].
+    #[arg(long, env = "COPAINS_BODY_TIMEOUT_MS", global = true)]
+    pub body_timeout_ms: Option<u64>,
+    /// Most HTTP connections one client IP may hold at once; trusted proxies are exempt
+    /// (0: no cap) [default: 256].
+    #[arg(long, env = "COPAINS_MAX_CONNECTIONS_PER_IP", global = true)]
+    pub max_connections_per_ip: Option<usize>,
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -161,6 +172,8 @@ pub struct Config {
     pub max_attachment_bytes: usize,
     /// The separate metrics listener, if any.
     pub metrics_addr: Option<SocketAddr>,
+    /// Connection-level limits of the HTTP listener.
+    pub conn: crate::listen::ConnLimits,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -196,6 +209,9 @@ impl Config {
                 log_format,
                 metrics_addr,
                 metrics_token,
+                header_timeout_ms,
+                body_timeout_ms,
+                max_connections_per_ip,
                 pg_bin_dir
             );
         }
@@ -340,7 +356,14 @@ impl Config {
             },
             ..copains_sfu::SfuConfig::default()
         };
+        let conn = crate::listen::ConnLimits {
+            header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000).max(100)),
+            body_timeout: Duration::from_millis(s.body_timeout_ms.unwrap_or(30_000).max(100)),
+            max_per_ip: s.max_connections_per_ip.unwrap_or(256),
+            exempt: api.trusted_proxies.clone(),
+        };
         Ok(Config {
+            conn,
             metrics_addr,
             max_attachment_bytes: s.max_attachment_bytes.unwrap_or(8 * 1024 * 1024).max(1024),
             sfu,

@@ -497,7 +497,12 @@ impl Conn {
                             }
                             h.wake(&s);
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            // Each ping costs a pong: pings share the op rate limit.
+                            let mut s = h.lock();
+                            s.on_client_control(now);
+                            h.wake(&s);
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             let code = frame.map(|f| f.code).unwrap_or(close::NORMAL);
                             return code != close::NORMAL;

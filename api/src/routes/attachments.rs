@@ -47,6 +47,14 @@ pub async fn upload_attachment(
 ) -> ApiResult<(StatusCode, axum::Json<Attachment>)> {
     let place = Place::require(&state.db, auth.user_id, channel_id).await?;
     let max = attachments::max_bytes();
+    // A declared length beyond the cap is refused before a byte of the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(max))?;
