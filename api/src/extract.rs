@@ -112,8 +112,8 @@ fn inner(text: &str) -> String {
         .collect()
 }
 
-/// Path parameters; a bad id → 404 (an id that cannot exist names nothing); a control
-/// character in a text parameter → 422 naming it.
+/// Path parameters; a bad id → 404 (an id that cannot exist names nothing), and so is a text
+/// parameter with a control character.
 #[derive(Debug)]
 pub struct Path<T>(pub T);
 
@@ -123,12 +123,15 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => {
-                // Text parameters (an invite code, a device id...) obey the string rule; an
-                // id with a control character already failed to parse (404).
-                if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await {
-                    for (name, value) in &raw {
-                        crate::validate::single_line(name, value)?;
-                    }
+                // Text parameters (an invite code, a device id...) with a control character
+                // name nothing either: 404, before any handler or query sees them (an id
+                // with one already failed to parse).
+                if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+                    && raw
+                        .iter()
+                        .any(|(name, value)| crate::validate::single_line(name, value).is_err())
+                {
+                    return Err(ApiError::not_found("no such object"));
                 }
                 Ok(Path(v))
             }
