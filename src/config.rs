@@ -106,6 +106,30 @@ pub struct Settings {
     /// [default: the bind address].
     #[arg(long, env = "COPAINS_SFU_ANNOUNCED_IP", global = true)]
     pub sfu_announced_ip: Option<String>,
+    /// Address of a separate listener serving only `/metrics` (and the other operational
+    /// endpoints), e.g. `127.0.0.1:9100`; keep it off the public network [default: none].
+    #[arg(long, env = "COPAINS_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+    /// Bearer token that opens `/metrics` on the public listener (`Authorization: Bearer …`);
+    /// without it `/metrics` answers 404 there [default: none].
+    #[arg(
+        long,
+        env = "COPAINS_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+    /// Milliseconds a client has to send a request's headers, counted from when the connection
+    /// starts waiting for them (so also the idle timeout of a keep-alive connection) [default: 10000].
+    #[arg(long, env = "COPAINS_HEADER_TIMEOUT_MS", global = true)]
+    pub header_timeout_ms: Option<u64>,
+    /// Longest wait in milliseconds for the next chunk of a request body [default: 30000].
+    #[arg(long, env = "COPAINS_BODY_TIMEOUT_MS", global = true)]
+    pub body_timeout_ms: Option<u64>,
+    /// Most HTTP connections one client IP may hold at once; trusted proxies are exempt
+    /// (0: no cap) [default: 256].
+    #[arg(long, env = "COPAINS_MAX_CONNECTIONS_PER_IP", global = true)]
+    pub max_connections_per_ip: Option<usize>,
     /// Folder of the PostgreSQL programs for the embedded cluster [default: newest /usr/lib/postgresql/*/bin].
     #[arg(long, env = "COPAINS_PG_BIN_DIR", global = true)]
     pub pg_bin_dir: Option<PathBuf>,
@@ -146,6 +170,10 @@ pub struct Config {
     pub sfu: copains_sfu::SfuConfig,
     /// Largest attachment upload, bytes.
     pub max_attachment_bytes: usize,
+    /// The separate metrics listener, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Connection-level limits of the HTTP listener.
+    pub conn: crate::listen::ConnLimits,
     /// The api role's settings.
     pub api: ApiConfig,
 }
@@ -179,6 +207,11 @@ impl Config {
                 cookie_secure,
                 log,
                 log_format,
+                metrics_addr,
+                metrics_token,
+                header_timeout_ms,
+                body_timeout_ms,
+                max_connections_per_ip,
                 pg_bin_dir
             );
         }
@@ -200,6 +233,8 @@ impl Config {
             &mut s.sfu_ports,
             &mut s.sfu_bind_ip,
             &mut s.sfu_announced_ip,
+            &mut s.metrics_addr,
+            &mut s.metrics_token,
         ] {
             if f.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *f = None;
@@ -259,7 +294,18 @@ impl Config {
                         .clamp(60, 7 * 24 * 3600),
                 ),
             },
+            metrics_token: s.metrics_token.clone(),
             ..defaults
+        };
+        if api.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bail!("COPAINS_METRICS_TOKEN must be at least 16 characters");
+        }
+        let metrics_addr = match s.metrics_addr.as_deref() {
+            Some(a) => Some(
+                a.parse()
+                    .context("COPAINS_METRICS_ADDR must be an address like 127.0.0.1:9100")?,
+            ),
+            None => None,
         };
         if api.body_limit < 1024 {
             bail!("COPAINS_BODY_LIMIT must be at least 1024 bytes");
@@ -310,7 +356,15 @@ impl Config {
             },
             ..copains_sfu::SfuConfig::default()
         };
+        let conn = crate::listen::ConnLimits {
+            header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000).max(100)),
+            body_timeout: Duration::from_millis(s.body_timeout_ms.unwrap_or(30_000).max(100)),
+            max_per_ip: s.max_connections_per_ip.unwrap_or(256),
+            exempt: api.trusted_proxies.clone(),
+        };
         Ok(Config {
+            conn,
+            metrics_addr,
             max_attachment_bytes: s.max_attachment_bytes.unwrap_or(8 * 1024 * 1024).max(1024),
             sfu,
             allowed_origins,

@@ -1,8 +1,6 @@
 //! Starting roles: database (embedded or not), migrations, state, the HTTP server and
 //! graceful shutdown.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use axum::Router;
 use std::sync::Arc;
@@ -161,6 +159,7 @@ async fn bus_and_presence(
 
 /// Runs the given roles until SIGTERM/SIGINT, then drains gateway connections and stops.
 pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    crate::listen::raise_open_file_limit();
     if roles.gateway && !roles.api && config.redis_url.is_none() {
         tracing::warn!(
             "a gateway without COPAINS_REDIS_URL hears no api node: set it when running roles apart"
@@ -248,6 +247,18 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         app = app.fallback(copains_api::routes::no_route);
     }
     let app = app.layer(TraceLayer::new_for_http());
+    if let Some(maddr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(maddr)
+            .await
+            .with_context(|| format!("listening on {maddr} (COPAINS_METRICS_ADDR)"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listener on http://{maddr}/metrics");
+        let metrics_app = copains_api::routes::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("listening on {}", config.http_addr))?;
@@ -255,11 +266,7 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     tracing::info!(%addr, roles = %roles.names(), "copains is serving on http://{addr}");
     let drain = gateway.clone();
     let voice_drain = _sfu.as_ref().map(|(_, stop, _)| stop.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let shutdown = async move {
         crate::shutdown::signal().await;
         // Voice participants are told to rejoin first (through the gateway, still open)...
         if let Some(stop) = voice_drain {
@@ -270,7 +277,14 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         if let Some(gw) = drain {
             gw.shutdown(std::time::Duration::from_secs(5)).await;
         }
-    })
+    };
+    crate::listen::serve(
+        listener,
+        app,
+        config.conn.clone(),
+        shutdown,
+        std::time::Duration::from_secs(10),
+    )
     .await?;
     state.db.close().await;
     tracing::info!("stopped");

@@ -12,9 +12,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
+/// The bearer token that opens `/metrics` on the nodes' serving port.
+const METRICS_TOKEN: &str = "multinode-history-metrics";
+
 /// A counter or gauge of `/metrics` (first sample whose name and labels start with `name`).
 async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()
@@ -65,6 +71,7 @@ async fn two_api_nodes_keep_their_history_caches_coherent_through_redis() {
             ("DATABASE_URL", db.url.clone()),
             ("COPAINS_REDIS_URL", redis_url.clone()),
             ("COPAINS_NODE_ID", node.to_owned()),
+            ("COPAINS_METRICS_TOKEN", METRICS_TOKEN.to_owned()),
         ]
     };
     let a = Proc::start("api", &env("1"), &dir).await; // creates the shared signing key first

@@ -32,6 +32,9 @@ pub struct ApiConfig {
     pub max_concurrent_hashes: usize,
     /// ICE servers handed to clients for calls (STUN and TURN).
     pub ice: IceConfig,
+    /// Bearer token that opens `/metrics` (and `/version`'s build details) on the public
+    /// listener; `None`: `/metrics` answers 404 there (scrape the metrics listener instead).
+    pub metrics_token: Option<String>,
 }
 
 /// STUN/TURN servers for calls. TURN credentials are minted per user with coturn's
@@ -76,6 +79,7 @@ impl Default for ApiConfig {
                 turn_ttl: Duration::from_secs(12 * 3600),
                 ..IceConfig::default()
             },
+            metrics_token: None,
         }
     }
 }

@@ -264,12 +264,13 @@ impl Directory for PgDirectory {
         Ok(v)
     }
 
-    async fn is_session_active(&self, session_id: Id) -> Result<bool, DirectoryError> {
+    async fn is_session_active(&self, user_id: Id, session_id: Id) -> Result<bool, DirectoryError> {
         let live: Option<bool> = sqlx::query_scalar(
             "SELECT s.revoked_at IS NULL AND s.expires_at > now() AND u.suspended_at IS NULL
-               FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+               FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
         )
         .bind(session_id.0)
+        .bind(user_id.0)
         .fetch_optional(&self.db)
         .await
         .map_err(err)?;

@@ -3,8 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use copains_wire::{Id, TokenError};
@@ -15,21 +16,76 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A JSON body; syntax errors → 400, wrong fields → 422, wrong content type → 415, too big → 413.
+/// Every string in it (and every object key) must pass [`crate::validate::json_text_fields`]: no NUL
+/// or other control characters, line breaks and tabs only in multi-line fields (422 naming the
+/// field).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+/// The request body limit the router enforces, made known to the extractors so a 413 can
+/// state it (an extension set by [`crate::routes::router`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// axum's limit when no `DefaultBodyLimit` is configured.
+const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(AXUM_DEFAULT_BODY_LIMIT, |l| l.0);
+        // Refuse a declared length beyond the limit before reading a byte of the body.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            Err(e) => return Err(ApiError::bad_request("bad_body", e.body_text())),
+        };
+        crate::validate::json_text_fields(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(r) => Err(json_rejection(r)),
+            Err(r) => Err(json_rejection(r, limit)),
         }
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
+/// `application/json` or `application/*+json`, parameters allowed (axum's rule).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+fn json_rejection(r: JsonRejection, limit: usize) -> ApiError {
     match r {
         JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
             "malformed_json",
@@ -40,7 +96,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(e)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
-            ApiError::PayloadTooLarge(0)
+            ApiError::PayloadTooLarge(limit)
         }
         other => ApiError::bad_request("bad_body", other.body_text()),
     }
@@ -56,7 +112,8 @@ fn inner(text: &str) -> String {
         .collect()
 }
 
-/// Path parameters; a bad id → 404 (an id that cannot exist names nothing).
+/// Path parameters; a bad id → 404 (an id that cannot exist names nothing), and so is a text
+/// parameter with a control character.
 #[derive(Debug)]
 pub struct Path<T>(pub T);
 
@@ -65,7 +122,19 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Ok(axum::extract::Path(v)) => {
+                // Text parameters (an invite code, a device id...) with a control character
+                // name nothing either: 404, before any handler or query sees them (an id
+                // with one already failed to parse).
+                if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+                    && raw
+                        .iter()
+                        .any(|(name, value)| crate::validate::single_line(name, value).is_err())
+                {
+                    return Err(ApiError::not_found("no such object"));
+                }
+                Ok(Path(v))
+            }
             Err(PathRejection::FailedToDeserializePathParams(_)) => {
                 Err(ApiError::not_found("no such object"))
             }
@@ -74,7 +143,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// A query string; bad values → 400.
+/// A query string; bad values → 400, a control character in a parameter → 422 naming it.
 #[derive(Debug)]
 pub struct Query<T>(pub T);
 
@@ -82,6 +151,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(axum::extract::Query(pairs)) =
+            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        {
+            for (name, value) in &pairs {
+                crate::validate::single_line(name, name)?;
+                crate::validate::single_line(name, value)?;
+            }
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {

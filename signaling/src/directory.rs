@@ -54,8 +54,9 @@ pub trait Directory: Send + Sync + 'static {
     async fn ready_payload(&self, user_id: Id) -> Result<Value, DirectoryError>;
     /// What this user may currently see.
     async fn visible(&self, user_id: Id) -> Result<Visibility, DirectoryError>;
-    /// Whether the login session (the token's `sid`) is still active (not logged out or revoked).
-    async fn is_session_active(&self, session_id: Id) -> Result<bool, DirectoryError>;
+    /// Whether the login session (the token's `sid`) belongs to `user_id` (the token's `sub`)
+    /// and is still active (not logged out or revoked). A session of another user is not.
+    async fn is_session_active(&self, user_id: Id, session_id: Id) -> Result<bool, DirectoryError>;
     /// Acknowledges to-device messages of `device_id` up to and including `up_to`
     /// (the api deletes them from the queue).
     async fn ack_to_device(
@@ -76,6 +77,7 @@ pub struct MemoryDirectory {
 struct MemoryInner {
     visibility: HashMap<Id, Visibility>,
     revoked: HashSet<Id>,
+    owners: HashMap<Id, Id>,
     acks: Vec<(Id, String, i64)>,
 }
 
@@ -92,6 +94,12 @@ impl MemoryDirectory {
     /// Sets what `user` may see.
     pub fn set_visibility(&self, user: Id, v: Visibility) {
         self.lock().visibility.insert(user, v);
+    }
+
+    /// Records that login session `sid` belongs to `user` (sessions without a recorded owner
+    /// are taken to belong to whoever presents them).
+    pub fn set_session_owner(&self, sid: Id, user: Id) {
+        self.lock().owners.insert(sid, user);
     }
 
     /// Marks a login session as revoked.
@@ -128,8 +136,10 @@ impl Directory for MemoryDirectory {
             .unwrap_or_default())
     }
 
-    async fn is_session_active(&self, session_id: Id) -> Result<bool, DirectoryError> {
-        Ok(!self.lock().revoked.contains(&session_id))
+    async fn is_session_active(&self, user_id: Id, session_id: Id) -> Result<bool, DirectoryError> {
+        let inner = self.lock();
+        let owner_ok = inner.owners.get(&session_id).is_none_or(|o| *o == user_id);
+        Ok(owner_ok && !inner.revoked.contains(&session_id))
     }
 
     async fn ack_to_device(

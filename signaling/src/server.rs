@@ -497,7 +497,12 @@ impl Conn {
                             }
                             h.wake(&s);
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            // Each ping costs a pong: pings share the op rate limit.
+                            let mut s = h.lock();
+                            s.on_client_control(now);
+                            h.wake(&s);
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             let code = frame.map(|f| f.code).unwrap_or(close::NORMAL);
                             return code != close::NORMAL;
@@ -612,7 +617,9 @@ impl Conn {
         let Ok(claims) = st.verifier.verify(&token) else {
             return self.fail(close::AUTHENTICATION_FAILED, "authentication failed");
         };
-        match st.directory.is_session_active(claims.sid).await {
+        // The session must be the token subject's own: a token signed for one user naming
+        // another user's session is refused.
+        match st.directory.is_session_active(claims.sub, claims.sid).await {
             Ok(true) => {}
             Ok(false) => return self.fail(close::AUTHENTICATION_FAILED, "authentication failed"),
             Err(e) => {
@@ -704,10 +711,17 @@ impl Conn {
         if owner != Some(claims.sub) {
             return reject(&self.handle);
         }
-        if let Some(tsid) = tsid
-            && !matches!(st.directory.is_session_active(tsid).await, Ok(true))
-        {
-            return reject(&self.handle);
+        // Both the presented token's session and the one the resumed session was opened
+        // with must be the subject's own and still live.
+        let mut sids = vec![claims.sid];
+        sids.extend(tsid.filter(|t| *t != claims.sid));
+        for sid in sids {
+            if !matches!(
+                st.directory.is_session_active(claims.sub, sid).await,
+                Ok(true)
+            ) {
+                return reject(&self.handle);
+            }
         }
         if !self
             .sh

@@ -608,6 +608,19 @@ impl Session {
     }
 
     /// A binary frame (not part of the protocol).
+    /// A WebSocket ping or pong from the client: it takes a token of the op rate limit like
+    /// any frame (a flood of pings, each answered with a pong, is closed with 4008).
+    pub fn on_client_control(&mut self, now: Instant) {
+        self.last_now = now;
+        if self.is_closed() {
+            return;
+        }
+        if !self.take_token(now) {
+            self.close(close::RATE_LIMITED, "rate limited");
+        }
+    }
+
+    /// A binary frame from the client (refused).
     pub fn on_client_binary(&mut self) {
         self.close(close::DECODE_ERROR, "binary frames are not accepted");
     }

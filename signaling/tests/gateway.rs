@@ -238,6 +238,18 @@ async fn bad_expired_and_revoked_tokens_are_closed_with_4004() {
     )
     .await;
     assert_eq!(close_code(&mut ws).await, Some(4004));
+    // A validly signed token whose session belongs to another user: 4004 (the owner's own
+    // token for that session still identifies).
+    dir.set_session_owner(Id(8), Id(2));
+    let mut ws = connect(node.addr).await;
+    frame(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"op": "identify", "token": token(&s, Id(1), Id(8), 600)}),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, Some(4004));
+    let (_owner_ws, _ready) = identify(node.addr, &token(&s, Id(2), Id(8), 600)).await;
 
     // Ops before identify: 4003; unknown op: 4001; not JSON: 4002; identify twice: 4005.
     let mut ws = connect(node.addr).await;
@@ -259,6 +271,28 @@ async fn bad_expired_and_revoked_tokens_are_closed_with_4004() {
     )
     .await;
     assert_eq!(close_code(&mut ws).await, Some(4005));
+}
+
+#[tokio::test]
+async fn a_flood_of_websocket_pings_is_closed_with_4008() {
+    let s = signer();
+    let (bus, pres) = memory_node_parts();
+    let node = start_node(bus, directory(), pres, &s, GatewayConfig::default()).await;
+    // A few pings are fine (each answered with a pong)...
+    let (mut calm, _) = identify(node.addr, &token(&s, Id(1), Id(20), 600)).await;
+    for _ in 0..5 {
+        calm.send(Message::Ping(vec![1].into())).await.unwrap();
+    }
+    // ...a flood beyond the op rate limit (burst 60) is not.
+    let (mut ws, _) = identify(node.addr, &token(&s, Id(2), Id(21), 600)).await;
+    for _ in 0..300 {
+        if ws.send(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut ws).await, Some(4008));
+    send(&mut calm, json!({"op": "heartbeat", "seq": 0})).await;
+    while frame(&mut calm).await["op"] != "heartbeat_ack" {}
 }
 
 #[tokio::test]

@@ -47,6 +47,14 @@ pub async fn upload_attachment(
 ) -> ApiResult<(StatusCode, axum::Json<Attachment>)> {
     let place = Place::require(&state.db, auth.user_id, channel_id).await?;
     let max = attachments::max_bytes();
+    // A declared length beyond the cap is refused before a byte of the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(max))?;
@@ -57,8 +65,35 @@ pub async fn upload_attachment(
     Ok((StatusCode::CREATED, axum::Json(a)))
 }
 
+/// The image types the web app shows inline (`AttachmentView.svelte`); any other upload is
+/// served as `application/octet-stream`, whatever type its uploader claimed.
+pub const INLINE_IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Served to readers: an inline image type as stored (parameters dropped), else
+/// `application/octet-stream`.
+pub fn served_content_type(stored: &str) -> &'static str {
+    let essence = stored
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    INLINE_IMAGE_TYPES
+        .iter()
+        .find(|t| **t == essence)
+        .copied()
+        .unwrap_or("application/octet-stream")
+}
+
+/// The policy of every attachment answer: nothing may run or load from it, even opened
+/// directly (`sandbox` gives it an opaque origin).
+pub const ATTACHMENT_CSP: &str =
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox";
+
 /// Download an attachment (READ_HISTORY). Always served as a download
-/// (`Content-Disposition: attachment`, `nosniff`).
+/// (`Content-Disposition: attachment`, `nosniff`, a sandboxing `Content-Security-Policy`), as
+/// `application/octet-stream` unless it is an image type the app shows inline (PNG, JPEG,
+/// GIF, WebP).
 #[utoipa::path(get, path = "/channels/{channel_id}/attachments/{attachment_id}", tag = "messages", security(("bearer" = [])),
     params(("channel_id" = String, Path, description = "Channel, thread or DM id"),
            ("attachment_id" = String, Path, description = "Attachment id")),
@@ -74,8 +109,11 @@ pub async fn download_attachment(
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&a.content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_static(served_content_type(&a.content_type)),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ATTACHMENT_CSP),
     );
     h.insert(
         header::CONTENT_DISPOSITION,

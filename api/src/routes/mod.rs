@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             crate::policy::deny_listed_ips,
         ))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(axum::Extension(crate::extract::BodyLimit(cfg.body_limit)))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -135,6 +136,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(api)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -151,6 +156,12 @@ pub fn ops_router(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .with_state(state)
+}
+
+/// The separate metrics listener (`COPAINS_METRICS_ADDR`): `/metrics` without a token, plus
+/// `/healthz` and `/readyz`; anything else is a 404.
+pub fn metrics_router(state: AppState) -> Router {
+    ops::metrics_router().fallback(no_route).with_state(state)
 }
 
 /// Answer for unknown `/api` paths: a JSON 404 (never the web app's page).

@@ -119,11 +119,20 @@ async fn oversized_bodies_are_413() {
     .await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(v["code"], "payload_too_large");
+    // The message states the real limit (the default 1 MiB), not "limit 0 bytes".
+    assert_eq!(
+        v["message"], "request body too large (limit 1048576 bytes)",
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn bad_tokens_ids_and_routes_are_clear_4xx() {
-    let s = TestServer::start().await;
+    let s = TestServer::with_config(copains_api::config::ApiConfig {
+        metrics_token: Some("metrics-token-for-tests".into()),
+        ..crate::support::test_config()
+    })
+    .await;
     let a = s.register("alice").await;
     let (st, v) = s
         .req(reqwest::Method::GET, "/api/v1/users/@me", None, None)
@@ -164,6 +173,7 @@ async fn bad_tokens_ids_and_routes_are_clear_4xx() {
     let metrics = s
         .http
         .get(s.url("/metrics"))
+        .bearer_auth("metrics-token-for-tests")
         .send()
         .await
         .unwrap()
@@ -183,8 +193,14 @@ async fn nul_characters_in_text_are_4xx_not_500() {
     let s = TestServer::start().await;
     let a = s.register("alice").await;
     let cases = [
-        ("/api/v1/users/@me/relationships", json!({"username": "bo\u{0}b"})),
-        ("/api/v1/auth/login", json!({"login": "ali\u{0}ce", "password": "x"})),
+        (
+            "/api/v1/users/@me/relationships",
+            json!({"username": "bo\u{0}b"}),
+        ),
+        (
+            "/api/v1/auth/login",
+            json!({"login": "ali\u{0}ce", "password": "x"}),
+        ),
         ("/api/v1/servers", json!({"name": "caf\u{0}e"})),
     ];
     for (path, body) in cases {

@@ -780,15 +780,25 @@ async fn keys_bad_input_never_5xx() {
         let (st, v) = s.post(path, Some(&alice.token), body).await;
         assert!(st.is_client_error(), "{path}: {st} {v}");
     }
-    // Invalid device ids name nothing: no key, no error.
+    // Invalid device ids name nothing: no key, no error...
     let (st, v) = s
         .post(
             "/api/v1/keys/claim",
             Some(&alice.token),
-            json!({"device_keys": {alice.id.clone(): ["\u{0}", "a/b"]}}),
+            json!({"device_keys": {alice.id.clone(): ["a/b", "x y"]}}),
         )
         .await;
     assert_eq!((st, v), (StatusCode::OK, json!({"one_time_keys": {}})));
+    // ...but a control character is refused like in any text a peer sends (#17 item 2).
+    let (st, v) = s
+        .post(
+            "/api/v1/keys/claim",
+            Some(&alice.token),
+            json!({"device_keys": {alice.id.clone(): ["\u{0}"]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "validation");
     let (st, _) = s
         .post("/api/v1/keys/query", None, json!({"user_ids": []}))
         .await;

@@ -18,6 +18,8 @@ mod everyday;
 mod keys;
 mod messages;
 mod moderation;
+mod ops;
 mod policy;
+mod strings;
 mod voice_ice;
 mod whiteboard;

@@ -1625,7 +1625,40 @@ async fn messages_attachments_upload_claim_download_and_caps() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-disposition"], "attachment");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    // Not an image the app shows inline: octet-stream whatever the uploader said, and a
+    // sandboxing policy should a browser open it anyway.
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("sandbox"),
+        "{csp}"
+    );
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"hello file");
+    for (claimed, served) in [
+        ("text/html; charset=utf-8", "application/octet-stream"),
+        ("image/svg+xml", "application/octet-stream"),
+        ("image/png", "image/png"),
+        ("IMAGE/JPEG; x=y", "image/jpeg"),
+    ] {
+        let (s, up) = upload(&ts, m, &w.text, "f", claimed, b"<b>x</b>".to_vec()).await;
+        assert_eq!(s, StatusCode::CREATED, "{up}");
+        let resp = ts
+            .http
+            .get(ts.url(&format!(
+                "/api/v1/channels/{}/attachments/{}",
+                w.text,
+                id_of(&up)
+            )))
+            .bearer_auth(&o.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], served, "{claimed}");
+        assert!(resp.headers().contains_key("content-security-policy"));
+    }
     // Through another channel: 404.
     let other = channel(&ts, o, &w.server, json!({"name": "o", "kind": "text"})).await;
     assert_eq!(
