@@ -34,11 +34,19 @@ struct Site {
 /// Serves `dir` (falling back to its `index.html`), or a plain page saying the web app is not built.
 pub fn router(dir: &Path) -> Router {
     let index = dir.join("index.html");
-    let r = if index.exists() {
-        Router::new().fallback(serve).with_state(Arc::new(Site {
-            root: dir.to_path_buf(),
-        }))
-    } else {
+    if index.exists() {
+        // Page headers go on documents and worker scripts only (see `page_headers`).
+        return Router::new()
+            .fallback(serve)
+            .with_state(Arc::new(Site {
+                root: dir.to_path_buf(),
+            }))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ));
+    }
+    let r = {
         tracing::warn!(dir = %dir.display(), "web app not built: serving a placeholder at /");
         Router::new().fallback(|| async {
             Html(
@@ -101,7 +109,34 @@ async fn serve(
         None if is_asset_path(path) => return not_found(),
         None => (site.root.join("index.html"), CACHE_REVALIDATE),
     };
-    send_file(&file, cache, &method, &headers).await
+    let mut resp = send_file(&file, cache, &method, &headers).await;
+    let is_html = file.extension().is_some_and(|e| e == "html");
+    if is_html || path.starts_with("/_app/immutable/workers/") {
+        page_headers(resp.headers_mut());
+    }
+    resp
+}
+
+/// The headers that govern a document (or a worker, whose policy is its script's response):
+/// CSP, framing, referrer and permissions. Scripts, styles and images get none of them
+/// (they have no effect there) and so stay small on the wire: about 500 bytes less for each
+/// of the fifty-odd files of a first load.
+fn page_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static(
+            "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+        ),
+    );
 }
 
 /// Paths that name build files, never a page of the app: a miss there is a 404.
@@ -304,6 +339,12 @@ mod tests {
         std::fs::write(root.join(format!("{}.br", &JS[1..])), "JS-BR").unwrap();
         std::fs::write(root.join(format!("{}.gz", &JS[1..])), "JS-GZ").unwrap();
         std::fs::write(root.join("_app/version.json"), "{\"version\":\"1\"}").unwrap();
+        std::fs::create_dir_all(root.join("_app/immutable/workers")).unwrap();
+        std::fs::write(
+            root.join("_app/immutable/workers/worker-x.js"),
+            "onmessage=0",
+        )
+        .unwrap();
         std::fs::write(root.join("favicon.png"), [0x89, b'P', b'N', b'G']).unwrap();
         std::fs::write(tmp.path().join("secret.txt"), "SECRET").unwrap();
         let r = router(&root);
@@ -388,7 +429,19 @@ mod tests {
             assert_eq!(s, StatusCode::OK, "{path}");
             assert_eq!(hv(&h, "cache-control"), "no-cache", "{path}");
             assert!(!hv(&h, "etag").is_empty(), "{path}");
-            assert!(!hv(&h, "content-security-policy").is_empty(), "{path}");
+            assert_eq!(hv(&h, "x-content-type-options"), "nosniff", "{path}");
+        }
+        // Documents and workers carry the page policy; other files do not need it.
+        for (path, csp) in [
+            ("/", true),
+            ("/login", true),
+            ("/_app/immutable/workers/worker-x.js", true),
+            (JS, false),
+            ("/favicon.png", false),
+        ] {
+            let (_, h, _) = get(&r, path, &[]).await;
+            assert_eq!(hv(&h, "content-security-policy") == CSP, csp, "{path}");
+            assert_eq!(hv(&h, "x-frame-options") == "DENY", csp, "{path}");
         }
         let (_, h, _) = get(&r, "/favicon.png", &[]).await;
         assert_eq!(hv(&h, "content-type"), "image/png");

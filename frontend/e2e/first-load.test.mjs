@@ -16,21 +16,41 @@ async function record(context, page) {
 		if (!reqs.has(id)) reqs.set(id, { bytes: 0 });
 		return reqs.get(id);
 	};
-	cdp.on('Network.requestWillBeSent', (e) => Object.assign(get(e.requestId), { url: e.request.url, type: e.type }));
+	let last = Date.now();
+	const touch = () => (last = Date.now());
+	cdp.on('Network.requestWillBeSent', (e) => touch() && Object.assign(get(e.requestId), { url: e.request.url, type: e.type }));
 	cdp.on('Network.responseReceived', (e) => {
 		const h = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), v]));
-		Object.assign(get(e.requestId), {
+		const r = get(e.requestId);
+		if (!r.done) r.bytes += e.response.encodedDataLength ?? 0;
+		Object.assign(r, {
 			status: e.response.status,
 			cached: Boolean(e.response.fromDiskCache || e.response.fromPrefetchCache || e.response.fromServiceWorker),
 			encoding: h['content-encoding'] ?? '',
 			cacheControl: h['cache-control'] ?? ''
 		});
 	});
+	// Bytes so far of a response whose loading has not finished (e.g. a body the page never reads).
+	cdp.on('Network.dataReceived', (e) => {
+		touch();
+		const r = get(e.requestId);
+		if (!r.done) r.bytes += e.encodedDataLength;
+	});
 	cdp.on('Network.requestServedFromCache', (e) => Object.assign(get(e.requestId), { cached: true }));
-	cdp.on('Network.loadingFinished', (e) => Object.assign(get(e.requestId), { bytes: e.encodedDataLength, done: true }));
-	cdp.on('Network.loadingFailed', (e) => Object.assign(get(e.requestId), { failed: e.errorText, done: true }));
+	cdp.on('Network.loadingFinished', (e) => touch() && Object.assign(get(e.requestId), { bytes: e.encodedDataLength, done: true }));
+	cdp.on('Network.loadingFailed', (e) => touch() && Object.assign(get(e.requestId), { failed: e.errorText, done: true }));
 	return {
 		cdp,
+		/** Waits until every request is answered and the network was quiet for 500 ms (at most 10 s). */
+		async settle() {
+			const end = Date.now() + 10000;
+			while (Date.now() < end) {
+				// Pending: no answer yet (a body still arriving keeps `last` fresh).
+				const pending = [...reqs.values()].filter((r) => r.url && !r.url.startsWith('data:') && !r.done && r.status === undefined);
+				if (pending.length === 0 && Date.now() - last >= 500) return;
+				await new Promise((r) => setTimeout(r, 100));
+			}
+		},
 		async stop() {
 			const list = [...reqs.values()].filter((r) => r.url && !r.url.startsWith('data:'));
 			reqs.clear();
@@ -40,11 +60,11 @@ async function record(context, page) {
 }
 
 /** Opens the app signed out and waits for the login form and a quiet network. */
-async function firstPage(page) {
-	await page.goto('/', { waitUntil: 'networkidle' });
+async function firstPage(page, rec) {
+	await page.goto('/');
 	await page.waitForURL((u) => u.pathname === '/login');
 	await page.getByLabel('Username or email').waitFor({ state: 'visible' });
-	await page.waitForLoadState('networkidle');
+	await rec.settle();
 }
 
 function table(list) {
@@ -61,13 +81,15 @@ export default [
 		async run({ page, context }) {
 			const rec = await record(context, page);
 			await rec.cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
-			await firstPage(page);
+			await firstPage(page, rec);
 			const list = await rec.stop();
 			const total = list.reduce((n, r) => n + r.bytes, 0);
 			console.log(`        first load: ${(total / 1000).toFixed(1)} KB on the wire in ${list.length} requests (budget ${BUDGET / 1000} KB)\n${table(list)}`);
 			const failed = list.filter((r) => r.failed);
 			assert(failed.length === 0, `no request failed (${failed.map((r) => `${r.url}: ${r.failed}`).join(', ')})`);
-			assert(list.every((r) => r.done), 'every request finished');
+			// A response still open is counted with the bytes received so far.
+			const open = list.filter((r) => !r.done);
+			if (open.length) console.log(`        still open: ${open.map((r) => `${new URL(r.url).pathname} (${r.bytes} B so far)`).join(', ')}`);
 			// Every script, style and wasm of any size came compressed.
 			const big = list.filter((r) => /\.(js|css|wasm|html)$/.test(new URL(r.url).pathname) && r.bytes > 1500);
 			const plain = big.filter((r) => !['br', 'gzip', 'zstd'].includes(r.encoding));
@@ -87,14 +109,17 @@ export default [
 		name: 'a second visit revalidates the page (304) and takes hashed assets from the cache',
 		async run({ page, context }) {
 			const rec = await record(context, page);
-			await firstPage(page);
+			await firstPage(page, rec);
 			const first = await rec.stop();
-			await firstPage(page);
+			await firstPage(page, rec);
 			const second = await rec.stop();
 			const total = (l) => l.reduce((n, r) => n + r.bytes, 0);
 			console.log(`        second visit: ${(total(second) / 1000).toFixed(1)} KB on the wire (first: ${(total(first) / 1000).toFixed(1)} KB)\n${table(second)}`);
+			// Chromium reports a revalidated document as its cached 200; what crossed the wire
+			// was a 304's headers, without the page again.
 			const doc = second.find((r) => r.type === 'Document');
-			assert(doc?.status === 304, `the page is revalidated with a 304 (got ${doc?.status})`);
+			const firstDoc = first.find((r) => r.type === 'Document');
+			assert(doc && firstDoc && doc.bytes > 0 && doc.bytes < firstDoc.bytes, `the page is revalidated, not sent again (${doc?.bytes} B, first ${firstDoc?.bytes} B)`);
 			const hashed = second.filter((r) => new URL(r.url).pathname.startsWith('/_app/immutable/'));
 			assert(hashed.length > 0, 'the app loads hashed assets');
 			const fetched = hashed.filter((r) => !r.cached && r.bytes > 0);
