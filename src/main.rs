@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod config;
 mod embedded_pg;
+mod node_id;
 mod serve;
 mod shutdown;
 mod voice;

@@ -17,6 +17,7 @@ mod events;
 mod everyday;
 mod keys;
 mod messages;
+mod node_lease;
 mod policy;
 mod voice_ice;
 mod whiteboard;
