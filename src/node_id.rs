@@ -71,7 +71,7 @@ impl NodeId {
                 Held::Lost { valid_until } => {
                     tracing::error!(
                         node_id = id,
-                        "lost the lease of node id {id} (the database could not renew it in time): \
+                        "lost the lease of node id {id} (taken over, or not renewed in time): \
                          stopping, so that no id is made twice"
                     );
                     let _ = lost_tx.send(true);
