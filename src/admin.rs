@@ -7,7 +7,9 @@ use crate::config::Config;
 
 /// Runs one admin command.
 pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
-    let (state, _pg) = crate::serve::state(&config).await?;
+    // Always a free id: the `COPAINS_NODE_ID` of the server this runs beside (e.g. in its
+    // container's environment) is that server's, held by it.
+    let (state, _pg, node) = crate::serve::state(&config, None).await?;
     match cmd {
         AdminCommand::CreateUser {
             username,
@@ -62,6 +64,7 @@ pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
             println!("reinstated {}", u.username);
         }
     }
+    node.release().await;
     state.db.close().await;
     Ok(())
 }

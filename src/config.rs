@@ -60,9 +60,14 @@ pub struct Settings {
     /// Largest number of database connections of this process [default: 20].
     #[arg(long, env = "COPAINS_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<u32>,
-    /// This node's number (0–1023), unique per process of an instance, used in ids [default: 0].
+    /// This process's node number (0–1023), part of every id it makes; unique per running
+    /// process of an instance [default: leased: a free one, held in PostgreSQL while the process runs].
     #[arg(long, env = "COPAINS_NODE_ID", global = true)]
     pub node_id: Option<u16>,
+    /// Seconds a node id lease lasts unless renewed (renewed every third of it); a process that
+    /// cannot renew it in time stops, and a killed process's id is free again after it [default: 30].
+    #[arg(long, env = "COPAINS_NODE_LEASE_SECS", global = true)]
+    pub node_lease_secs: Option<u64>,
     /// Mark the refresh cookie `Secure` (turn off only for plain-HTTP tests on a LAN) [default: true].
     #[arg(long, env = "COPAINS_COOKIE_SECURE", global = true)]
     pub cookie_secure: Option<bool>,
@@ -156,8 +161,10 @@ pub struct Config {
     pub jwt_key_file: PathBuf,
     /// Pool size.
     pub db_max_connections: u32,
-    /// Node number.
-    pub node_id: u16,
+    /// Node number set by hand; `None`: leased.
+    pub node_id: Option<u16>,
+    /// Node id lease time.
+    pub node_lease: Duration,
     /// Log filter.
     pub log: String,
     /// JSON logs.
@@ -204,6 +211,7 @@ impl Config {
                 smtp_from,
                 db_max_connections,
                 node_id,
+                node_lease_secs,
                 cookie_secure,
                 log,
                 log_format,
@@ -261,10 +269,14 @@ impl Config {
                 })
                 .collect::<anyhow::Result<_>>()?,
         };
-        let node_id = s.node_id.unwrap_or(0);
-        if node_id > 1023 {
+        let node_id = s.node_id;
+        if node_id.is_some_and(|n| n > copains_api::node_lease::MAX_NODE_ID) {
             bail!("COPAINS_NODE_ID must be between 0 and 1023");
         }
+        let node_lease = match s.node_lease_secs.unwrap_or(30) {
+            n @ 3..=3600 => Duration::from_secs(n),
+            _ => bail!("COPAINS_NODE_LEASE_SECS must be between 3 and 3600"),
+        };
         let smtp = s.smtp_url.clone().map(|url| SmtpConfig {
             url,
             from: s
@@ -378,6 +390,7 @@ impl Config {
             data_dir,
             db_max_connections: s.db_max_connections.unwrap_or(20).max(2),
             node_id,
+            node_lease,
             log: s.log.unwrap_or_else(|| "info".into()),
             log_json: s.log_format.as_deref() == Some("json"),
             pg_bin_dir: s.pg_bin_dir,
@@ -479,7 +492,8 @@ mod tests {
         let c = Config::load(s).unwrap();
         assert_eq!(c.http_addr.port(), 9000);
         assert_eq!(c.api.body_limit, 4096);
-        assert_eq!(c.node_id, 3, "the flag beats the file");
+        assert_eq!(c.node_id, Some(3), "the flag beats the file");
+        assert_eq!(c.node_lease, Duration::from_secs(30));
         assert!(c.database_url.is_none());
         let empty = Settings {
             redis_url: Some(String::new()),
@@ -488,6 +502,21 @@ mod tests {
         };
         let c = Config::load(empty).unwrap();
         assert!(c.redis_url.is_none(), "an empty value means unset");
+        assert_eq!(c.node_id, None, "no node id: leased");
+        for bad in [0, 2, 3601] {
+            let s = Settings {
+                node_lease_secs: Some(bad),
+                ..Default::default()
+            };
+            assert!(Config::load(s).is_err(), "lease of {bad} s");
+        }
+        assert!(
+            Config::load(Settings {
+                node_id: Some(1024),
+                ..Default::default()
+            })
+            .is_err()
+        );
         assert!(c.sfu.announced_ip.is_none());
         let bad = Settings {
             trusted_proxies: Some("nope".into()),

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod embedded_pg;
 mod listen;
+mod node_id;
 mod serve;
 mod shutdown;
 mod voice;

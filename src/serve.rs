@@ -11,6 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::embedded_pg::EmbeddedPg;
+use crate::node_id::NodeId;
 
 /// Sets up logging from the configuration (idempotent).
 pub fn init_tracing(config: &Config) {
@@ -52,8 +53,13 @@ pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects, migrates and builds the api state (used by `serve`, `api` and `admin`).
-pub async fn state(config: &Config) -> anyhow::Result<(AppState, Option<EmbeddedPg>)> {
+/// Connects, migrates, leases this process's node id (`node_id` if set, else a free one)
+/// and builds the api state (used by `serve`, `api`, `gateway`, `sfu` and `admin`). Release
+/// the [`NodeId`] at a clean stop.
+pub async fn state(
+    config: &Config,
+    node_id: Option<u16>,
+) -> anyhow::Result<(AppState, Option<EmbeddedPg>, NodeId)> {
     let (url, pg) = database(config).await?;
     let pool = copains_api::db::connect(&url, config.db_max_connections)
         .await
@@ -61,10 +67,11 @@ pub async fn state(config: &Config) -> anyhow::Result<(AppState, Option<Embedded
     copains_api::db::migrate(&pool)
         .await
         .context("applying migrations")?;
+    let node = NodeId::obtain(&pool, node_id, config.node_lease).await?;
     let signer = config.signing_key()?;
-    let state = AppState::new(pool, signer, config.api.clone(), config.node_id)?;
+    let state = AppState::new(pool, signer, config.api.clone(), node.id)?;
     state.ip_rules.reload(&state.db).await?;
-    Ok((state, pg))
+    Ok((state, pg, node))
 }
 
 /// Which roles one process runs.
@@ -166,7 +173,7 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         );
     }
     let (bus, presence) = bus_and_presence(&config).await?;
-    let (state, _pg) = state(&config).await?;
+    let (state, _pg, node) = state(&config, config.node_id).await?;
     let state = state.with_bus(bus.clone()).with_presence(presence.clone());
     if let Some(url) = &config.redis_url {
         // Several api nodes: their history caches stay coherent through Redis.
@@ -217,7 +224,7 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             Some(url) => {
                 let node = format!(
                     "{}-{}-{:08x}",
-                    config.node_id,
+                    node.id,
                     std::process::id(),
                     rand::random::<u32>()
                 );
@@ -266,8 +273,13 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     tracing::info!(%addr, roles = %roles.names(), "copains is serving on http://{addr}");
     let drain = gateway.clone();
     let voice_drain = _sfu.as_ref().map(|(_, stop, _)| stop.clone());
+    let lease_lost = node.lost();
     let shutdown = async move {
-        crate::shutdown::signal().await;
+        // Asked to stop, or the node id lease is lost (no id may be made past it).
+        tokio::select! {
+            _ = crate::shutdown::signal() => {}
+            _ = lease_lost => {}
+        }
         // Voice participants are told to rejoin first (through the gateway, still open)...
         if let Some(stop) = voice_drain {
             let _ = stop.send(true);
@@ -286,7 +298,12 @@ pub async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         std::time::Duration::from_secs(10),
     )
     .await?;
+    let lost = node.is_lost();
+    node.release().await;
     state.db.close().await;
+    if lost {
+        anyhow::bail!("stopped: the node id lease was lost (see the log above)");
+    }
     tracing::info!("stopped");
     Ok(())
 }

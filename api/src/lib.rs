@@ -12,6 +12,7 @@
 //! - [`ratelimit`]: per-client-IP limits on the auth routes (429 + Retry-After).
 //! - [`mail`]: password-reset mail over SMTP, when configured.
 //! - [`metrics`]: Prometheus counters.
+//! - [`node_lease`]: node ids (the node bits of every id) leased in PostgreSQL by each process.
 //! - [`directory`]: the gateway's view of the database (what each user may see).
 //! - [`whiteboard`]: per-place whiteboards (strokes, bounds, clear).
 //! - [`routes`]: one file per resource; [`openapi`] gathers them into `/api/v1/openapi.json`.
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod mail;
 pub mod messaging;
 pub mod metrics;
+pub mod node_lease;
 pub mod openapi;
 pub mod password;
 pub mod policy;

@@ -60,7 +60,7 @@ build_frontend() { # builds frontend/build unless it is newer than every source 
     log "installing web app dependencies (npm ci)"
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
   fi
-  if [ ! -f frontend/build/index.html ] || [ -n "$(find frontend/src frontend/static frontend/package.json frontend/svelte.config.js frontend/vite.config.ts crypto/pkg -newer frontend/build/index.html 2>/dev/null | head -1)" ]; then
+  if [ ! -f frontend/build/index.html ] || [ -n "$(find frontend/src frontend/static frontend/scripts frontend/package.json frontend/svelte.config.js frontend/vite.config.ts crypto/pkg -newer frontend/build/index.html 2>/dev/null | head -1)" ]; then
     log "building the web app"
     (cd frontend && npm run build --silent)
   fi

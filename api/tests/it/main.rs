@@ -19,6 +19,7 @@ mod keys;
 mod messages;
 mod moderation;
 mod ops;
+mod node_lease;
 mod policy;
 mod strings;
 mod voice_ice;
