@@ -125,6 +125,8 @@ pub fn optional_json<T: Default + DeserializeOwned>(body: &[u8]) -> ApiResult<T>
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    // The one string rule, as the `Json` extractor applies it.
+    crate::validate::json_text_fields(body)?;
     serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             ApiError::validation(e.to_string())
