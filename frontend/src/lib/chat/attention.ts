@@ -39,3 +39,10 @@ export function faviconHref(plain: string, a: Attention): string {
 	const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="9" fill="#5b5bd6"/><path d="M9 12a4 4 0 0 1 4-4h6a4 4 0 0 1 4 4v5a4 4 0 0 1-4 4h-5l-4 3v-3.3A4 4 0 0 1 9 17z" fill="#fff"/>${mark}</svg>`;
 	return `data:image/svg+xml,${encodeURIComponent(svg)}`;
 }
+
+let plain: string | null = null;
+/** The page's own favicon address, read once (the shell is mounted again on each route). */
+export function plainFavicon(link: HTMLLinkElement): string {
+	plain ??= link.getAttribute('href') ?? '/favicon.svg';
+	return plain;
+}
