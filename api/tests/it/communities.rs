@@ -1232,25 +1232,12 @@ async fn communities_ban_blocks_every_invite_and_kicked_members_can_rejoin() {
     );
 
     // Two of their messages: one recent, one from two hours ago.
-    let general: (i64,) =
-        sqlx::query_as("SELECT id FROM channels WHERE server_id = $1 AND kind = 'text' LIMIT 1")
-            .bind(id(&server).0)
-            .fetch_one(&ts.state.db)
-            .await
-            .unwrap();
-    for (mid, age) in [(1_000_001i64, "1 minute"), (1_000_002, "2 hours")] {
-        sqlx::query(&format!(
-            "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at)
-             VALUES ($1, $2, $3, $4, 'hi', now() - interval '{age}')"
-        ))
-        .bind(mid)
-        .bind(general.0)
-        .bind(id(&server).0)
-        .bind(id(&user.id).0)
-        .execute(&ts.state.db)
-        .await
-        .unwrap();
-    }
+    ts.seed_aged_messages(
+        &server,
+        &user.id,
+        &[(1_000_001i64, "1 minute"), (1_000_002, "2 hours")],
+    )
+    .await;
 
     // Ban: gone, and no invite — old or new, limited or not — lets them back.
     ts.state

@@ -196,25 +196,12 @@ async fn moderation_kick_ban_and_timeout_tell_the_member_why() {
 
     // A ban with a reason and a 24 h window: the body's reason wins over the header's, the
     // recent message goes (with its message_delete event), the older one stays.
-    let general: (i64,) =
-        sqlx::query_as("SELECT id FROM channels WHERE server_id = $1 AND kind = 'text' LIMIT 1")
-            .bind(id(&server).0)
-            .fetch_one(&ts.state.db)
-            .await
-            .unwrap();
-    for (mid, age) in [(2_000_001i64, "1 hour"), (2_000_002, "2 days")] {
-        sqlx::query(&format!(
-            "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at)
-             VALUES ($1, $2, $3, $4, 'hi', now() - interval '{age}')"
-        ))
-        .bind(mid)
-        .bind(general.0)
-        .bind(id(&server).0)
-        .bind(id(&banned.id).0)
-        .execute(&ts.state.db)
-        .await
-        .unwrap();
-    }
+    ts.seed_aged_messages(
+        &server,
+        &banned.id,
+        &[(2_000_001i64, "1 hour"), (2_000_002, "2 days")],
+    )
+    .await;
     let resp = ts
         .http
         .put(ts.url(&format!("/api/v1/servers/{server}/bans/{}", banned.id)))

@@ -214,6 +214,34 @@ impl TestServer {
             refresh: v["refresh_token"].as_str().unwrap().to_owned(),
         }
     }
+
+    /// Writes `author`'s messages straight into the server's first text channel, each
+    /// `(message id, age)` back-dated by a PostgreSQL interval ("1 hour", "2 days"), for tests of
+    /// windows such as a ban's "delete recent messages".
+    pub async fn seed_aged_messages(&self, server: &str, author: &str, messages: &[(i64, &str)]) {
+        let server: i64 = server.parse().unwrap();
+        let (general,): (i64,) = sqlx::query_as(
+            "SELECT id FROM channels WHERE server_id = $1 AND kind = 'text' LIMIT 1",
+        )
+        .bind(server)
+        .fetch_one(&self.state.db)
+        .await
+        .unwrap();
+        for (id, age) in messages {
+            sqlx::query(
+                "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at)
+                 VALUES ($1, $2, $3, $4, 'hi', now() - $5::interval)",
+            )
+            .bind(id)
+            .bind(general)
+            .bind(server)
+            .bind(author.parse::<i64>().unwrap())
+            .bind(*age)
+            .execute(&self.state.db)
+            .await
+            .unwrap();
+        }
+    }
 }
 
 /// A registered user and their tokens.
