@@ -137,6 +137,9 @@ step schemathesis schemathesis_run
 # ---------------------------------------------------------------- self-hosting: compose, Caddy, coturn (issue 9)
 step selfhost scripts/selfhost-test.sh
 
+# ---------------------------------------------------------------- the image and the compose stack, for real (issue 14)
+step image scripts/image-test.sh
+
 # ---------------------------------------------------------------- summary
 log "passed: ${PASSED[*]:-none}"
 [ ${#SKIPPED[@]} -gt 0 ] && log "skipped: ${SKIPPED[*]}"

@@ -60,6 +60,10 @@ pub struct Settings {
     /// Largest number of database connections of this process [default: 20].
     #[arg(long, env = "COPAINS_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<u32>,
+    /// Seconds a starting process waits for PostgreSQL to answer, saying so every 2 s, before
+    /// it exits with an error (a container's restart policy then starts it again) [default: 30].
+    #[arg(long, env = "COPAINS_DB_WAIT_SECS", global = true)]
+    pub db_wait_secs: Option<u64>,
     /// This process's node number (0–1023), part of every id it makes; unique per running
     /// process of an instance [default: leased: a free one, held in PostgreSQL while the process runs].
     #[arg(long, env = "COPAINS_NODE_ID", global = true)]
@@ -161,6 +165,8 @@ pub struct Config {
     pub jwt_key_file: PathBuf,
     /// Pool size.
     pub db_max_connections: u32,
+    /// How long a start waits for PostgreSQL.
+    pub db_wait: std::time::Duration,
     /// Node number set by hand; `None`: leased.
     pub node_id: Option<u16>,
     /// Node id lease time.
@@ -210,6 +216,7 @@ impl Config {
                 smtp_url,
                 smtp_from,
                 db_max_connections,
+                db_wait_secs,
                 node_id,
                 node_lease_secs,
                 cookie_secure,
@@ -389,6 +396,7 @@ impl Config {
             web_dir: s.web_dir.unwrap_or_else(|| PathBuf::from("frontend/build")),
             data_dir,
             db_max_connections: s.db_max_connections.unwrap_or(20).max(2),
+            db_wait: std::time::Duration::from_secs(s.db_wait_secs.unwrap_or(30)),
             node_id,
             node_lease,
             log: s.log.unwrap_or_else(|| "info".into()),

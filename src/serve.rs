@@ -43,14 +43,57 @@ async fn database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPg>
 /// `copains migrate`.
 pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     let (url, _pg) = database(&config).await?;
-    let pool = copains_api::db::connect(&url, 2)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let pool = connect_waiting(&url, 2, config.db_wait).await?;
     copains_api::db::migrate(&pool)
         .await
         .context("applying migrations")?;
     println!("migrations applied");
     Ok(())
+}
+
+/// Connects to PostgreSQL, waiting up to `wait` for it to answer (a database container may
+/// start after this one): every failed attempt logs where it tried (never the password), and
+/// the last one becomes the error the process exits with.
+async fn connect_waiting(
+    url: &str,
+    max_connections: u32,
+    wait: std::time::Duration,
+) -> anyhow::Result<sqlx::PgPool> {
+    let place = database_place(url);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match copains_api::db::connect(url, max_connections).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!("PostgreSQL at {place} is not reachable yet ({e}); retrying in 2 s");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "PostgreSQL at {place} is not reachable ({e}); gave up after {} s (COPAINS_DB_WAIT_SECS)",
+                    wait.as_secs()
+                );
+                return Err(anyhow::anyhow!(
+                    "PostgreSQL at {place} is not reachable: {e} (waited {} s)",
+                    wait.as_secs()
+                ));
+            }
+        }
+    }
+}
+
+/// `host:port/database` of a database URL, for messages (no user, no password).
+fn database_place(url: &str) -> String {
+    use std::str::FromStr;
+    match sqlx::postgres::PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or_default()
+        ),
+        Err(_) => "DATABASE_URL (unparsable)".into(),
+    }
 }
 
 /// Connects, migrates, leases this process's node id (`node_id` if set, else a free one)
@@ -61,9 +104,7 @@ pub async fn state(
     node_id: Option<u16>,
 ) -> anyhow::Result<(AppState, Option<EmbeddedPg>, NodeId)> {
     let (url, pg) = database(config).await?;
-    let pool = copains_api::db::connect(&url, config.db_max_connections)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let pool = connect_waiting(&url, config.db_max_connections, config.db_wait).await?;
     copains_api::db::migrate(&pool)
         .await
         .context("applying migrations")?;
