@@ -45,7 +45,8 @@ cleanup() {
   if [ "$rc" != 0 ] || [ "$FAILS" != 0 ]; then
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "---- $(basename "$f") (last 20 lines)"; tail -20 "$f"; }; done
   fi
-  rm -rf "$T"
+  rm -rf "$T" 2>/dev/null || true
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -69,7 +69,10 @@ stop_engine() {
   for _ in $(seq 150); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
   kill -9 "$DOCKERD_PID" 2>/dev/null || true
   wait "$DOCKERD_PID" 2>/dev/null || true
-  rm -rf "${DOCKERD_RUN:-/nonexistent}"
+  # The engine leaves its network namespace mounted under the exec root.
+  local m
+  for m in $(awk -v r="$DOCKERD_RUN/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "${DOCKERD_RUN:-/nonexistent}" 2>/dev/null || log "left $DOCKERD_RUN (still mounted)"
 }
 
 have_image() { docker_cli image inspect "$1" >/dev/null 2>&1; }
